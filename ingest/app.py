@@ -1,0 +1,95 @@
+"""The ASGI application: ``ingest.app:app``, or ``create_app()`` for a configured one.
+
+The lifespan owns the resources: a Postgres pool (fallback writes, readiness), the Redis
+enqueuer, and the drainer task. Configuration is read once, at start, and a bad value
+stops the process with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ingest.answers import AnswerSettings
+from ingest.auth_settings import AuthSettings
+from ingest.db import async_pool, require
+from ingest.enqueue import Enqueuer
+from ingest.intake import Drainer, Intake
+from ingest.settings import Settings
+from ingest.webhook import Webhook, json_response, receive
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(request: Request) -> Response:
+    return json_response(200, {"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """200 when Redis and Postgres both answer within a second, else 503 naming the one that did not."""
+    hook: Webhook = request.app.state.webhook
+    checks: dict[str, str] = {}
+    checks["redis"] = "ok" if await hook.intake.enqueuer.ping() else "unreachable"
+    try:
+        async with hook.intake.pool.connection(timeout=1.0) as conn:
+            await asyncio.wait_for(conn.execute("SELECT 1"), 1.0)
+        checks["postgres"] = "ok"
+    except Exception:
+        checks["postgres"] = "unreachable"
+    ready = all(value == "ok" for value in checks.values())
+    return json_response(200 if ready else 503, {"status": "ready" if ready else "not ready", **checks})
+
+
+def create_app(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> Starlette:
+    env = os.environ if env is None else env
+    settings = settings or Settings.from_env(env)
+    auth = AuthSettings.from_env(env)
+    answer_settings = AnswerSettings.from_env(env)
+    redis_url = require(settings.redis_url, "REDIS_URL")
+    if auth.insecure:
+        log.warning("INGEST_INSECURE is set: webhooks are accepted WITHOUT authentication (local development only)")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = async_pool(settings, name="web")
+        await pool.open(wait=False)
+        enqueuer = Enqueuer(
+            redis_url, settings.queue_name, namespace=settings.queue_namespace, timeout=settings.enqueue_timeout
+        )
+        intake = Intake(enqueuer, pool)
+        app.state.webhook = Webhook(auth, answer_settings, intake, settings.max_body_bytes)
+        drainer = asyncio.create_task(Drainer(intake).run(), name="drainer")
+        try:
+            yield
+        finally:
+            drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
+            await enqueuer.close()
+            await pool.close()
+
+    routes = [
+        Route("/webhooks/vapi", receive, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    return app
+
+
+def __getattr__(name: str) -> Starlette:
+    # ``ingest.app:app`` builds the application on first access, from the environment.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,166 @@
+"""Applying one event: record it raw, map it, merge it into its row — in one transaction.
+
+The raw record in ``call_events`` is the gate: its dedupe key makes a second delivery of
+the same event a no-op, and because the record and the row change commit together, an
+event is applied exactly once however often it is delivered or re-applied. An event
+whose row cannot exist yet (no assistant known) waits in ``call_events`` and is applied
+by the event that creates the row.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ingest import queries
+from ingest.handlers import HANDLERS, Context
+from ingest.mapping.call import as_uuid
+from ingest.mapping.event_key import event_key
+from ingest.mapping.identity import call_id, session_id
+from ingest.mapping.keywords import extract_keywords
+from ingest.mapping.sentiment import sentiment_of
+from ingest.mapping.timing import parse_instant
+from ingest.mapping.transcript import transcript_from_finals
+from ingest.patch import Patch, Source
+from ingest.vocabulary import TRANSCRIPT_TYPES, CallStatus, EventState, MessageType
+
+log = logging.getLogger(__name__)
+
+Connection = psycopg.Connection[Any]
+
+# Events after which a call that ended without a report transcript gets one rebuilt from
+# its final transcript events.
+REBUILD_SOURCES = (None, Source.TRANSCRIPTS.value)
+
+
+def _jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=lambda v: orjson.dumps(v).decode())
+
+
+@dataclass(frozen=True)
+class Event:
+    """One received server message, as the worker sees it."""
+
+    message: dict[str, Any]
+    received_at: datetime
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any], received_at_ms: int) -> Event:
+        return cls(body["message"], datetime.fromtimestamp(received_at_ms / 1000, UTC))
+
+    @property
+    def kind(self) -> str:
+        return str(self.message.get("type"))
+
+    def context(self, phone_region: str) -> Context:
+        return Context(received_at=self.received_at, phone_region=phone_region)
+
+    def row(self, state: EventState, error: str | None = None) -> dict[str, Any]:
+        raw_call_id = call_id(self.message)
+        return {
+            "received_at": self.received_at,
+            "call_id": as_uuid(raw_call_id) or raw_call_id,
+            "session_id": session_id(self.message),
+            "message_type": self.kind,
+            "dedupe_key": event_key(self.message),
+            "message": _jsonb(self.message),
+            "state": state.value,
+            "last_error": error,
+        }
+
+
+def _is_final_transcript(message: dict[str, Any]) -> bool:
+    kind = message.get("type")
+    return kind in TRANSCRIPT_TYPES and (kind != MessageType.TRANSCRIPT or message.get("transcriptType") == "final")
+
+
+def _closes_call(message: dict[str, Any]) -> bool:
+    kind = message.get("type")
+    if kind == MessageType.STATUS_UPDATE:
+        return message.get("status") == CallStatus.ENDED
+    return kind == MessageType.END_OF_CALL_REPORT or _is_final_transcript(message)
+
+
+def merge(conn: Connection, patch: Patch) -> tuple[str, bool, str | None]:
+    """``ingest_apply_patch``: (outcome, whether the row has ended, its transcript's source)."""
+    row = conn.execute(queries.APPLY_PATCH, {"patch": patch.to_json().decode()}).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def rebuild_transcript(conn: Connection, key: str) -> None:
+    """``call_transcript`` (with sentiment and keywords) from the call's final transcripts."""
+    rows = []
+    for timestamp, role, text in conn.execute(queries.FINAL_TRANSCRIPTS, {"call_id": key}):
+        instant = parse_instant(timestamp)  # epoch ms, or an ISO string in older payloads
+        if instant is not None:
+            rows.append((instant.timestamp() * 1000, role, text))
+    transcript = transcript_from_finals(rows)
+    if transcript is None:
+        return
+    said = [text for _, role, text in rows if role == "user" and isinstance(text, str)]
+    sentiment = sentiment_of(said)
+    patch = Patch(call_id=key).with_value("call_transcript", transcript, Source.TRANSCRIPTS)
+    patch = patch.with_value("sentiment", sentiment.value if sentiment else None, Source.TRANSCRIPTS)
+    patch = patch.with_value("keywords", extract_keywords(transcript) or None, Source.TRANSCRIPTS)
+    merge(conn, patch)
+
+
+def _apply_message(conn: Connection, message: dict[str, Any], context: Context) -> EventState:
+    """Map and merge one message inside the caller's transaction; the state it leaves."""
+    handler = HANDLERS.get(str(message.get("type")))
+    if handler is None:
+        return EventState.IGNORED
+    patch = handler(message, context)
+    if patch.call_id is None and patch.session_id is None:
+        return EventState.IGNORED
+    outcome, ended, transcript_source = merge(conn, patch)
+    if outcome == "missing":
+        return EventState.WAITING
+    if outcome == "inserted":
+        _apply_waiting(conn, patch, context)
+        outcome, ended, transcript_source = merge(conn, Patch(patch.call_id, patch.session_id))
+    if patch.call_id and ended and transcript_source in REBUILD_SOURCES and _closes_call(message):
+        rebuild_transcript(conn, patch.call_id)
+    return EventState.APPLIED
+
+
+def _apply_waiting(conn: Connection, patch: Patch, context: Context) -> None:
+    """Apply the events that waited for this row to exist."""
+    if patch.call_id:
+        rows = conn.execute(queries.CLAIM_WAITING_FOR_CALL, {"call_id": patch.call_id}).fetchall()
+    else:
+        rows = conn.execute(queries.CLAIM_WAITING_FOR_SESSION, {"session_id": patch.session_id}).fetchall()
+    for event_id, message in rows:
+        state = _apply_message(conn, message, context)
+        conn.execute(queries.SET_EVENT_STATE, {"id": event_id, "state": state.value, "error": None})
+
+
+def apply_event(conn: Connection, event: Event, phone_region: str) -> EventState | None:
+    """Record and apply ``event`` in one transaction; None when it was already applied."""
+    context = event.context(phone_region)
+    with conn.transaction():
+        known = HANDLERS.get(event.kind) is not None
+        first_state = EventState.APPLIED if known else EventState.IGNORED
+        row = conn.execute(queries.RECORD_EVENT, event.row(first_state)).fetchone()
+        if row is None:
+            return None  # a duplicate of an applied (or ignored) event
+        event_id, _, inserted = row
+        result = _apply_message(conn, event.message, context) if known else EventState.IGNORED
+        if result != EventState.APPLIED or not inserted:
+            conn.execute(queries.SET_EVENT_STATE, {"id": event_id, "state": result.value, "error": None})
+        return result
+
+
+def record_failure(conn: Connection, event: Event, error: BaseException, *, permanent: bool) -> None:
+    """Keep the event and its error, outside the failed transaction."""
+    text = f"{type(error).__name__}: {error}"[:2000]
+    state = EventState.FAILED if permanent else EventState.PENDING
+    with conn.transaction():
+        conn.execute(queries.RECORD_FAILURE, event.row(state, text))

@@ -1,0 +1,261 @@
+"""Webhook authentication settings: frozen, typed, read once from an environment mapping.
+
+Environment variables (defaults in brackets; an empty value means the default unless noted):
+
+- ``VAPI_SECRET`` [none] — shared secrets, comma-separated for rotation. The first one is current
+  (``sign`` uses it); the others are still accepted. Checked in ``X-Vapi-Secret`` (Vapi's legacy
+  header, and a Bearer credential with header ``X-Vapi-Secret`` and prefix off) and as a bearer
+  token. Visible ASCII only, since they travel in a header.
+- ``VAPI_BEARER_HEADER`` [Authorization] — the header carrying the bearer token.
+- ``VAPI_BEARER_PREFIX`` [Bearer] — matched case-insensitively and followed by exactly one space;
+  set it empty for a raw token in that header (Vapi's "bearer prefix off").
+- ``VAPI_HMAC_SECRET`` [none] — HMAC secrets, comma-separated; the first one is current.
+- ``VAPI_HMAC_SECRET_IS_BASE64`` [false] — base64-decode each HMAC secret before use.
+- ``VAPI_HMAC_ALGORITHM`` [sha256] — ``sha256``, ``sha512`` or ``sha1``.
+- ``VAPI_HMAC_SIGNATURE_HEADER`` [x-signature] — may hold several signatures separated by spaces or
+  commas (the sender rotating its key); any one may match.
+- ``VAPI_HMAC_TIMESTAMP_HEADER`` [x-timestamp] — set it empty for no timestamp. It is only used when
+  the payload template signs ``{timestamp}``: an unsigned timestamp proves nothing, so setting it
+  explicitly next to a template without ``{timestamp}`` is an error.
+- ``VAPI_HMAC_PAYLOAD`` [``{timestamp}.{body}``] — the signed string. Placeholders ``{timestamp}``
+  and ``{body}`` only, and ``{body}`` is required. Vapi's ``{method}``, ``{url}`` and ``{svix-id}``
+  are refused: the URL Vapi signed cannot be rebuilt reliably behind proxies.
+- ``VAPI_HMAC_PREFIX`` [empty] — prefix of each signature, e.g. ``sha256=``.
+- ``VAPI_HMAC_ENCODING`` [hex] — ``hex`` or ``base64``.
+- ``VAPI_HMAC_TIMESTAMP_UNIT`` [auto] — ``auto``, ``s`` or ``ms``; auto reads values above 1e11 as ms.
+- ``VAPI_HMAC_TOLERANCE`` [300] — allowed clock skew in seconds, both directions (at least 1).
+- ``INGEST_INSECURE`` [false] — accept every request when nothing above is configured (local
+  development only). Setting it together with a secret is an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+__all__ = [
+    "Algorithm",
+    "AuthConfigError",
+    "AuthSettings",
+    "Encoding",
+    "HmacSettings",
+    "PayloadTemplate",
+    "Placeholder",
+    "Secret",
+    "TimestampUnit",
+]
+
+_E = TypeVar("_E", bound=enum.StrEnum)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_SHARED_SECRET = re.compile(r"[\x21-\x7e]+")
+_PLACEHOLDER = re.compile(rb"\{([^{}]*)\}")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+class AuthConfigError(ValueError):
+    """The authentication environment is invalid; ``variable`` names the culprit."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+class Algorithm(enum.StrEnum):
+    SHA256 = "sha256"
+    SHA512 = "sha512"
+    SHA1 = "sha1"
+
+
+class Encoding(enum.StrEnum):
+    HEX = "hex"
+    BASE64 = "base64"
+
+
+class TimestampUnit(enum.StrEnum):
+    AUTO = "auto"
+    SECONDS = "s"
+    MILLISECONDS = "ms"
+
+
+class Placeholder(enum.StrEnum):
+    TIMESTAMP = "timestamp"
+    BODY = "body"
+
+
+@dataclass(frozen=True, repr=False)
+class Secret:
+    """Key material as bytes; its repr never shows the value."""
+
+    value: bytes
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+@dataclass(frozen=True)
+class PayloadTemplate:
+    """The signed-string template, split into literal bytes and placeholders."""
+
+    text: str
+    parts: tuple[bytes | Placeholder, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> PayloadTemplate:
+        raw, start = text.encode(), 0
+        literals: list[bytes] = []
+        parts: list[bytes | Placeholder] = []
+        for match in _PLACEHOLDER.finditer(raw):
+            literals.append(raw[start : match.start()])
+            parts += [literals[-1], _placeholder(match.group(1).decode())]
+            start = match.end()
+        literals.append(raw[start:])
+        parts.append(literals[-1])
+        if any(b"{" in literal or b"}" in literal for literal in literals):
+            raise AuthConfigError("VAPI_HMAC_PAYLOAD", "unbalanced '{' or '}'")
+        template = cls(text, tuple(p for p in parts if not isinstance(p, bytes) or p))
+        if not template.signs(Placeholder.BODY):
+            raise AuthConfigError("VAPI_HMAC_PAYLOAD", "must contain {body}, or the body is not signed")
+        return template
+
+    def signs(self, placeholder: Placeholder) -> bool:
+        """Whether the template substitutes ``placeholder``."""
+        return any(part is placeholder for part in self.parts)
+
+    def render(self, *, timestamp: bytes, body: bytes) -> bytes:
+        """Substitute on bytes, so braces or invalid UTF-8 in the body are harmless."""
+        values = {Placeholder.TIMESTAMP: timestamp, Placeholder.BODY: body}
+        return b"".join(values[p] if isinstance(p, Placeholder) else p for p in self.parts)
+
+
+@dataclass(frozen=True)
+class HmacSettings:
+    secrets: tuple[Secret, ...]
+    algorithm: Algorithm
+    signature_header: str
+    timestamp_header: str | None
+    payload: PayloadTemplate
+    prefix: str
+    encoding: Encoding
+    timestamp_unit: TimestampUnit
+    tolerance: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], secrets: tuple[Secret, ...]) -> HmacSettings:
+        payload = PayloadTemplate.parse(env.get("VAPI_HMAC_PAYLOAD") or "{timestamp}.{body}")
+        return cls(
+            secrets=secrets,
+            algorithm=_choice(env, "VAPI_HMAC_ALGORITHM", Algorithm, Algorithm.SHA256),
+            signature_header=_header(env, "VAPI_HMAC_SIGNATURE_HEADER", "x-signature"),
+            timestamp_header=_timestamp_header(env, payload),
+            payload=payload,
+            prefix=env.get("VAPI_HMAC_PREFIX", "").strip(),
+            encoding=_choice(env, "VAPI_HMAC_ENCODING", Encoding, Encoding.HEX),
+            timestamp_unit=_choice(env, "VAPI_HMAC_TIMESTAMP_UNIT", TimestampUnit, TimestampUnit.AUTO),
+            tolerance=_tolerance(env),
+        )
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    shared_secrets: tuple[Secret, ...]
+    bearer_header: str
+    bearer_prefix: str
+    hmac: HmacSettings | None
+    insecure: bool
+
+    @property
+    def configured(self) -> bool:
+        """Whether any authentication scheme is configured."""
+        return bool(self.shared_secrets) or self.hmac is not None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AuthSettings:
+        hmac_secrets = _hmac_secrets(env)
+        settings = cls(
+            shared_secrets=_shared_secrets(env),
+            bearer_header=_header(env, "VAPI_BEARER_HEADER", "Authorization"),
+            bearer_prefix=env.get("VAPI_BEARER_PREFIX", "Bearer").strip(),
+            hmac=HmacSettings.from_env(env, hmac_secrets) if hmac_secrets else None,
+            insecure=_flag(env, "INGEST_INSECURE"),
+        )
+        if settings.insecure and settings.configured:
+            raise AuthConfigError("INGEST_INSECURE", "set together with VAPI_SECRET or VAPI_HMAC_SECRET")
+        if not settings.insecure and not settings.configured:
+            raise AuthConfigError("VAPI_SECRET", "no VAPI_SECRET or VAPI_HMAC_SECRET, and INGEST_INSECURE off")
+        return settings
+
+
+def _placeholder(name: str) -> Placeholder:
+    try:
+        return Placeholder(name)
+    except ValueError:
+        problem = f"unsupported placeholder {{{name}}}; only {{timestamp}} and {{body}} can be verified here"
+        raise AuthConfigError("VAPI_HMAC_PAYLOAD", problem) from None
+
+
+def _split(env: Mapping[str, str], name: str) -> list[str]:
+    return [part.strip() for part in env.get(name, "").split(",") if part.strip()]
+
+
+def _shared_secrets(env: Mapping[str, str]) -> tuple[Secret, ...]:
+    values = _split(env, "VAPI_SECRET")
+    if not all(_SHARED_SECRET.fullmatch(v) for v in values):
+        raise AuthConfigError("VAPI_SECRET", "secrets must be visible ASCII characters")
+    return tuple(Secret(v.encode()) for v in values)
+
+
+def _hmac_secrets(env: Mapping[str, str]) -> tuple[Secret, ...]:
+    is_base64 = _flag(env, "VAPI_HMAC_SECRET_IS_BASE64")
+    try:
+        if is_base64:
+            return tuple(Secret(base64.b64decode(v, validate=True)) for v in _split(env, "VAPI_HMAC_SECRET"))
+        return tuple(Secret(v.encode("utf-8", "surrogateescape")) for v in _split(env, "VAPI_HMAC_SECRET"))
+    except (binascii.Error, UnicodeError):
+        problem = "not valid base64" if is_base64 else "not encodable as UTF-8"
+        raise AuthConfigError("VAPI_HMAC_SECRET", problem) from None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise AuthConfigError(name, "expected true or false")
+    return value in _TRUE
+
+
+def _choice(env: Mapping[str, str], name: str, kind: type[_E], default: _E) -> _E:
+    value = env.get(name, "").strip().lower() or default.value
+    try:
+        return kind(value)
+    except ValueError:
+        raise AuthConfigError(name, f"expected one of {', '.join(kind)}") from None
+
+
+def _header(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not _HEADER_NAME.fullmatch(value):
+        raise AuthConfigError(name, "not a valid HTTP header name")
+    return value.lower()
+
+
+def _timestamp_header(env: Mapping[str, str], payload: PayloadTemplate) -> str | None:
+    name = "VAPI_HMAC_TIMESTAMP_HEADER"
+    if not payload.signs(Placeholder.TIMESTAMP):
+        if env.get(name, "").strip():
+            raise AuthConfigError(name, "set, but VAPI_HMAC_PAYLOAD does not sign {timestamp}")
+        return None
+    if not env.get(name, "x-timestamp").strip():
+        raise AuthConfigError(name, "empty, but VAPI_HMAC_PAYLOAD signs {timestamp}")
+    return _header(env, name, "x-timestamp")
+
+
+def _tolerance(env: Mapping[str, str]) -> int:
+    value = env.get("VAPI_HMAC_TOLERANCE", "").strip() or "300"
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise AuthConfigError("VAPI_HMAC_TOLERANCE", "expected a whole number of seconds, at least 1")
+    return int(value)

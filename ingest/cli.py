@@ -1,0 +1,62 @@
+"""The ``ingest`` command: one sub-command per module, listed in one table."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from ingest import devstack, processes, replay
+from ingest.answers import AnswerConfigError
+from ingest.auth_settings import AuthConfigError
+from ingest.db import NotConfigured
+from ingest.embedded import EmbeddedError
+from ingest.logs import configure_logging
+from ingest.migrate import MigrationError
+from ingest.settings import Settings, SettingsError
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.db import require
+    from ingest.migrate import migrate
+
+    applied = migrate(require(settings.database_url, "DATABASE_URL"), local_timezone=settings.local_timezone)
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    return 0
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    parser = argparse.ArgumentParser(prog="ingest", description="Vapi webhook ingestion service.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, Command] = {}
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        commands[name] = func
+        return sub.add_parser(name, help=help_text, description=help_text)
+
+    add("migrate", _migrate, "Apply sql/migrations to DATABASE_URL (safe to re-run).")
+    dev = add("dev", devstack.run, "Run the whole stack locally: embedded Postgres/Redis, migrations, web, worker.")
+    devstack.add_arguments(dev)
+    add("web", processes.web, "Serve the webhook endpoint (uvicorn) on HOST:PORT.")
+    add("worker", processes.worker, "Run the Dramatiq workers that apply queued events.")
+    replay_parser = add("replay", replay.run, "Send recorded Vapi bodies to a running service, signed like Vapi.")
+    replay.add_arguments(replay_parser)
+    return parser, commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, commands = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+        return commands[args.command](args, settings)
+    except (SettingsError, NotConfigured, MigrationError, EmbeddedError, AuthConfigError, AnswerConfigError) as exc:
+        logging.getLogger("ingest").error("%s", exc)
+        print(f"ingest {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,50 @@
+"""Connection pools: built from settings, opened by their owner (lifespan or worker boot)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ingest.settings import Settings
+
+
+class NotConfigured(RuntimeError):
+    """A URL the command needs is unset (``ingest dev`` provides embedded servers)."""
+
+
+def require(value: str | None, name: str) -> str:
+    if not value:
+        raise NotConfigured(f"{name} is not set; `ingest dev` starts an embedded stack without it")
+    return value
+
+
+def connection_kwargs(settings: Settings) -> dict[str, Any]:
+    # Behind a transaction pooler (Supabase's, PgBouncer in transaction mode) server-side
+    # prepared statements break: DB_PREPARED_STATEMENTS=false turns them off.
+    kwargs: dict[str, Any] = {"application_name": "vapi-ingest"}
+    if not settings.db_prepared_statements:
+        kwargs["prepare_threshold"] = None
+    return kwargs
+
+
+def sync_pool(settings: Settings, *, name: str) -> ConnectionPool:
+    return ConnectionPool(
+        require(settings.database_url, "DATABASE_URL"),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        kwargs=connection_kwargs(settings),
+        name=name,
+        open=False,
+    )
+
+
+def async_pool(settings: Settings, *, name: str) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        require(settings.database_url, "DATABASE_URL"),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        kwargs=connection_kwargs(settings),
+        name=name,
+        open=False,
+    )

@@ -1,0 +1,35 @@
+"""Errors by meaning: what a retry can fix, and what it never will."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import errors as pg
+
+
+class PermanentError(Exception):
+    """An event that can never be applied as it is; it is recorded as failed, not retried."""
+
+
+class Unmappable(PermanentError):
+    """The event's content cannot be mapped onto a row (a call id that is not a UUID, …)."""
+
+
+# SQLSTATE classes a retry can fix: connection trouble, resources, operator intervention,
+# and the two concurrency classes (40001 serialization_failure, 40P01 deadlock_detected).
+_RETRYABLE_CLASSES = ("08", "53", "57", "58", "40")
+# Classes that mean the statement can never succeed with these values.
+_PERMANENT_CLASSES = ("22", "23")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a failed attempt should be retried (with backoff) rather than recorded as failed."""
+    if isinstance(exc, PermanentError):
+        return False
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate or ""
+        if state.startswith(_PERMANENT_CLASSES):
+            return False
+        if not state or state.startswith(_RETRYABLE_CLASSES):
+            return True  # no SQLSTATE: the connection broke before the server answered
+        return isinstance(exc, pg.OperationalError)
+    return isinstance(exc, (OSError, TimeoutError))

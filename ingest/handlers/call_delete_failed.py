@@ -1,0 +1,13 @@
+"""call.delete.failed: Vapi could not delete the call; noted in ``metadata.deletion``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ingest.handlers.common import Context, lifecycle_event, timeline_entry, with_metadata
+from ingest.patch import Patch
+
+
+def handle(message: dict[str, Any], context: Context) -> Patch:
+    at = timeline_entry(message).get("at")
+    return with_metadata(lifecycle_event(message, context), deletion={"delete-failed": at or True})

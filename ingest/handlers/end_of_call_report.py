@@ -1,0 +1,108 @@
+"""end-of-call-report: sent once post-processing is done; the authority for what it carries.
+
+Its top-level ``startedAt`` / ``endedAt`` / ``endedReason`` / ``cost`` outrank status
+updates and the (stale) call snapshot. Analysis sits under ``analysis`` and the
+conversation under ``artifact``; 2024-era reports put ``summary``, ``transcript``,
+``messages`` and recording URLs at the top level instead, and are still read. Sentiment,
+outcome and keywords come from the assistant's ``structuredData`` when it has them,
+otherwise they are derived here from what was said. Presigned recording URLs change on
+every delivery and are never kept; the stable ones are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ingest.handlers.common import Context, call_event, timeline_entry, with_metadata, with_timeline
+from ingest.mapping.artifacts import performance_metrics, stable_recording_urls
+from ingest.mapping.call import obj
+from ingest.mapping.costs import cost_metadata, reported_cost
+from ingest.mapping.keywords import extract_keywords, normalise_keywords
+from ingest.mapping.outcome import normalise_outcome, outcome_from_ended_reason
+from ingest.mapping.sentiment import normalise_sentiment, sentiment_of
+from ingest.mapping.timing import parse_instant, reported_duration_seconds
+from ingest.mapping.transcript import customer_lines, customer_utterances, transcript_from_messages
+from ingest.patch import Patch, Source
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _messages(message: dict[str, Any]) -> list[Any]:
+    artifact = obj(message.get("artifact"))
+    for items in (artifact.get("messages"), message.get("messages")):
+        if isinstance(items, list) and items:
+            return items
+    return []
+
+
+def transcript_of(message: dict[str, Any]) -> str | None:
+    artifact = obj(message.get("artifact"))
+    return (
+        _text(artifact.get("transcript"))
+        or _text(message.get("transcript"))
+        or transcript_from_messages(_messages(message))
+    )
+
+
+def _analysis(patch: Patch, message: dict[str, Any], transcript: str | None, reason: str | None) -> Patch:
+    analysis = obj(message.get("analysis"))
+    structured = obj(analysis.get("structuredData"))
+    patch = patch.with_value(
+        "call_summary", _text(analysis.get("summary")) or _text(message.get("summary")), Source.REPORT
+    )
+
+    sentiment = normalise_sentiment(structured.get("sentiment"))
+    if sentiment:
+        patch = patch.with_value("sentiment", sentiment.value, Source.STRUCTURED)
+    else:
+        said = customer_utterances(_messages(message)) or customer_lines(transcript or "")
+        derived = sentiment_of(said)
+        patch = patch.with_value("sentiment", derived.value if derived else None, Source.REPORT)
+
+    outcome = normalise_outcome(structured.get("outcome", structured.get("call_outcome")))
+    if outcome:
+        patch = patch.with_value("call_outcome", outcome, Source.STRUCTURED)
+    else:
+        from_reason = outcome_from_ended_reason(reason)
+        patch = patch.with_value("call_outcome", from_reason.value if from_reason else None, Source.REPORT)
+
+    keywords = normalise_keywords(structured.get("keywords"))
+    if keywords:
+        return patch.with_value("keywords", keywords, Source.STRUCTURED)
+    return patch.with_value("keywords", extract_keywords(transcript) if transcript else None, Source.REPORT)
+
+
+def handle(message: dict[str, Any], context: Context) -> Patch:
+    reason = _text(message.get("endedReason"))
+    patch = with_timeline(call_event(message, context), timeline_entry(message, endedReason=reason))
+    patch = patch.with_value("started_at_utc", parse_instant(message.get("startedAt")), Source.REPORT)
+    patch = patch.with_value("ended_at_utc", parse_instant(message.get("endedAt")), Source.REPORT)
+    patch = patch.with_value("ended_reason", reason, Source.REPORT)
+    patch = patch.with_value("duration", reported_duration_seconds(message), Source.REPORT)
+    patch = patch.with_value("cost_total", reported_cost(message), Source.REPORT)
+    transcript = transcript_of(message)
+    patch = patch.with_value("call_transcript", transcript, Source.REPORT)
+    patch = _analysis(patch, message, transcript, reason)
+
+    analysis = obj(message.get("analysis"))
+    call = obj(message.get("call"))
+    report = {
+        key: value
+        for key, value in {
+            "success_evaluation": analysis.get("successEvaluation"),
+            "structured_data": analysis.get("structuredData") or None,
+            "structured_outputs": obj(message.get("artifact")).get("structuredOutputs") or None,
+            "ended_message": message.get("endedMessage") or call.get("endedMessage"),
+            "destination": message.get("destination"),
+        }.items()
+        if value is not None
+    }
+    return with_metadata(
+        patch,
+        **cost_metadata(message),
+        analysis=report,
+        recordings=stable_recording_urls(message),
+        performance=performance_metrics(message),
+    )

@@ -1,0 +1,124 @@
+"""Where an accepted delivery goes: the Dramatiq queue, else Postgres, else nowhere (503).
+
+Vapi does not retry by default, so a delivery we answer 200 must survive Redis trouble.
+When Redis fails or is slower than the enqueue timeout, the delivery is written to
+``call_events`` as pending and not yet queued; a ``Drainer`` in every web process hands
+such rows to the queue once Redis answers again. After a Redis failure the intake goes
+straight to Postgres for ``breaker_seconds`` instead of making each request wait out the
+timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from ingest import queries
+from ingest.enqueue import EnqueueError, Enqueuer
+from ingest.mapping.event_key import event_key
+from ingest.mapping.identity import call_id, session_id
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    QUEUED = "queued"
+    STORED = "stored"  # kept in Postgres; queued later by the drainer
+
+
+class Unavailable(Exception):
+    """Neither Redis nor Postgres took the delivery."""
+
+
+def event_row(message: dict[str, Any], received_at_ms: int) -> dict[str, Any]:
+    return {
+        "received_at_ms": received_at_ms,
+        "call_id": call_id(message),
+        "session_id": session_id(message),
+        "message_type": str(message["type"]),
+        "dedupe_key": event_key(message),
+        "message": Jsonb(message, dumps=lambda v: orjson.dumps(v).decode()),
+    }
+
+
+class Intake:
+    def __init__(self, enqueuer: Enqueuer, pool: AsyncConnectionPool, *, breaker_seconds: float = 1.0) -> None:
+        self.enqueuer = enqueuer
+        self.pool = pool
+        self.breaker_seconds = breaker_seconds
+        self._redis_down_until = 0.0
+        self.stored_since_drain = asyncio.Event()
+
+    async def accept(self, body: bytes, message: dict[str, Any], received_at_ms: int) -> Outcome:
+        if time.monotonic() >= self._redis_down_until:
+            try:
+                await self.enqueuer.send(body, received_at_ms)
+                return Outcome.QUEUED
+            except EnqueueError as exc:
+                self._redis_down_until = time.monotonic() + self.breaker_seconds
+                log.warning("redis unavailable; keeping deliveries in postgres", extra={"error": str(exc)})
+        await self.store(message, received_at_ms)
+        return Outcome.STORED
+
+    async def store(self, message: dict[str, Any], received_at_ms: int) -> None:
+        try:
+            async with self.pool.connection(timeout=2.0) as conn:
+                await conn.execute(queries.STORE_PENDING_EVENT, event_row(message, received_at_ms))
+        except Exception as exc:
+            log.error("postgres fallback failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            raise Unavailable from exc
+        self.stored_since_drain.set()
+
+
+class Drainer:
+    """Queues the rows the intake kept in Postgres, once Redis is reachable again."""
+
+    def __init__(self, intake: Intake, *, interval: float = 2.0, batch: int = 200) -> None:
+        self.intake = intake
+        self.interval = interval
+        self.batch = batch
+
+    async def drain_once(self) -> int:
+        """Queue one batch of unqueued rows; return how many were queued (0 if Redis is down)."""
+        if not await self.intake.enqueuer.ping():
+            return 0
+        async with self.intake.pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(queries.CLAIM_UNQUEUED_EVENTS, {"limit": self.batch})
+            rows = await cursor.fetchall()
+            if not rows:
+                return 0
+            sends = [
+                self.intake.enqueuer.send(orjson.dumps({"message": message}), received_at_ms)
+                for _, message, received_at_ms in rows
+            ]
+            await asyncio.gather(*sends)  # an EnqueueError rolls back: the rows stay unqueued
+            await conn.execute(queries.MARK_EVENTS_QUEUED, {"ids": [row[0] for row in rows]})
+        log.info("drained postgres-held deliveries to the queue", extra={"count": len(rows)})
+        return len(rows)
+
+    async def drain(self) -> int:
+        total = 0
+        while (count := await self.drain_once()) > 0:
+            total += count
+        return total
+
+    async def run(self) -> None:
+        """Drain now and then, and soon after the intake stores something."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.intake.stored_since_drain.wait(), self.interval)
+            self.intake.stored_since_drain.clear()
+            try:
+                await self.drain()
+            except EnqueueError:
+                pass  # Redis is still down; try again next round
+            except Exception:
+                log.exception("drainer round failed")

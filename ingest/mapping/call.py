@@ -1,0 +1,99 @@
+"""Who and what a call event is about: keys, assistant, numbers, call type, client, user.
+
+Every call event repeats these facts, so every handler starts from ``call_identity``.
+Quirks: ``message.call`` is the POST /call snapshot and may be stale, but ids and the
+call type do not change during a call; ``message.phoneNumber`` / ``message.customer`` are
+the resolved objects and are preferred over the snapshot's. Routing hints (``client_id``,
+``user_id``) may sit in the call's metadata, the assistant overrides' metadata or the
+assistant's, depending on how the agency set the call up.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from ingest.errors import Unmappable
+from ingest.mapping.identity import call_id
+from ingest.mapping.phone import normalise_number
+from ingest.patch import Patch, Source
+
+CALL_TYPES = {
+    "inboundPhoneCall": "inbound",
+    "outboundPhoneCall": "outbound",
+    "webCall": "web",
+    "vapi.websocketCall": "websocket",
+}
+
+
+def obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_uuid(value: Any) -> str | None:
+    """The canonical text of a UUID, or None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return None
+
+
+def metadata_value(message: dict[str, Any], key: str) -> str | None:
+    """``key`` from the call's metadata, else the assistant overrides', else the assistant's."""
+    call = obj(message.get("call"))
+    places = (
+        obj(call.get("metadata")),
+        obj(obj(call.get("assistantOverrides")).get("metadata")),
+        obj(obj(message.get("assistant")).get("metadata")),
+        obj(obj(call.get("assistant")).get("metadata")),
+    )
+    for metadata in places:
+        value = metadata.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def _assistant(message: dict[str, Any]) -> tuple[str | None, Source]:
+    call = obj(message.get("call"))
+    from_call = as_uuid(call.get("assistantId"))
+    if from_call:
+        return from_call, Source.CALL
+    return as_uuid(obj(message.get("assistant")).get("id")) or as_uuid(
+        obj(call.get("assistant")).get("id")
+    ), Source.EVENT
+
+
+def _numbers(patch: Patch, message: dict[str, Any], region: str) -> Patch:
+    call = obj(message.get("call"))
+    phone = obj(message.get("phoneNumber")) or obj(call.get("phoneNumber"))
+    customer = obj(message.get("customer")) or obj(call.get("customer"))
+    raw_numbers: dict[str, str] = {}
+    business_raw = phone.get("number") or phone.get("twilioPhoneNumber")
+    for column, raw in (("business_number", business_raw), ("customer_number", customer.get("number"))):
+        number = normalise_number(raw, region)
+        patch = patch.with_value(column, number.e164, Source.EVENT)
+        if number.e164 is None and number.raw:
+            raw_numbers[column] = number.raw  # kept, not lost: the column takes E.164 only
+    if raw_numbers:
+        patch = Patch(patch.call_id, patch.session_id, patch.values, {**patch.metadata, "raw_numbers": raw_numbers})
+    phone_id = as_uuid(call.get("phoneNumberId")) or as_uuid(phone.get("id"))
+    return patch.with_value("phone_number_id", phone_id, Source.EVENT)
+
+
+def call_identity(message: dict[str, Any], region: str) -> Patch:
+    """The facts every event of a call carries; raises ``Unmappable`` for a non-UUID call id."""
+    raw_id = call_id(message)
+    key = as_uuid(raw_id)
+    if raw_id and key is None:
+        raise Unmappable(f"call.id {raw_id[:64]!r} is not a UUID")
+    call = obj(message.get("call"))
+    patch = Patch(call_id=key)
+    assistant_id, source = _assistant(message)
+    patch = patch.with_value("assistant_id", assistant_id, source)
+    patch = _numbers(patch, message, region)
+    patch = patch.with_value("type", CALL_TYPES.get(str(call.get("type"))), Source.EVENT)
+    patch = patch.with_value("client_id", metadata_value(message, "client_id"), Source.EVENT)
+    return patch.with_value("user_id", metadata_value(message, "user_id"), Source.EVENT)

@@ -1,0 +1,163 @@
+"""Instants, local wall-clock times and durations, read the way Vapi writes them.
+
+Vapi's units (reference §11): ``message.timestamp`` and message ``time``/``endTime`` are
+epoch **milliseconds** as JSON numbers, but before 2025-03 ``timestamp`` was an ISO-8601
+string; ``startedAt``/``endedAt``/``createdAt`` are ISO strings with milliseconds and ``Z``.
+Durations in the report are legacy fields in three units at once. Nothing here reads a
+clock or the environment: the time zone is a parameter.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+__all__ = [
+    "duration_seconds",
+    "local_month",
+    "local_wallclock",
+    "parse_instant",
+    "reported_duration_seconds",
+    "seconds_to_minutes",
+]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Below this a number is epoch seconds, above it epoch milliseconds: 1e11 ms is 1973-03-03,
+# 1e11 s is the year 5138, so no real instant of either kind is on the wrong side.
+_SECONDS_BELOW: Final = Decimal(10) ** 11
+
+_NUMBER: Final = re.compile(r"\d+(?:\.\d+)?")
+
+_MILLI: Final = Decimal("0.001")
+_CENTI: Final = Decimal("0.01")
+# numeric(10,3): anything larger cannot be stored; no real call lasts 115 days.
+_MAX_DURATION: Final = Decimal("9999999.999")
+
+
+def parse_instant(value: object) -> datetime | None:
+    """An aware UTC datetime from epoch ms/s (number or digit string) or ISO-8601; else None.
+
+    Numbers are epoch milliseconds unless below 1e11, then epoch seconds. Zero and negative
+    numbers are treated as missing (Vapi never sends an instant before 1970). Sub-millisecond
+    digits are kept to the microsecond, so milliseconds survive exactly. An ISO string
+    without a zone is UTC; a date without a time is not an instant.
+    """
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, bool):  # bool is an int subclass; True is not 1 ms after the epoch
+        return None
+    if isinstance(value, int | float):
+        number = _number(value)
+        return None if number is None else _from_epoch(number)
+    if isinstance(value, str):
+        text = value.strip()
+        if _NUMBER.fullmatch(text):
+            return _from_epoch(Decimal(text))
+        return _from_iso(text)
+    return None
+
+
+def _from_epoch(number: Decimal) -> datetime | None:
+    if number <= 0:
+        return None
+    millis = number * 1000 if number < _SECONDS_BELOW else number
+    micros = int((millis * 1000).to_integral_value(rounding=ROUND_HALF_EVEN))
+    try:
+        return _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:  # beyond the year 9999 (e.g. epoch microseconds): not an instant we know
+        return None
+
+
+def _from_iso(text: str) -> datetime | None:
+    if len(text) <= 10:  # "2025-06-17" alone is a day, not an instant
+        return None
+    try:
+        # Python 3.11 reads "Z", offsets, "T" or space, and 1-6 fraction digits.
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # "9999-12-31T23:00:00-05:00" is past the last datetime
+        return None
+
+
+def local_wallclock(instant: datetime, zone: str) -> datetime:
+    """The wall-clock time of ``instant`` in ``zone``, as a UTC datetime that reads that time.
+
+    This is what Postgres gives for ``(ts AT TIME ZONE zone) AT TIME ZONE 'UTC'`` in a UTC
+    session, the rule for the ``*_nz`` columns (DESIGN.md, "Dual time zones"). DST is the tz
+    database's business: 2026-04-04T13:58Z reads 02:58 (NZDT), 14:02Z reads 02:02 (NZST).
+    An unknown zone raises ``zoneinfo.ZoneInfoNotFoundError`` (a configuration error).
+    """
+    if instant.tzinfo is None:
+        raise ValueError("local_wallclock needs an aware datetime (a naive one has no instant)")
+    return instant.astimezone(ZoneInfo(zone)).replace(tzinfo=UTC)
+
+
+def local_month(instant: datetime, zone: str) -> date:
+    """The first day of the month ``instant`` falls in, in ``zone`` (usage months are local)."""
+    return local_wallclock(instant, zone).date().replace(day=1)
+
+
+def duration_seconds(start: datetime | None, end: datetime | None) -> Decimal | None:
+    """``end - start`` in seconds as numeric(10,3), half up; None if missing, negative or too big."""
+    if start is None or end is None or end < start:
+        return None
+    delta = end - start
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return _fit_seconds(Decimal(micros) / 1_000_000)
+
+
+def seconds_to_minutes(seconds: Decimal) -> Decimal:
+    """Seconds to minutes as numeric(10,2), rounded half up (62.9 s -> 1.05)."""
+    return (seconds / 60).quantize(_CENTI, rounding=ROUND_HALF_UP)
+
+
+# The report's legacy duration fields (reference §2.1, not in Vapi's schema, sent in
+# practice), best first: durationSeconds is exact (50.831), durationMs is exact but may be
+# absent, durationMinutes is rounded to 4 places (1.0483 min = 62.898 s, not 62.9 s).
+_DURATION_FIELDS: Final = (
+    ("durationSeconds", Decimal(1)),
+    ("durationMs", Decimal("0.001")),
+    ("durationMinutes", Decimal(60)),
+)
+
+
+def reported_duration_seconds(message: Mapping[str, Any]) -> Decimal | None:
+    """The end-of-call report's own duration in seconds, numeric(10,3); None when it sends none.
+
+    Only JSON numbers count; a non-numeric, negative or non-finite value is skipped and the
+    next field is tried. The report's own ``startedAt``/``endedAt`` are the caller's fallback.
+    """
+    for field, to_seconds in _DURATION_FIELDS:
+        amount = _number(message.get(field))
+        if amount is not None and amount >= 0:
+            seconds = _fit_seconds(amount * to_seconds)
+            if seconds is not None:
+                return seconds
+    return None
+
+
+def _number(value: object) -> Decimal | None:
+    """A JSON number as an exact Decimal: ``repr`` of a float is its shortest round-trip text."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+
+
+def _fit_seconds(seconds: Decimal) -> Decimal | None:
+    if seconds > _MAX_DURATION + 1:  # checked first: quantizing 1e300 would raise
+        return None
+    rounded = seconds.quantize(_MILLI, rounding=ROUND_HALF_UP)
+    return rounded if rounded <= _MAX_DURATION else None

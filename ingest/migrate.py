@@ -1,0 +1,120 @@
+"""Apply ``sql/migrations/*.sql`` in order, once each, and remember what was applied.
+
+Each file runs in its own transaction and is recorded in ``schema_migrations`` with a
+SHA-256 of its bytes. Re-running is a no-op; a file that changed after it was applied
+stops the run before anything is touched. A session-level advisory lock keeps two
+migrators (say two deploys starting at once) from interleaving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+LOCK_KEY = 0x5641_5049  # "VAPI": one advisory lock for every migrator
+
+CREATE_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    text PRIMARY KEY,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class MigrationError(RuntimeError):
+    """The database and the migration files disagree; nothing was applied."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    path: Path
+    checksum: str
+
+    @classmethod
+    def load(cls, path: Path) -> Migration:
+        return cls(path.stem, path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    migrations = [Migration.load(path) for path in sorted(directory.glob("*.sql"))]
+    if not migrations:
+        raise MigrationError(f"no migration files in {directory}")
+    return migrations
+
+
+def _applied(conn: psycopg.Connection[tuple[str, str]]) -> dict[str, str]:
+    return dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+
+
+def _check(migrations: list[Migration], applied: dict[str, str]) -> None:
+    known = {m.version for m in migrations}
+    changed = [m.version for m in migrations if m.version in applied and applied[m.version] != m.checksum]
+    unknown = sorted(set(applied) - known)
+    problems = []
+    if changed:
+        problems.append(f"applied migrations changed on disk: {', '.join(changed)}")
+    if unknown:
+        problems.append(f"database has migrations this code does not know: {', '.join(unknown)}")
+    if problems:
+        raise MigrationError("; ".join(problems) + " — refusing to migrate")
+
+
+def _set_timezone(conn: psycopg.Connection[tuple[str, str]], local_timezone: str) -> None:
+    if not conn.execute("SELECT 1 FROM pg_timezone_names WHERE name = %s", (local_timezone,)).fetchone():
+        raise MigrationError(f"Postgres does not know the time zone {local_timezone!r}")
+    conn.execute(
+        "INSERT INTO ingest_settings (key, value) VALUES ('local_timezone', %s)"
+        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+        " WHERE ingest_settings.value IS DISTINCT FROM EXCLUDED.value",
+        (local_timezone,),
+    )
+
+
+def migrate(conninfo: str, *, local_timezone: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Bring the database up to date; return the versions applied by this call."""
+    migrations = discover(directory)
+    done: list[str] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SET client_min_messages = warning")
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        try:
+            conn.execute(CREATE_LEDGER)
+            applied = _applied(conn)
+            _check(migrations, applied)
+            for migration in migrations:
+                if migration.version in applied:
+                    continue
+                with conn.transaction():
+                    conn.execute(migration.sql.encode())
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)",
+                        (migration.version, migration.checksum),
+                    )
+                log.info("migration applied", extra={"version": migration.version})
+                done.append(migration.version)
+            with conn.transaction():
+                _set_timezone(conn, local_timezone)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+    return done
+
+
+def pending(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Versions on disk not yet applied (empty when the schema is current)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        applied = _applied(conn) if exists and exists[0] else {}
+    return [m.version for m in discover(directory) if m.version not in applied]

@@ -1,0 +1,111 @@
+"""What one event says about its session, as data: the handlers' output, the upsert's input.
+
+A patch holds column values, each ranked value with the *source* it came from, metadata
+to deep-merge, and timeline entries. The database merges a patch into the row with rules
+that make the result independent of order (``ingest_merge_session`` in ``sql/``): a value
+from a higher-ranked source replaces a lower one, equal ranks are settled by the value
+itself, metadata merges key by key, the timeline is a sorted, bounded union.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class Source(StrEnum):
+    """Where a value came from; a higher rank wins (ranks are declared in the SQL too)."""
+
+    STRUCTURED = "structured"  # the assistant's own structured analysis (rank 6)
+    REPORT = "report"  # the end-of-call report's top-level fields (rank 5)
+    SESSION = "session"  # a session or chat object (rank 4)
+    CALL = "call"  # the embedded call object, possibly a stale snapshot (rank 3)
+    STATUS = "status"  # a status-update message (rank 2)
+    TRANSCRIPTS = "transcripts"  # built from final transcript events (rank 1)
+    EVENT = "event"  # identity facts repeated on every event (rank 0)
+
+
+# Columns whose merge follows a source rank; provenance keys are these names.
+RANKED = (
+    "assistant_id",
+    "phone_number_id",
+    "business_number",
+    "customer_number",
+    "type",
+    "user_id",
+    "client_id",
+    "started_at_utc",
+    "ended_at_utc",
+    "ended_reason",
+    "duration",  # duration_seconds and duration_minutes move together
+    "cost_total",
+    "call_summary",
+    "call_transcript",
+    "sentiment",
+    "call_outcome",
+    "keywords",
+)
+
+
+@dataclass(frozen=True)
+class Patch:
+    call_id: str | None = None
+    session_id: str | None = None
+    values: dict[str, tuple[Any, Source]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    timeline: tuple[dict[str, Any], ...] = ()
+
+    def with_value(self, column: str, value: Any, source: Source) -> Patch:
+        """This patch plus ``column`` = ``value`` (nothing changes when the value is None)."""
+        if value is None:
+            return self
+        return Patch(
+            self.call_id, self.session_id, {**self.values, column: (value, source)}, self.metadata, self.timeline
+        )
+
+    def merged(self, other: Patch) -> Patch:
+        """Both patches' facts (``other`` wins on a clash): handlers build theirs from parts."""
+        return Patch(
+            self.call_id or other.call_id,
+            self.session_id or other.session_id,
+            {**self.values, **other.values},
+            {**self.metadata, **other.metadata},
+            self.timeline + other.timeline,
+        )
+
+    def value(self, column: str) -> Any:
+        entry = self.values.get(column)
+        return entry[0] if entry else None
+
+    def row(self) -> dict[str, Any]:
+        """The patch as a ``user_sessions`` row (JSON-able), provenance inside ``metadata``."""
+        row: dict[str, Any] = {"call_id": self.call_id, "session_id": self.session_id, "source": "vapi"}
+        provenance: dict[str, str] = {}
+        for column, (value, source) in self.values.items():
+            if column == "duration":
+                row["duration_seconds"] = value
+            else:
+                row[column] = value
+            provenance[column] = source.value
+        metadata = dict(self.metadata)
+        if provenance:
+            metadata["provenance"] = provenance
+        row["metadata"] = metadata or None
+        row["server_messages"] = {"timeline": list(self.timeline)} if self.timeline else None
+        return row
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.row(), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__}")

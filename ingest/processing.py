@@ -1,0 +1,51 @@
+"""The worker's unit of work: apply one event, and keep it whatever happens.
+
+A transient failure (database unavailable, deadlock, serialization) is recorded as
+pending with its error and raised again so Dramatiq retries it; a permanent one (content
+that can never map) is recorded as failed and raised as ``PermanentError``, which the
+actor does not retry and Dramatiq dead-letters. Either way the event is in
+``call_events``, so the sweeper or an operator can apply it later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from ingest.apply import Event, apply_event, record_failure
+from ingest.errors import PermanentError, is_retryable
+from ingest.vocabulary import EventState
+
+log = logging.getLogger("ingest.worker")
+
+
+def process(pool: ConnectionPool, event: Event, phone_region: str) -> EventState | None:
+    started = time.perf_counter()
+    try:
+        with pool.connection() as conn:
+            state = apply_event(conn, event, phone_region)
+    except Exception as exc:
+        permanent = not is_retryable(exc)
+        try:
+            with pool.connection() as conn:
+                record_failure(conn, event, exc, permanent=permanent)
+        except Exception as record_error:  # the database itself is down: Dramatiq still has the message
+            log.error("could not record a failed event", extra={"error": type(record_error).__name__})
+        fields = {"type": event.kind, "error": f"{type(exc).__name__}: {exc}"[:500], "permanent": permanent}
+        log.warning("event failed", extra=fields)
+        if permanent and not isinstance(exc, PermanentError):
+            raise PermanentError(str(exc)) from exc
+        raise
+    elapsed = round((time.perf_counter() - started) * 1000, 3)
+    log.debug("event applied", extra={"type": event.kind, "state": state, "latency_ms": elapsed})
+    return state
+
+
+def event_from_body(body: Any, received_at_ms: Any) -> Event:
+    """The queued message's arguments as an Event; a malformed message is permanent."""
+    if not isinstance(body, dict) or not isinstance(body.get("message"), dict) or not isinstance(received_at_ms, int):
+        raise PermanentError("queued message does not carry a webhook body and a received-at time")
+    return Event.from_body(body, received_at_ms)

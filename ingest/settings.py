@@ -1,0 +1,117 @@
+"""Service settings, read once from the environment into a frozen object.
+
+Every variable, its default and its meaning is listed in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import phonenumbers
+
+DEFAULT_TIMEZONE = "Pacific/Auckland"
+DEFAULT_QUEUE = "vapi-events"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _timezone(env: Mapping[str, str]) -> str:
+    name = env.get("LOCAL_TIMEZONE", "").strip() or DEFAULT_TIMEZONE
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"LOCAL_TIMEZONE {name!r} is not an IANA time zone") from None
+    return name
+
+
+def _region(env: Mapping[str, str]) -> str:
+    region = (env.get("DEFAULT_PHONE_REGION", "").strip() or "NZ").upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise SettingsError(f"DEFAULT_PHONE_REGION {region!r} is not a region phonenumbers knows (e.g. NZ, AU, US)")
+    return region
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web and worker processes read from the environment."""
+
+    database_url: str | None = field(default=None, repr=False)
+    redis_url: str | None = field(default=None, repr=False)
+    data_dir: Path = Path(".data")
+    local_timezone: str = DEFAULT_TIMEZONE
+    queue_name: str = DEFAULT_QUEUE
+    queue_namespace: str = "dramatiq"
+    db_pool_min: int = 1
+    db_pool_max: int = 8
+    db_prepared_statements: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    web_concurrency: int = 1
+    max_body_bytes: int = 16 * 1024 * 1024
+    enqueue_timeout: float = 0.25
+    phone_region: str = "NZ"
+    sweep_interval: float = 30.0
+    sweep_grace: float = 120.0
+    worker_processes: int = 2
+    worker_threads: int = 8
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        pool_min = _int(env, "DB_POOL_MIN", 1)
+        pool_max = _int(env, "DB_POOL_MAX", 8, minimum=1)
+        if pool_max < pool_min:
+            raise SettingsError(f"DB_POOL_MAX ({pool_max}) is below DB_POOL_MIN ({pool_min})")
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            data_dir=Path(env.get("INGEST_DATA_DIR") or ".data"),
+            local_timezone=_timezone(env),
+            queue_name=env.get("INGEST_QUEUE") or DEFAULT_QUEUE,
+            queue_namespace=env.get("INGEST_REDIS_NAMESPACE") or "dramatiq",
+            db_pool_min=pool_min,
+            db_pool_max=pool_max,
+            db_prepared_statements=_bool(env, "DB_PREPARED_STATEMENTS", True),
+            host=env.get("HOST") or "127.0.0.1",
+            port=_int(env, "PORT", 8000, minimum=1),
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            web_concurrency=_int(env, "WEB_CONCURRENCY", 1, minimum=1),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
+            enqueue_timeout=_int(env, "ENQUEUE_TIMEOUT_MS", 250, minimum=1) / 1000,
+            phone_region=_region(env),
+            sweep_interval=float(_int(env, "SWEEP_INTERVAL_SECONDS", 30, minimum=1)),
+            sweep_grace=float(_int(env, "SWEEP_GRACE_SECONDS", 120, minimum=1)),
+            worker_processes=_int(env, "WORKER_PROCESSES", 2, minimum=1),
+            worker_threads=_int(env, "WORKER_THREADS", 8, minimum=1),
+        )

@@ -1,0 +1,73 @@
+"""Re-applies events left pending or waiting, so recovery does not depend on the queue.
+
+Dramatiq's Redis broker returns a dead worker's messages only after a heartbeat timeout
+and a maintenance pass that runs on a random 0.1 % of commands, and it can acknowledge a
+message whose retry failed to enqueue. ``call_events`` is the source of truth instead:
+every worker process sweeps it now and then. Rows are claimed with SKIP LOCKED, and
+applying is idempotent, so a sweep racing the queue's own redelivery is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from psycopg_pool import ConnectionPool
+
+from ingest import queries
+from ingest.apply import Event, apply_event, record_failure
+from ingest.errors import is_retryable
+
+log = logging.getLogger(__name__)
+
+
+def sweep_once(
+    pool: ConnectionPool, phone_region: str, *, grace: float, unqueued_grace: float, limit: int = 100
+) -> int:
+    """Apply up to ``limit`` stale events; return how many were applied or settled."""
+    with pool.connection() as conn:
+        params = {"grace": grace, "unqueued_grace": unqueued_grace, "limit": limit}
+        ids = [row[0] for row in conn.execute(queries.STALE_EVENTS, params).fetchall()]
+    done = 0
+    for event_id in ids:
+        with pool.connection() as conn, conn.transaction():
+            row = conn.execute(queries.CLAIM_STORED_EVENT, {"id": event_id}).fetchone()
+            if row is None:
+                continue  # applied meanwhile, or another sweeper holds it
+            event = Event(row[0], row[1])
+            try:
+                with conn.transaction():
+                    apply_event(conn, event, phone_region)
+                done += 1
+            except Exception as exc:
+                record_failure(conn, event, exc, permanent=not is_retryable(exc))
+                log.warning("sweeper could not apply an event", extra={"id": event_id, "error": str(exc)[:300]})
+    if done:
+        log.info("sweeper applied stale events", extra={"count": done})
+    return done
+
+
+class Sweeper(threading.Thread):
+    """A daemon thread sweeping every ``interval`` seconds until ``stop()``."""
+
+    def __init__(self, pool: ConnectionPool, phone_region: str, *, interval: float, grace: float) -> None:
+        super().__init__(name="ingest-sweeper", daemon=True)
+        self.pool = pool
+        self.phone_region = phone_region
+        self.interval = interval
+        self.grace = grace
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                sweep_once(self.pool, self.phone_region, grace=self.grace, unqueued_grace=self.grace * 5)
+            except Exception as exc:
+                log.warning("sweep failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopped.set()
+        self.join(timeout)
+
+
+__all__ = ["Sweeper", "sweep_once"]

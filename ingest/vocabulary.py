@@ -1,0 +1,93 @@
+"""The one place where Vapi's message types, statuses and our outcome labels are spelled."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class MessageType(StrEnum):
+    STATUS_UPDATE = "status-update"
+    END_OF_CALL_REPORT = "end-of-call-report"
+    TRANSCRIPT = "transcript"
+    # What Vapi sends instead of "transcript" to a server subscribed to final transcripts only.
+    TRANSCRIPT_FINAL = 'transcript[transcriptType="final"]'
+    CONVERSATION_UPDATE = "conversation-update"
+    SPEECH_UPDATE = "speech-update"
+    HANG = "hang"
+    USER_INTERRUPTED = "user-interrupted"
+    MODEL_OUTPUT = "model-output"
+    TOOL_CALLS = "tool-calls"
+    FUNCTION_CALL = "function-call"  # legacy, still in serverMessages, no current schema
+    ASSISTANT_REQUEST = "assistant-request"
+    TRANSFER_DESTINATION_REQUEST = "transfer-destination-request"
+    HANDOFF_DESTINATION_REQUEST = "handoff-destination-request"
+    KNOWLEDGE_BASE_REQUEST = "knowledge-base-request"
+    TRANSFER_UPDATE = "transfer-update"
+    PHONE_CALL_CONTROL = "phone-call-control"
+    LANGUAGE_CHANGE_DETECTED = "language-change-detected"
+    LANGUAGE_CHANGED = "language-changed"  # legacy name, no schema
+    VOICE_INPUT = "voice-input"
+    CALL_DELETED = "call.deleted"
+    CALL_DELETE_FAILED = "call.delete.failed"
+    CALL_ARTIFACT_UPLOAD = "call.artifact.upload"
+    SESSION_CREATED = "session.created"
+    SESSION_UPDATED = "session.updated"
+    SESSION_DELETED = "session.deleted"
+    CHAT_CREATED = "chat.created"
+    CHAT_DELETED = "chat.deleted"
+
+
+# Messages Vapi waits on: the HTTP response body is the answer.
+REQUEST_TYPES = frozenset(
+    {
+        MessageType.ASSISTANT_REQUEST,
+        MessageType.TOOL_CALLS,
+        MessageType.FUNCTION_CALL,
+        MessageType.TRANSFER_DESTINATION_REQUEST,
+        MessageType.HANDOFF_DESTINATION_REQUEST,
+        MessageType.KNOWLEDGE_BASE_REQUEST,
+    }
+)
+
+# Transcript types seen on the wire, including the single-quoted variant of early 2025.
+TRANSCRIPT_TYPES = frozenset(
+    {MessageType.TRANSCRIPT, MessageType.TRANSCRIPT_FINAL, "transcript[transcriptType='final']"}
+)
+
+
+class CallStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    FORWARDING = "forwarding"
+    ENDED = "ended"
+    NOT_FOUND = "not-found"
+    DELETION_FAILED = "deletion-failed"
+
+
+class Outcome(StrEnum):
+    """``call_outcome`` labels derived from the ended reason when the assistant gives none."""
+
+    COMPLETED = "completed"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    VOICEMAIL = "voicemail"
+    TRANSFERRED = "transferred"
+    FAILED = "failed"
+
+
+class Sentiment(StrEnum):
+    POSITIVE = "positive"
+    NEUTRAL = "neutral"
+    NEGATIVE = "negative"
+
+
+class EventState(StrEnum):
+    """``call_events.state``: where a received event is in its life."""
+
+    PENDING = "pending"  # recorded, not applied yet (queued, or kept in Postgres while Redis was down)
+    WAITING = "waiting"  # cannot be applied yet (e.g. no assistant known); retried when the call changes
+    APPLIED = "applied"
+    FAILED = "failed"  # can never be applied; the error is kept
+    IGNORED = "ignored"  # recorded only (unknown or informational type)

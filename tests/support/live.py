@@ -1,0 +1,51 @@
+"""Real service processes for end-to-end tests: started as a user would, stopped afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+
+import httpx
+
+from ingest.embedded import _free_port
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def web_server(env: Mapping[str, str]) -> Iterator[str]:
+    """``ingest web`` on a free port with ``env``; yields its base URL."""
+    port = _free_port()
+    full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
+    process = subprocess.Popen([sys.executable, "-m", "ingest", "web"], env=full_env, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/healthz", process)
+        yield base
+    finally:
+        stop(process)

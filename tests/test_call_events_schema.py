@@ -1,0 +1,145 @@
+"""call_events, the raw event log: columns, defaults, constraints and the sweeper's index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+def insert_event(conn: Conn, key: str, **columns: Any) -> tuple[Any, ...]:
+    values = {"message_type": "status-update", "dedupe_key": key, "message": Jsonb({"type": "x"}), **columns}
+    row = conn.execute(
+        f"INSERT INTO call_events ({', '.join(values)}) VALUES ({', '.join(['%s'] * len(values))})"
+        " RETURNING id, state, attempts, received_at IS NOT NULL, updated_at IS NOT NULL",
+        tuple(values.values()),
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+AGREED_COLUMNS = {
+    "id",
+    "received_at",
+    "call_id",
+    "session_id",
+    "message_type",
+    "dedupe_key",
+    "message",
+    "state",
+    "attempts",
+    "last_error",
+    "applied_at",
+    "updated_at",
+}
+
+
+def test_columns(db: Conn) -> None:
+    """call_events has the agreed columns, types, nullability and defaults (later migrations may add more)."""
+    rows = db.execute(
+        "SELECT column_name, data_type, is_nullable, column_default, is_identity, identity_generation"
+        " FROM information_schema.columns WHERE table_name = 'call_events' ORDER BY ordinal_position"
+    ).fetchall()
+    assert [row for row in rows if row[0] in AGREED_COLUMNS] == [
+        ("id", "bigint", "NO", None, "YES", "ALWAYS"),
+        ("received_at", "timestamp with time zone", "NO", "now()", "NO", None),
+        ("call_id", "text", "YES", None, "NO", None),
+        ("session_id", "text", "YES", None, "NO", None),
+        ("message_type", "text", "NO", None, "NO", None),
+        ("dedupe_key", "text", "NO", None, "NO", None),
+        ("message", "jsonb", "NO", None, "NO", None),
+        ("state", "text", "NO", "'pending'::text", "NO", None),
+        ("attempts", "integer", "NO", "0", "NO", None),
+        ("last_error", "text", "YES", None, "NO", None),
+        ("applied_at", "timestamp with time zone", "YES", None, "NO", None),
+        ("updated_at", "timestamp with time zone", "NO", "now()", "NO", None),
+    ]
+
+
+def test_indexes(db: Conn) -> None:
+    """call_id, session_id, message_type and the sweeper's partial index on unfinished events exist."""
+    rows = dict(db.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'call_events'").fetchall())
+    assert (
+        rows.items()
+        >= {
+            "call_events_pkey": "CREATE UNIQUE INDEX call_events_pkey ON public.call_events USING btree (id)",
+            "call_events_dedupe_key_key": (
+                "CREATE UNIQUE INDEX call_events_dedupe_key_key ON public.call_events USING btree (dedupe_key)"
+            ),
+            "idx_call_events_call_id": (
+                "CREATE INDEX idx_call_events_call_id ON public.call_events USING btree (call_id)"
+            ),
+            "idx_call_events_session_id": (
+                "CREATE INDEX idx_call_events_session_id ON public.call_events USING btree (session_id)"
+            ),
+            "idx_call_events_message_type": (
+                "CREATE INDEX idx_call_events_message_type ON public.call_events USING btree (message_type)"
+            ),
+            "idx_call_events_unfinished_received_at": (
+                "CREATE INDEX idx_call_events_unfinished_received_at ON public.call_events USING btree (received_at)"
+                " WHERE (state = ANY (ARRAY['pending'::text, 'waiting'::text, 'failed'::text]))"
+            ),
+        }.items()
+    )
+
+
+def test_defaults_on_insert(db: Conn) -> None:
+    """A new event is pending with no attempts, stamped on arrival."""
+    assert insert_event(db, "k1")[1:] == ("pending", 0, True, True)
+
+
+def test_malformed_call_id_is_kept(db: Conn) -> None:
+    """An event whose call id is not a uuid is still recorded verbatim."""
+    insert_event(db, "k1", call_id="not-a-uuid", session_id="sess")
+    assert db.execute("SELECT call_id, message FROM call_events").fetchone() == ("not-a-uuid", {"type": "x"})
+
+
+def test_dedupe_key_is_unique(db: Conn) -> None:
+    """A second event with the same dedupe_key is refused, and ON CONFLICT (dedupe_key) DO NOTHING skips it."""
+    insert_event(db, "k1")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        insert_event(db, "k1")
+    skipped = db.execute(
+        "INSERT INTO call_events (message_type, dedupe_key, message) VALUES ('x', 'k1', '{}')"
+        " ON CONFLICT (dedupe_key) DO NOTHING"
+    )
+    assert skipped.rowcount == 0
+
+
+@pytest.mark.parametrize("state", ["pending", "waiting", "applied", "failed", "ignored"])
+def test_known_states_are_accepted(db: Conn, state: str) -> None:
+    """Each of the five states passes the CHECK."""
+    assert insert_event(db, "k1", state=state)[1] == state
+
+
+@pytest.mark.parametrize("state", ["done", "PENDING", ""])
+def test_unknown_states_are_refused(db: Conn, state: str) -> None:
+    """Any other state violates the CHECK constraint."""
+    with pytest.raises(psycopg.errors.CheckViolation):
+        insert_event(db, "k1", state=state)
+
+
+@pytest.mark.parametrize("column", ["message_type", "dedupe_key", "message"])
+def test_required_columns(db: Conn, column: str) -> None:
+    """message_type, dedupe_key and message are NOT NULL."""
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        insert_event(db, "k1", **{column: None})
+
+
+def test_id_is_generated_always(db: Conn) -> None:
+    """ids come from the identity; a writer cannot choose one."""
+    with pytest.raises(psycopg.errors.GeneratedAlways):
+        insert_event(db, "k1", id=7)
+
+
+def test_updated_at_follows_changes(db: Conn) -> None:
+    """Any update stamps updated_at with the time of the change."""
+    insert_event(db, "k1")
+    db.execute("UPDATE call_events SET updated_at = '2000-01-01', received_at = '2000-01-01'")
+    db.execute("UPDATE call_events SET state = 'applied', attempts = attempts + 1, applied_at = now()")
+    row = db.execute("SELECT updated_at > received_at, state, attempts FROM call_events").fetchone()
+    assert row == (True, "applied", 1)

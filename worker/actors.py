@@ -1,0 +1,36 @@
+"""Dramatiq actors: thin wrappers over ``ingest.processing``.
+
+Retries are tuned for a webhook stream rather than Dramatiq's defaults (20 retries over
+about five weeks): 10 retries, backoff from 1 s up to an hour, and messages older than a
+day are dead-lettered. Content that can never map raises ``PermanentError``, which is
+not retried. Whatever Dramatiq decides, the event is already in ``call_events``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+
+from ingest.enqueue import ACTOR_NAME
+from ingest.errors import PermanentError
+from ingest.processing import event_from_body, process
+from worker.broker import resources, settings  # first: configures the broker
+
+MAX_RETRIES = 10
+MIN_BACKOFF_MS = 1_000
+MAX_BACKOFF_MS = 3_600_000
+MAX_AGE_MS = 86_400_000
+
+
+@dramatiq.actor(
+    actor_name=ACTOR_NAME,
+    queue_name=settings.queue_name,
+    max_retries=MAX_RETRIES,
+    min_backoff=MIN_BACKOFF_MS,
+    max_backoff=MAX_BACKOFF_MS,
+    max_age=MAX_AGE_MS,
+    throws=(PermanentError,),
+)
+def apply_event(body: dict[str, Any], received_at_ms: int) -> None:
+    process(resources.pool, event_from_body(body, received_at_ms), settings.phone_region)

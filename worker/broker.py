@@ -1,0 +1,31 @@
+"""The Dramatiq broker, configured before any actor module is imported.
+
+``worker.actors`` imports this module first, so ``dramatiq.set_broker`` has run by the
+time any ``@dramatiq.actor`` binds. Messages are JSON (orjson), the same bytes the
+endpoint writes straight to Redis.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from ingest.db import require
+from ingest.settings import Settings
+from worker.encoder import OrjsonEncoder
+from worker.middleware import Resources
+
+
+def make_broker(settings: Settings) -> tuple[RedisBroker, Resources]:
+    url = require(settings.redis_url, "REDIS_URL")
+    broker = RedisBroker(url=url, namespace=settings.queue_namespace)  # type: ignore[no-untyped-call]
+    resources = Resources(settings)
+    broker.add_middleware(resources)
+    broker.declare_queue(settings.queue_name)
+    return broker, resources
+
+
+settings = Settings.from_env()
+broker, resources = make_broker(settings)
+dramatiq.set_encoder(OrjsonEncoder())
+dramatiq.set_broker(broker)

@@ -1,0 +1,71 @@
+"""Per-process resources for Dramatiq workers, as middleware hooks.
+
+The pool is opened after the worker process boots (never at import, never before a
+fork) and closed when it shuts down; the sweeper thread lives and dies with it. An event
+that Dramatiq gives up on (retries exhausted, too old) is marked failed in
+``call_events`` so it shows up for operators.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq
+from dramatiq.broker import MessageProxy
+from dramatiq.middleware import Middleware
+from psycopg_pool import ConnectionPool
+
+from ingest.apply import record_failure
+from ingest.db import sync_pool
+from ingest.errors import PermanentError
+from ingest.processing import event_from_body
+from ingest.settings import Settings
+from ingest.sweeper import Sweeper
+
+log = logging.getLogger("ingest.worker")
+
+
+class Resources(Middleware):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pool: ConnectionPool | None = None
+        self._sweeper: Sweeper | None = None
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None:
+            raise RuntimeError("the database pool is opened when the worker boots")
+        return self._pool
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._pool = sync_pool(self.settings, name="worker")
+        self._pool.open(wait=True, timeout=30)
+        self._sweeper = Sweeper(
+            self._pool,
+            self.settings.phone_region,
+            interval=self.settings.sweep_interval,
+            grace=self.settings.sweep_grace,
+        )
+        self._sweeper.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stop()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: MessageProxy, *, result: Any = None, exception: Any = None
+    ) -> None:
+        # Retries calls message.fail() when it gives up; the last attempt left the event
+        # pending, which would hand it to the sweeper forever. Mark it failed instead.
+        if exception is None or not message.failed or isinstance(exception, PermanentError):
+            return
+        try:
+            event = event_from_body(*message.args)
+            with self.pool.connection() as conn:
+                record_failure(conn, event, exception, permanent=True)
+        except Exception as exc:
+            log.error("could not mark an exhausted event failed", extra={"error": type(exc).__name__})
