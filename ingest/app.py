@@ -23,6 +23,7 @@ from ingest.auth_settings import AuthSettings
 from ingest.db import async_pool, require
 from ingest.enqueue import Enqueuer
 from ingest.intake import Drainer, Intake
+from ingest.logs import configure_logging
 from ingest.settings import Settings
 from ingest.webhook import Webhook, json_response, receive
 
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
 def __getattr__(name: str) -> Starlette:
     # ``ingest.app:app`` builds the application on first access, from the environment.
     if name == "app":
+        configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
         application = create_app()
         globals()["app"] = application
         return application

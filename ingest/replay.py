@@ -37,7 +37,8 @@ def iter_bodies(path: Path) -> Iterator[tuple[str, bytes]]:
         for child in children:
             yield from iter_bodies(child)
     elif path.suffix == ".jsonl":
-        for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        # split on \n only: splitlines() would also split inside a body on \x1c, \x85, \u2028 …
+        for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
             if line.strip():
                 yield f"{path}:{number}", line
     elif path.is_file():

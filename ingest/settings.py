@@ -83,6 +83,7 @@ class Settings:
     phone_region: str = "NZ"
     sweep_interval: float = 30.0
     sweep_grace: float = 120.0
+    heartbeat_timeout_ms: int = 60_000
     worker_processes: int = 2
     worker_threads: int = 8
 
@@ -112,6 +113,7 @@ class Settings:
             phone_region=_region(env),
             sweep_interval=float(_int(env, "SWEEP_INTERVAL_SECONDS", 30, minimum=1)),
             sweep_grace=float(_int(env, "SWEEP_GRACE_SECONDS", 120, minimum=1)),
+            heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000, minimum=1000),
             worker_processes=_int(env, "WORKER_PROCESSES", 2, minimum=1),
             worker_threads=_int(env, "WORKER_THREADS", 8, minimum=1),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from psycopg_pool import ConnectionPool
 
@@ -50,8 +51,17 @@ def sweep_once(
 class Sweeper(threading.Thread):
     """A daemon thread sweeping every ``interval`` seconds until ``stop()``."""
 
-    def __init__(self, pool: ConnectionPool, phone_region: str, *, interval: float, grace: float) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        phone_region: str,
+        *,
+        interval: float,
+        grace: float,
+        also: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(name="ingest-sweeper", daemon=True)
+        self.also = also
         self.pool = pool
         self.phone_region = phone_region
         self.interval = interval
@@ -61,6 +71,8 @@ class Sweeper(threading.Thread):
     def run(self) -> None:
         while not self._stopped.wait(self.interval):
             try:
+                if self.also is not None:
+                    self.also()
                 sweep_once(self.pool, self.phone_region, grace=self.grace, unqueued_grace=self.grace * 5)
             except Exception as exc:
                 log.warning("sweep failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})

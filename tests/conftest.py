@@ -142,3 +142,13 @@ def redis_namespace(redis_server_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def db2(pg_server_url: str, template_db: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A second fresh migrated database, for comparing two runs side by side."""
+    name = f"ingest_t_{uuid.uuid4().hex[:16]}"
+    _create_database(pg_server_url, name, template_db)
+    with psycopg.connect(database_url(pg_server_url, name), autocommit=True) as conn:
+        yield conn
+    _drop_database(pg_server_url, name)

@@ -18,7 +18,9 @@ from worker.middleware import Resources
 
 def make_broker(settings: Settings) -> tuple[RedisBroker, Resources]:
     url = require(settings.redis_url, "REDIS_URL")
-    broker = RedisBroker(url=url, namespace=settings.queue_namespace)  # type: ignore[no-untyped-call]
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
+        url=url, namespace=settings.queue_namespace, heartbeat_timeout=settings.heartbeat_timeout_ms
+    )
     resources = Resources(settings)
     broker.add_middleware(resources)
     broker.declare_queue(settings.queue_name)

@@ -13,6 +13,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 from psycopg_pool import ConnectionPool
 
@@ -39,6 +40,7 @@ class Resources(Middleware):
         return self._pool
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        assert isinstance(broker, RedisBroker)
         self._pool = sync_pool(self.settings, name="worker")
         self._pool.open(wait=True, timeout=30)
         self._sweeper = Sweeper(

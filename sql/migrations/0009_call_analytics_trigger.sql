@@ -6,7 +6,8 @@
 --   time zones  *_nz := local wall-clock of *_utc (ingest_local_wallclock rule); *_utc is
 --               derived from *_nz only when the writer gave the wall-clock alone
 --   durations   filled from each other or from the timestamps; re-derived when the
---               timestamps move and the old values were the derived ones
+--               timestamps move and the old values were the derived ones (never when
+--               metadata.provenance.duration says a writer reported them)
 --   analysis    keywords lower-cased, whitespace-trimmed, de-duplicated (first occurrence
 --               kept), NULL when empty; sentiment, call_outcome lower-cased and trimmed
 --   routing     client_id, when NULL, from phone_numbers then assistants
@@ -57,6 +58,9 @@ BEGIN
         secs_changed := NEW.duration_seconds IS DISTINCT FROM OLD.duration_seconds;
         mins_changed := NEW.duration_minutes IS DISTINCT FROM OLD.duration_minutes;
         IF NOT secs_changed AND NOT mins_changed
+           -- a duration whose source the writer declared (the worker's provenance) is
+           -- never re-derived, even when it happens to equal the old derived value
+           AND NEW.metadata #>> '{provenance,duration}' IS NULL
            AND (NEW.started_at_utc IS DISTINCT FROM OLD.started_at_utc
                 OR NEW.ended_at_utc IS DISTINCT FROM OLD.ended_at_utc) THEN
             -- The timestamps moved under durations nobody touched in this statement:

@@ -152,11 +152,17 @@ BEGIN
             OR (length(n.call_transcript) = length(o.call_transcript) AND n.call_transcript > o.call_transcript);
         IF take_finals THEN
             r.call_transcript := n.call_transcript;
-            IF pn ->> 'sentiment' = 'transcripts' AND po ->> 'sentiment' IS NOT DISTINCT FROM 'transcripts' THEN
-                r.sentiment := n.sentiment; p := p || jsonb_build_object('sentiment', pn -> 'sentiment');
+            -- Sentiment and keywords derived from a rebuilt transcript follow it, even
+            -- when the longer transcript yields none, unless a better source set them.
+            IF ingest_source_rank(po ->> 'sentiment') <= ingest_source_rank('transcripts') THEN
+                r.sentiment := n.sentiment;
+                p := CASE WHEN n.sentiment IS NULL THEN p - 'sentiment'
+                          ELSE p || '{"sentiment": "transcripts"}'::jsonb END;
             END IF;
-            IF pn ->> 'keywords' = 'transcripts' AND po ->> 'keywords' IS NOT DISTINCT FROM 'transcripts' THEN
-                r.keywords := n.keywords; p := p || jsonb_build_object('keywords', pn -> 'keywords');
+            IF ingest_source_rank(po ->> 'keywords') <= ingest_source_rank('transcripts') THEN
+                r.keywords := n.keywords;
+                p := CASE WHEN n.keywords IS NULL THEN p - 'keywords'
+                          ELSE p || '{"keywords": "transcripts"}'::jsonb END;
             END IF;
         END IF;
     ELSIF ingest_takes(po ->> 'call_transcript', pn ->> 'call_transcript', o.call_transcript, n.call_transcript, true) THEN

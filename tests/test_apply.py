@@ -1,0 +1,211 @@
+"""The worker's code path against real Postgres: record, map, merge — order and duplicates aside."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from support.apply import RECEIVED_AT_MS, apply_bodies
+from support.fixtures import all_calls, fixture_path, iter_bodies, load_call, load_event
+from support.rows import event_states, session_rows, usage
+
+from ingest.apply import Event, apply_event
+from ingest.errors import Unmappable
+from ingest.handlers import HANDLERS
+from ingest.vocabulary import EventState, MessageType
+
+EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
+BOOKING = "44447e38-9fd3-4025-bc93-2132b1b437d0"
+
+
+def kind(body: bytes) -> str:
+    return str(orjson.loads(body)["message"]["type"])
+
+
+def test_every_message_type_has_a_handler() -> None:
+    """The dispatch table covers every type in the vocabulary except handoff requests."""
+    missing = {t.value for t in MessageType} - set(HANDLERS) - {MessageType.HANDOFF_DESTINATION_REQUEST}
+    assert missing == set()
+
+
+def test_recorded_calls_give_the_expected_rows(db: psycopg.Connection[Any]) -> None:
+    """Every recorded call, applied in the order Vapi sent it, gives its expected row and usage."""
+    for path in all_calls():
+        apply_bodies(db, iter_bodies(path))
+    assert session_rows(db) == EXPECTED["rows"]
+    assert [list(u) for u in usage(db)] == EXPECTED["usage"]
+    assert event_states(db) == {"applied": sum(len(list(iter_bodies(p))) for p in all_calls())}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_shuffled_and_duplicated_calls_give_the_same_rows(db: psycopg.Connection[Any], seed: int) -> None:
+    """All calls' events interleaved in a random order, a third of them twice, give the same rows and usage."""
+    bodies = [body for path in all_calls() for body in iter_bodies(path)]
+    rng = random.Random(seed)
+    stream = bodies + rng.sample(bodies, len(bodies) // 3)
+    rng.shuffle(stream)
+    apply_bodies(db, stream)
+    assert session_rows(db) == EXPECTED["rows"]
+    assert [list(u) for u in usage(db)] == EXPECTED["usage"]
+
+
+def test_booking_row_field_by_field(db: psycopg.Connection[Any]) -> None:
+    """The inbound booking call: report times, cost, analysis from structured data, E.164 numbers."""
+    apply_bodies(db, load_call("inbound_booking"))
+    row = session_rows(db)[BOOKING]
+    assert row["assistant_id"] == "359ecb8e-2b18-470f-b38b-2b3e375752bb"
+    assert row["type"] == "inbound"
+    assert row["source"] == "vapi"
+    assert (row["business_number"], row["customer_number"]) == ("+6493001122", "+64211234567")
+    assert row["client_id"] == "client-harbourside-dental"
+    assert row["started_at_utc"] == "2026-03-10T21:14:05.334000+00:00"
+    assert row["started_at_nz"] == "2026-03-11T10:14:05.334000+00:00"  # NZDT, UTC+13
+    assert row["ended_reason"] == "customer-ended-call"
+    assert (row["duration_seconds"], row["duration_minutes"]) == ("62.900", "1.05")
+    assert row["cost_total"] == "0.0986"
+    assert (row["sentiment"], row["call_outcome"]) == ("positive", "appointment_booked")
+    assert row["keywords"] == ["check-up", "clean", "sore tooth", "appointment", "thursday"]
+    assert row["call_summary"].startswith("Hemi Walker called to book")
+    assert row["call_transcript"].startswith("AI: ")
+    metadata = row["metadata"]
+    assert metadata["cost_source"] == "reported"
+    assert {"costs", "cost_breakdown", "analysis", "recordings", "performance"} <= set(metadata)
+    assert not any("presigned" in key or "Signature" in url for key, url in metadata["recordings"].items())
+    statuses = [e.get("status") for e in row["server_messages"]["timeline"] if e["type"] == "status-update"]
+    assert statuses == ["queued", "ringing", "in-progress", "ended"]
+
+
+def test_late_in_progress_never_undoes_an_end(db: psycopg.Connection[Any]) -> None:
+    """An in-progress status applied after the report leaves end, reason and duration as the report set them."""
+    bodies = load_call("inbound_booking")
+    in_progress = [
+        b for b in bodies if kind(b) == "status-update" and orjson.loads(b)["message"]["status"] == "in-progress"
+    ]
+    apply_bodies(db, [b for b in bodies if b not in in_progress])
+    before = session_rows(db)[BOOKING]
+    apply_bodies(db, in_progress)
+    after = session_rows(db)[BOOKING]
+    for column in ("ended_at_utc", "ended_reason", "duration_seconds", "cost_total", "started_at_utc"):
+        assert after[column] == before[column]
+
+
+def test_duplicate_delivery_is_a_no_op(db: psycopg.Connection[Any]) -> None:
+    """The same event delivered twice is applied once; the second returns None."""
+    body = load_call("voicemail")[0]
+    assert apply_bodies(db, [body, body]) == [EventState.APPLIED, None]
+    assert db.execute("SELECT count(*), max(attempts) FROM call_events").fetchone() == (1, 1)
+
+
+def test_presigned_urls_do_not_make_a_new_event(db: psycopg.Connection[Any]) -> None:
+    """A retried report whose presigned URLs changed is recognised as the same event."""
+    report = next(b for b in load_call("inbound_booking") if kind(b) == "end-of-call-report")
+    retried = report.replace(b"X-Amz-Signature=", b"X-Amz-Signature=ffff")
+    assert retried != report
+    assert apply_bodies(db, [report, retried])[1] is None
+
+
+def test_events_before_the_assistant_is_known_wait_then_apply(db: psycopg.Connection[Any]) -> None:
+    """Events with no assistant wait in call_events and are applied when a later event names it."""
+    bodies = load_call("assistant_request_first")
+    first_known = next(i for i, b in enumerate(bodies) if b'"assistantId":"afe02bab' in b)
+    states = apply_bodies(db, bodies[:first_known])
+    assert set(states) == {EventState.WAITING}
+    assert session_rows(db) == {}
+    apply_bodies(db, bodies[first_known:])
+    assert event_states(db) == {"applied": len(bodies)}
+    row = session_rows(db)["e0b9afa2-56ad-4ccd-8dec-38a1666fb01b"]
+    assert row["server_messages"]["timeline"][0]["type"] == "assistant-request"
+
+
+def test_web_call_has_no_phone_data(db: psycopg.Connection[Any]) -> None:
+    """A web call stores no numbers and no phone number id, and derives sentiment and keywords itself."""
+    apply_bodies(db, load_call("web_call_support"))
+    row = session_rows(db)["e71df43f-5d20-421a-9dea-04629ce1a27b"]
+    assert (row["type"], row["business_number"], row["customer_number"], row["phone_number_id"]) == (
+        "web",
+        None,
+        None,
+        None,
+    )
+    assert row["sentiment"] in {"positive", "neutral", "negative"}
+    assert row["metadata"]["provenance"]["sentiment"] == "report"
+    assert 0 < len(row["keywords"]) <= 10
+
+
+def test_transcript_is_rebuilt_from_finals_when_no_report_comes(db: psycopg.Connection[Any]) -> None:
+    """With only final transcripts and status updates, the transcript is built from the finals, in order."""
+    bodies = load_call("no_report_finals_only")
+    apply_bodies(db, list(reversed(bodies)))
+    row = session_rows(db)["1f7e3495-e965-493b-a783-65eadfe2fc96"]
+    assert row["metadata"]["provenance"]["call_transcript"] == "transcripts"
+    finals = [orjson.loads(b)["message"] for b in bodies if kind(b).startswith("transcript")]
+    finals.sort(key=lambda m: m["timestamp"])
+    assert row["call_transcript"].splitlines()[0].endswith(finals[0]["transcript"])
+    assert len(row["call_transcript"].splitlines()) == len(finals)
+
+
+def test_nul_byte_in_a_transcript_is_stored(db: psycopg.Connection[Any]) -> None:
+    """A final transcript containing U+0000 is recorded and applied, with U+FFFD in its place."""
+    assert apply_bodies(db, [load_event("transcript_nul_byte.json")]) == [EventState.APPLIED]
+    stored = db.execute("SELECT message ->> 'transcript' FROM call_events").fetchone()
+    assert stored is not None
+    assert "\ufffd" in stored[0]
+    assert "\x00" not in stored[0]
+
+
+def test_session_only_stream(db: psycopg.Connection[Any]) -> None:
+    """Session and chat events with no call make one row keyed by the session id."""
+    apply_bodies(db, load_call("session_chat"))
+    rows = session_rows(db)
+    assert list(rows) == ["sess_tui_7YqK2mWc9LpR4xVb"]
+    row = rows["sess_tui_7YqK2mWc9LpR4xVb"]
+    assert (row["call_id"], row["type"], row["client_id"]) == (None, "chat", "client-tui-broadband")
+    assert row["cost_total"] == "0.0114"  # the session's final cost, not the first event's 0
+    assert "1b7936a3-1502-491f-9b0b-80b2e2a055f5" in row["metadata"]["chats"]
+
+
+def test_unknown_type_is_recorded_and_ignored(db: psycopg.Connection[Any]) -> None:
+    """A type we do not know is kept in call_events as ignored and touches no row."""
+    assert apply_bodies(db, [load_event("unknown_type.json"), load_event("assistant-started.json")]) == [
+        EventState.IGNORED,
+        EventState.IGNORED,
+    ]
+    assert session_rows(db) == {}
+    assert event_states(db) == {"ignored": 2}
+
+
+def test_non_uuid_call_id_is_unmappable(db: psycopg.Connection[Any]) -> None:
+    """A call id that is not a UUID can never map: a permanent error, and nothing is half-written."""
+    body = orjson.loads(load_event("status_update_bad_call_id.json"))
+    with pytest.raises(Unmappable, match="not a UUID"):
+        apply_event(db, Event.from_body(body, RECEIVED_AT_MS), "NZ")
+    assert db.execute("SELECT count(*) FROM call_events").fetchone() == (0,)
+
+
+def test_usage_counts_once_however_often_a_call_is_replayed(db: psycopg.Connection[Any], tmp_path: Path) -> None:
+    """Replaying a whole call three times leaves its client's usage at one call."""
+    for _ in range(3):
+        apply_bodies(db, load_call("long_call"))
+    assert usage(db) == [("client-coastal-realty", "2026-10-01", 1, "2.08", "0.1896")]
+
+
+def test_rate_plan_prices_a_call_without_a_reported_cost(db: psycopg.Connection[Any]) -> None:
+    """A call that ends with no report is priced from its client's rate, then re-priced by a report's cost."""
+    db.execute(
+        "INSERT INTO client_subscriptions (client_id, plan, rate_per_minute)"
+        " VALUES ('client-kauri-vets', 'pay-as-you-go', 0.5)"
+    )
+    call_id = "1f7e3495-e965-493b-a783-65eadfe2fc96"
+    apply_bodies(db, load_call("no_report_finals_only"))
+    row = session_rows(db)[call_id]
+    assert row["cost_total"] == "0.3520"  # 42.237 s at 0.50 per minute
+    assert row["metadata"]["cost_source"] == "rate_plan"
+    late_report = {"message": {"type": "end-of-call-report", "cost": 0.0871, "call": {"id": call_id}}}
+    apply_bodies(db, [orjson.dumps(late_report)])
+    row = session_rows(db)[call_id]
+    assert (row["cost_total"], row["metadata"]["cost_source"]) == ("0.0871", "reported")
+    assert usage(db) == [("client-kauri-vets", "2026-02-01", 1, "0.70", "0.0871")]

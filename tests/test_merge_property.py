@@ -1,0 +1,184 @@
+"""Property: any permutation of a call's events, with any duplicates, gives the same row and usage."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+import psycopg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.apply import apply_bodies
+from support.rows import session_rows, usage
+
+ASSISTANTS = ("0f6d7a64-1a7c-4b8e-9c55-3e2f1d0c9b8a", "7b3e1f20-9c4d-4e8a-b1f2-3a4b5c6d7e8f")
+REASONS = (
+    "customer-ended-call",
+    "assistant-ended-call",
+    "customer-did-not-answer",
+    "voicemail",
+    "pipeline-error-openai-llm-failed",
+)
+WORDS = ("booking", "tomorrow", "invoice", "thanks", "terrible", "great", "refund", "appointment", "sorry", "perfect")
+
+
+def iso(ms: int) -> str:
+    return (
+        f"{__import__('datetime').datetime.fromtimestamp(ms / 1000, __import__('datetime').UTC):%Y-%m-%dT%H:%M:%S.%f}"[
+            :-3
+        ]
+        + "Z"
+    )
+
+
+# Each example gets ids of its own (hypothesis replays and shrinks examples against the
+# same two databases, so drawn ids would collide with earlier examples' rows).
+CALL_ID = "00000000-0000-4000-8000-000000000000"
+CLIENT = "client-under-test"
+
+
+def fresh(events: list[bytes], call_id: str, client: str) -> list[bytes]:
+    return [e.replace(CALL_ID.encode(), call_id.encode()).replace(CLIENT.encode(), client.encode()) for e in events]
+
+
+@st.composite
+def call_streams(draw: st.DrawFn) -> tuple[bool, list[bytes]]:
+    call_id = CALL_ID
+    client = draw(st.sampled_from([None, CLIENT]))
+    kind = draw(st.sampled_from(["inboundPhoneCall", "outboundPhoneCall", "webCall"]))
+    assistant = draw(st.sampled_from(ASSISTANTS))
+    start = draw(st.integers(1_767_225_600_000, 1_798_761_600_000))  # during 2026
+    length = draw(st.integers(5_000, 900_000))
+    end = start + length
+
+    def call(with_assistant: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": call_id, "orgId": ASSISTANTS[0], "type": kind}
+        if with_assistant:
+            body["assistantId"] = assistant
+        if client:
+            body["metadata"] = {"client_id": client}
+        if kind != "webCall":
+            body["customer"] = {"number": "+64211234567"}
+        return body
+
+    def event(message: dict[str, Any]) -> bytes:
+        message["call"] = call(draw(st.booleans()) or message["type"] == "end-of-call-report")
+        return orjson.dumps({"message": message})
+
+    events = []
+    statuses = draw(st.lists(st.sampled_from(["queued", "ringing", "in-progress", "ended"]), unique=True))
+    offsets = {"queued": -3000, "ringing": -1500, "in-progress": 0, "ended": length}
+    reason = draw(st.sampled_from(REASONS))
+    for status in statuses:
+        message: dict[str, Any] = {"type": "status-update", "status": status, "timestamp": start + offsets[status]}
+        if status == "ended":
+            message["endedReason"] = reason
+        events.append(event(message))
+    finals = draw(
+        st.lists(
+            st.tuples(st.sampled_from(["user", "assistant"]), st.lists(st.sampled_from(WORDS), min_size=1, max_size=6)),
+            max_size=6,
+        )
+    )
+    for n, (role, words) in enumerate(finals):
+        text = " ".join(words).capitalize() + "."
+        events.append(
+            event(
+                {
+                    "type": "transcript",
+                    "role": role,
+                    "transcriptType": "final",
+                    "transcript": text,
+                    "timestamp": start + 1000 * (n + 1),
+                }
+            )
+        )
+    for n in range(draw(st.integers(0, 3))):
+        events.append(
+            event(
+                {
+                    "type": "speech-update",
+                    "status": "started",
+                    "role": "user",
+                    "turn": n,
+                    "timestamp": start + 700 * n + 1,
+                }
+            )
+        )
+    if draw(st.booleans()):
+        report: dict[str, Any] = {
+            "type": "end-of-call-report",
+            "timestamp": end + 4000,
+            "endedReason": reason,
+            "startedAt": iso(start + draw(st.integers(-500, 500))),
+            "endedAt": iso(end + draw(st.integers(-500, 500))),
+            "analysis": {"summary": "The caller asked about " + draw(st.sampled_from(WORDS)) + "."},
+            "artifact": {
+                "transcript": "".join(f"{'User' if r == 'user' else 'AI'}: {' '.join(w)}\n" for r, w in finals)
+            },
+        }
+        if draw(st.booleans()):
+            report["cost"] = draw(st.decimals(0, 5, places=4).map(float))
+        if draw(st.booleans()):
+            report["durationSeconds"] = length / 1000
+        if draw(st.booleans()):
+            report["analysis"]["structuredData"] = {
+                "sentiment": draw(st.sampled_from(["positive", "negative", "Neutral"])),
+                "outcome": "Booked",
+                "keywords": ["Booking", "booking", " Tomorrow "],
+            }
+        events.append(event(report))
+    if draw(st.booleans()):
+        events.append(event({"type": "call.deleted", "timestamp": end + 86_400_000}))
+    if draw(st.booleans()):
+        events.append(
+            event(
+                {
+                    "type": "call.artifact.upload",
+                    "timestamp": end + 9000,
+                    "artifacts": [{"type": "recording-mono", "success": draw(st.booleans())}],
+                }
+            )
+        )
+    events.append(event({"type": "hang", "timestamp": start + 2500}))  # always carries identity
+    return client is not None, events
+
+
+def prepare(conn: psycopg.Connection[Any], client: str | None) -> None:
+    if client:
+        conn.execute(
+            "INSERT INTO client_subscriptions (client_id, plan, rate_per_minute) VALUES (%s, 'test', 0.35)", (client,)
+        )
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(stream=call_streams(), data=st.data())
+def test_any_order_with_duplicates_gives_the_same_row_and_usage(
+    db: psycopg.Connection[Any],
+    db2: psycopg.Connection[Any],
+    stream: tuple[bool, list[bytes]],
+    data: st.DataObject,
+) -> None:
+    """Applied as sent, or shuffled with repeats, a generated call ends in identical rows and usage."""
+    has_client, template = stream
+    call_id = str(uuid.uuid4())
+    client = f"client-{call_id[:8]}" if has_client else None
+    events = fresh(template, call_id, client or CLIENT)
+    shuffled = data.draw(st.permutations(events))
+    repeats = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
+    positions = data.draw(st.lists(st.integers(0, len(shuffled)), min_size=len(repeats), max_size=len(repeats)))
+    mixed = list(shuffled)
+    for position, repeat in zip(positions, repeats, strict=True):
+        mixed.insert(position, repeat)
+
+    prepare(db, client)
+    prepare(db2, client)
+    apply_bodies(db, events)
+    apply_bodies(db2, mixed)
+
+    first, second = session_rows(db).get(call_id), session_rows(db2).get(call_id)
+    assert first == second
+    assert [u for u in usage(db) if u[0] == client] == [u for u in usage(db2) if u[0] == client]
