@@ -124,10 +124,11 @@ def _free_port() -> int:
         return port
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process, from /proc (Linux)."""
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of one process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _machine_busy_seconds() -> float:
@@ -252,9 +253,11 @@ class Measurement:
     latency_ms: dict[str, float]
     errors: dict[str, int]
     server_cpu_s: float
+    server_sys_share: float  # of the server's CPU time, the part spent in the kernel
     server_cpu_us_per_request: float
     loadgen_cpu_s: float
-    other_cpu_cores: float  # average cores busy with anything but the server and wrk
+    redis_cpu_us_per_request: float | None  # when Redis runs on this machine
+    other_cpu_cores: float  # average cores busy with anything but the server, wrk and Redis
     queued: int | None = None
 
     @property
@@ -280,6 +283,7 @@ def run_wrk(
     rate: float | None,
     pin: bool,
     phase: str,
+    redis_pid: int | None,
 ) -> Measurement:
     env = dict(os.environ)
     env.update(
@@ -293,6 +297,7 @@ def run_wrk(
         wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "2s", "-s", str(LUA), server.url,
     ]  # fmt: skip
     cpu_before, busy_before, started = _cpu_seconds(server.proc.pid), _machine_busy_seconds(), time.monotonic()
+    redis_before = sum(_cpu_seconds(redis_pid)) if redis_pid else 0.0
     children_before = _children_cpu()
     proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
@@ -301,8 +306,11 @@ def run_wrk(
         procs.stop(proc)
     usage = _children_cpu() - children_before  # wrk's own CPU time: the only child reaped meanwhile
     elapsed = time.monotonic() - started
-    server_cpu = _cpu_seconds(server.proc.pid) - cpu_before
+    cpu_after = _cpu_seconds(server.proc.pid)
+    server_user, server_sys = cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
+    server_cpu = server_user + server_sys
     busy = _machine_busy_seconds() - busy_before
+    redis_cpu = sum(_cpu_seconds(redis_pid)) - redis_before if redis_pid else 0.0
     text = out.decode(errors="replace")
     match = re.search(r"^BENCH_RESULT (\{.*\})$", text, re.MULTILINE)
     if proc.returncode != 0 or match is None:
@@ -321,9 +329,11 @@ def run_wrk(
         latency_ms=latency,
         errors={key: int(value) for key, value in data["errors"].items()},
         server_cpu_s=round(server_cpu, 2),
+        server_sys_share=round(server_sys / server_cpu, 2) if server_cpu else 0.0,
         server_cpu_us_per_request=round(server_cpu / requests * 1e6, 1) if requests else 0.0,
         loadgen_cpu_s=round(usage, 2),
-        other_cpu_cores=round(max(0.0, busy - server_cpu - usage) / elapsed, 2),
+        redis_cpu_us_per_request=round(redis_cpu / requests * 1e6, 1) if redis_pid and requests else None,
+        other_cpu_cores=round(max(0.0, busy - server_cpu - usage - redis_cpu) / elapsed, 2),
     )
 
 
@@ -371,6 +381,7 @@ class Bench:
         self.hmac_secret = secrets.token_urlsafe(32)
         self.database_url: str | None = None
         self.janitor: Janitor | None = None
+        self.redis_pid = _local_redis_pid(options.redis_url)
 
     # -- scratch data
 
@@ -506,7 +517,7 @@ class Bench:
             result = run_wrk(
                 self.procs, self.wrk, server,
                 body_file=body_file, headers_file=headers_file, connections=conns,
-                duration=seconds, rate=rate, pin=options.pin, phase=phase,
+                duration=seconds, rate=rate, pin=options.pin, phase=phase, redis_pid=self.redis_pid,
             )  # fmt: skip
             if self.janitor is not None:
                 time.sleep(0.2)  # let in-flight batches land before the final count
@@ -559,6 +570,26 @@ class Bench:
                 if pending:
                     raise BenchError(f"{pending} deliveries fell back to Postgres: Redis was too slow or failing")
         return results
+
+
+def _local_redis_pid(redis_url: str) -> int | None:
+    """The Redis server's pid when it runs on this machine (to account for its CPU time)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        info = client.info("server")
+    except Exception:
+        return None
+    finally:
+        client.close()
+    pid = int(info.get("process_id", 0))
+    host = (client.connection_pool.connection_kwargs.get("host") or "").lower()
+    if pid and host in {"127.0.0.1", "localhost", "::1"} and Path(f"/proc/{pid}/stat").exists():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if "redis" in Path(f"/proc/{pid}/comm").read_text():
+                return pid
+    return None
 
 
 def _check(server: Server, result: Measurement) -> None:
@@ -624,7 +655,8 @@ def render(summary: dict[str, Any]) -> str:
     ]
     header = (
         f"{'payload':<16} {'server':<22} {'peak req/s':>10} {'ratio':>6} {'cpu µs/req':>10} {'cpu ratio':>9} "
-        f"{'conns':>5} {'half req/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'errors':>6} {'other cpu':>9}"
+        f"{'redis µs/req':>12} {'conns':>5} {'half req/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
+        f"{'errors':>6} {'other cpu':>9}"
     )
     lines += [header, "-" * len(header)]
     for name, data in summary["payloads"].items():
@@ -633,17 +665,22 @@ def render(summary: dict[str, Any]) -> str:
             peak, half = run["peak"], run["half"]
             errors = sum(peak["errors"].values()) + sum(half["errors"].values())
             other = max(peak["other_cpu_cores"], half["other_cpu_cores"])
+            redis_us = peak["redis_cpu_us_per_request"]
+            redis = "-" if redis_us is None or run["server"] == "bare" else f"{redis_us:.0f}"
             lines.append(
                 f"{label:<16} {run['server']:<22} {peak['rate']:>10.0f} {run['ratio']:>6.2f} "
-                f"{peak['server_cpu_us_per_request']:>10.0f} {run['cpu_ratio']:>9.2f} {peak['connections']:>5} "
+                f"{peak['server_cpu_us_per_request']:>10.0f} {run['cpu_ratio']:>9.2f} {redis:>12} "
+                f"{peak['connections']:>5} "
                 f"{half['rate']:>10.0f} {half['latency_ms']['p50']:>7.2f} {half['latency_ms']['p99']:>7.2f} "
                 f"{half['latency_ms']['p999']:>8.2f} {errors:>6} {other:>9.2f}"
             )
             label = ""
     lines += [
         "",
-        "ratio = ours/bare peak req/s; cpu ratio = bare/ours server CPU per request (less sensitive to other load);",
-        "p50/p99 at half of each server's own peak; other cpu = cores busy with anything but server and wrk.",
+        "ratio = ours/bare peak req/s; cpu µs/req = server process CPU time per request at peak;",
+        "cpu ratio = bare/ours cpu µs/req (less sensitive to other load on the machine); redis µs/req = the",
+        "Redis server's CPU per request (local Redis only); p50/p99/p99.9 at half of each server's own peak;",
+        "other cpu = cores busy with anything but server, wrk and Redis (other load: makes numbers noisy).",
         "",
         f"targets: ratio >= {TARGET_RATIO}, p99 < {TARGET_P99_MS:g} ms at half load",
     ]
@@ -757,11 +794,14 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def _interruptible() -> Iterator[None]:
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C and SIGTERM both raise KeyboardInterrupt, which cleans up; SIGINT explicitly too,
+    # since a shell starting this in the background sets it to "ignore".
+    previous = signal.signal(signal.SIGTERM, _on_sigterm), signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,23 @@ import orjson
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
 
+class RedactMessages(logging.Filter):
+    """Dramatiq logs whole messages (``Failed to process message apply_event({...})``); ours
+    carry webhook bodies with transcripts and phone numbers, so only actor and id are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("dramatiq") and isinstance(record.args, tuple):
+            record.args = tuple(_redacted(arg) for arg in record.args)
+        return True
+
+
+def _redacted(value: Any) -> Any:
+    actor, message_id = getattr(value, "actor_name", None), getattr(value, "message_id", None)
+    if isinstance(actor, str) and isinstance(message_id, str):
+        return f"{actor}(message {message_id})"
+    return value
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -33,6 +50,7 @@ def configure_logging(level: str = "INFO") -> None:
     """Send every logger's records to stderr as JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactMessages())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -74,8 +74,8 @@ class Sweeper(threading.Thread):
                 if self.also is not None:
                     self.also()
                 sweep_once(self.pool, self.phone_region, grace=self.grace, unqueued_grace=self.grace * 5)
-            except Exception as exc:
-                log.warning("sweep failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            except Exception:
+                log.warning("sweep failed", exc_info=True)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopped.set()

@@ -20,9 +20,11 @@ from psycopg_pool import ConnectionPool
 from ingest.apply import record_failure
 from ingest.db import sync_pool
 from ingest.errors import PermanentError
+from ingest.logs import configure_logging
 from ingest.processing import event_from_body
 from ingest.settings import Settings
 from ingest.sweeper import Sweeper
+from worker.reclaim import reclaim
 
 log = logging.getLogger("ingest.worker")
 
@@ -39,15 +41,21 @@ class Resources(Middleware):
             raise RuntimeError("the database pool is opened when the worker boots")
         return self._pool
 
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        assert isinstance(broker, RedisBroker)
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Before the worker threads start, so no message ever finds the pool closed.
+        configure_logging(self.settings.log_level)  # JSON lines, like the web process
         self._pool = sync_pool(self.settings, name="worker")
         self._pool.open(wait=True, timeout=30)
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        assert isinstance(broker, RedisBroker)
+        queue_name = self.settings.queue_name
         self._sweeper = Sweeper(
-            self._pool,
+            self.pool,
             self.settings.phone_region,
             interval=self.settings.sweep_interval,
             grace=self.settings.sweep_grace,
+            also=lambda: reclaim(broker, queue_name),
         )
         self._sweeper.start()
 

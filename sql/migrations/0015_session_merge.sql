@@ -208,13 +208,20 @@ BEGIN
         p.duration_minutes := round(p.duration_seconds / 60, 2);
     END IF;
 
-    FOR attempt IN 1..2 LOOP
+    FOR attempt IN 1..3 LOOP
         IF p.call_id IS NOT NULL THEN
             SELECT * INTO cur FROM user_sessions AS s WHERE s.call_id = p.call_id FOR UPDATE;
         ELSE
             SELECT * INTO cur FROM user_sessions AS s WHERE s.session_id = p.session_id FOR UPDATE;
         END IF;
         EXIT WHEN FOUND;
+        IF attempt = 1 THEN
+            -- Serialise the creation of this row with events that find it missing, then look
+            -- again: without the lock, an event could record itself as waiting just after the
+            -- creating transaction looked for waiting events, and wait for nothing.
+            PERFORM pg_advisory_xact_lock(hashtextextended('ingest:' || coalesce(p.call_id::text, p.session_id), 0));
+            CONTINUE;
+        END IF;
         IF p.assistant_id IS NULL THEN
             RETURN QUERY SELECT 'missing'::text, false, NULL::text;
             RETURN;
@@ -237,8 +244,13 @@ BEGIN
                                 cur.metadata #>> '{provenance,call_transcript}';
             RETURN;
         END IF;
-        -- Another transaction created the row meanwhile: lock it and merge on the next pass.
+        -- A writer that does not take the lock (a Supabase client, the seed's SQL) created
+        -- the row meanwhile: the next pass locks it and merges.
     END LOOP;
+    IF cur.id IS NULL THEN
+        RAISE EXCEPTION 'user_sessions row for % vanished while being merged', coalesce(p.call_id::text, p.session_id)
+            USING ERRCODE = 'serialization_failure';
+    END IF;
 
     merged := ingest_merge_session(cur, p);
     IF ROW(merged.*) IS NOT DISTINCT FROM ROW(cur.*) THEN

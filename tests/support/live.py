@@ -49,3 +49,38 @@ def web_server(env: Mapping[str, str]) -> Iterator[str]:
         yield base
     finally:
         stop(process)
+
+
+@contextlib.contextmanager
+def worker_process(
+    env: Mapping[str, str], *, processes: int = 1, threads: int = 4, log_path: str = os.devnull
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``ingest worker`` in a session of its own (so a test can SIGKILL the whole group)."""
+    full_env = {
+        **os.environ,
+        "LOG_LEVEL": "WARNING",
+        **env,
+        "WORKER_PROCESSES": str(processes),
+        "WORKER_THREADS": str(threads),
+    }
+    log = open(log_path, "ab")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ingest", "worker"], env=full_env, start_new_session=True, stderr=log
+    )
+    try:
+        yield process
+    finally:
+        kill_group(process, signal.SIGTERM)
+        log.close()
+
+
+def kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the process and every child it started, then reap it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -24,3 +24,29 @@ def queued(redis_url: str, namespace: str, queue: str = QUEUE) -> list[Message[A
 def queued_bodies(redis_url: str, namespace: str, queue: str = QUEUE) -> list[dict[str, Any]]:
     """The webhook bodies carried by the queued messages."""
     return [message.args[0] for message in queued(redis_url, namespace, queue)]
+
+
+def enqueue(redis_url: str, namespace: str, bodies: list[bytes], received_at_ms: int, queue: str = QUEUE) -> None:
+    """Queue raw webhook bodies exactly as the endpoint does (same message encoding)."""
+    from ingest.body import parse_envelope
+    from ingest.enqueue import encode_message
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pipe = client.pipeline(transaction=True)
+        for raw in bodies:
+            _, body = parse_envelope(raw)
+            redis_id, data = encode_message(queue, body, received_at_ms)
+            pipe.hset(f"{namespace}:{queue}.msgs", redis_id, data)
+            pipe.rpush(f"{namespace}:{queue}", redis_id)
+        pipe.execute()
+    finally:
+        client.close()
+
+
+def dead_letters(redis_url: str, namespace: str, queue: str = QUEUE) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.zcard(f"{namespace}:{queue}.XQ"))
+    finally:
+        client.close()

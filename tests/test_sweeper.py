@@ -1,0 +1,75 @@
+"""The sweeper: events left pending or waiting in call_events get applied without the queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+from support.fixtures import load_call
+from support.rows import event_states, session_rows
+
+from ingest.intake import event_row
+from ingest.sweeper import sweep_once
+
+CALL = "29e81e6b-26b0-4097-8509-32a0d88f1a97"  # the voicemail call
+
+
+def store_pending(db: psycopg.Connection[Any], bodies: list[bytes], *, enqueued: bool, age_seconds: int) -> None:
+    """Rows as the endpoint keeps them when Redis is down, made to look ``age_seconds`` old."""
+    for raw in bodies:
+        row = event_row(orjson.loads(raw)["message"], 1_790_000_000_000)
+        row["message"] = Jsonb(orjson.loads(raw)["message"])
+        db.execute(
+            "INSERT INTO call_events (received_at, call_id, session_id, message_type, dedupe_key, message, state)"
+            " VALUES (to_timestamp(%(received_at_ms)s / 1000.0), %(call_id)s, %(session_id)s, %(message_type)s,"
+            " %(dedupe_key)s, %(message)s, 'pending')",
+            row,
+        )
+    keys = [event_row(orjson.loads(raw)["message"], 0)["dedupe_key"] for raw in bodies]
+    db.execute("ALTER TABLE call_events DISABLE TRIGGER call_events_touch")  # keep the back-dated updated_at
+    db.execute(
+        "UPDATE call_events SET enqueued_at = CASE WHEN %s THEN now() END,"
+        " updated_at = now() - make_interval(secs => %s) WHERE dedupe_key = ANY(%s)",
+        (enqueued, age_seconds, keys),
+    )
+    db.execute("ALTER TABLE call_events ENABLE TRIGGER call_events_touch")
+
+
+def test_stale_pending_events_are_applied(db: psycopg.Connection[Any], db_url: str) -> None:
+    """Pending events older than the grace period are applied by a sweep, the row built as usual."""
+    store_pending(db, load_call("voicemail"), enqueued=True, age_seconds=600)
+    with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
+        assert sweep_once(pool, "NZ", grace=120, unqueued_grace=600) == len(load_call("voicemail"))
+    assert event_states(db) == {"applied": len(load_call("voicemail"))}
+    assert session_rows(db)[CALL]["ended_reason"] == "voicemail"
+
+
+def test_recent_and_unqueued_events_are_left_to_the_queue(db: psycopg.Connection[Any], db_url: str) -> None:
+    """A pending event inside the grace period, or not yet queued by the drainer, is not swept yet."""
+    bodies = load_call("voicemail")
+    store_pending(db, bodies[:2], enqueued=True, age_seconds=10)
+    store_pending(db, bodies[2:4], enqueued=False, age_seconds=300)
+    with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
+        assert sweep_once(pool, "NZ", grace=120, unqueued_grace=600) == 0
+    assert event_states(db) == {"pending": 4}
+
+
+def test_waiting_events_are_retried(db: psycopg.Connection[Any], db_url: str) -> None:
+    """An event that waited for its row is applied by a sweep once some other path created the row."""
+    bodies = load_call("assistant_request_first")
+    store_pending(db, bodies[:1], enqueued=True, age_seconds=600)
+    with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
+        sweep_once(pool, "NZ", grace=120, unqueued_grace=600)
+        assert event_states(db) == {"waiting": 1}
+        db.execute(
+            "INSERT INTO user_sessions (call_id, assistant_id) VALUES (%s, %s)",
+            ("e0b9afa2-56ad-4ccd-8dec-38a1666fb01b", "afe02bab-94fe-4612-ab34-f0fba929f065"),
+        )
+        db.execute("ALTER TABLE call_events DISABLE TRIGGER call_events_touch")
+        db.execute("UPDATE call_events SET updated_at = now() - interval '10 minutes'")
+        db.execute("ALTER TABLE call_events ENABLE TRIGGER call_events_touch")
+        assert sweep_once(pool, "NZ", grace=120, unqueued_grace=600) == 1
+    assert event_states(db) == {"applied": 1}
