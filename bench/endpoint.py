@@ -69,6 +69,7 @@ PAYLOAD_TARGETS = {"status": 20_000, "report": 200_000}
 # connections, more only add queueing; 20 KB bodies need more in flight to saturate the server.
 DEFAULT_CONNECTIONS = {"status": 32, "report": 8}
 SERVER_CPU, LOADGEN_CPU = 0, 1
+BUSY_CORES = 0.25  # other load above which the table warns that the numbers are noisy
 CLEAN_ENV_PREFIXES = ("VAPI_", "INGEST_", "DB_", "ENQUEUE_", "MAX_BODY", "LOCAL_TIMEZONE", "LOG_LEVEL", "WEB_")
 
 
@@ -684,6 +685,14 @@ def render(summary: dict[str, Any]) -> str:
         "",
         f"targets: ratio >= {TARGET_RATIO}, p99 < {TARGET_P99_MS:g} ms at half load",
     ]
+    runs = [run for data in summary["payloads"].values() for run in data["runs"]]
+    busiest = max(run[phase]["other_cpu_cores"] for run in runs for phase in ("peak", "half"))
+    if busiest > BUSY_CORES:
+        lines.insert(
+            -1,
+            f"WARNING: other processes kept up to {busiest:.2f} cores busy during a measurement: req/s and "
+            "latencies are noisy (cpu ratio less so); rerun on an idle machine.\n",
+        )
     for name, data in summary["payloads"].items():
         for run in data["runs"]:
             if run["server"] == "bare":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -68,6 +69,9 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
         intake = Intake(enqueuer, pool)
         app.state.webhook = Webhook(auth, answer_settings, intake, settings.max_body_bytes)
         drainer = asyncio.create_task(Drainer(intake).run(), name="drainer")
+        # Everything built so far lives as long as the process: keep it out of the garbage
+        # collector's full passes, which otherwise stall a request for tens of ms.
+        gc.freeze()
         try:
             yield
         finally:

@@ -58,6 +58,11 @@ class Event:
     def kind(self) -> str:
         return str(self.message.get("type"))
 
+    @property
+    def key(self) -> str:
+        """The row this event belongs to (call id, else session id), for ordering batches."""
+        return call_id(self.message) or session_id(self.message) or ""
+
     def context(self, phone_region: str) -> Context:
         return Context(received_at=self.received_at, phone_region=phone_region)
 

@@ -172,15 +172,22 @@ def _check_hmac(config: HmacSettings, headers: Mapping[str, str], body: bytes, n
     if not signatures:
         message = f"{config.signature_header} holds no {config.prefix}<{config.encoding} {config.algorithm} digest>"
         return _fail(Scheme.HMAC, Reason.MALFORMED_SIGNATURE, message)
-    payload = config.payload.render(timestamp=stamp.encode(), body=body)
+    payload = config.payload.chunks(timestamp=stamp.encode(), body=body)
     if not _any_signature_matches(signatures, config, payload):
         message = f"{config.signature_header} matches no VAPI_HMAC_SECRET over {config.payload.text}"
         return _fail(Scheme.HMAC, Reason.SIGNATURE_MISMATCH, message)
     return _check_skew(config, seconds, now)
 
 
-def _any_signature_matches(signatures: list[bytes], config: HmacSettings, payload: bytes) -> bool:
-    expected = [hmac.new(s.value, payload, config.algorithm.value).digest() for s in config.secrets]
+def _digest(key: bytes, chunks: list[bytes], algorithm: str) -> bytes:
+    mac = hmac.new(key, digestmod=algorithm)
+    for chunk in chunks:
+        mac.update(chunk)
+    return mac.digest()
+
+
+def _any_signature_matches(signatures: list[bytes], config: HmacSettings, payload: list[bytes]) -> bool:
+    expected = [_digest(s.value, payload, config.algorithm.value) for s in config.secrets]
     matched = False
     for signature in signatures:
         for digest in expected:

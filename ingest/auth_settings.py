@@ -129,8 +129,12 @@ class PayloadTemplate:
 
     def render(self, *, timestamp: bytes, body: bytes) -> bytes:
         """Substitute on bytes, so braces or invalid UTF-8 in the body are harmless."""
+        return b"".join(self.chunks(timestamp=timestamp, body=body))
+
+    def chunks(self, *, timestamp: bytes, body: bytes) -> list[bytes]:
+        """The signed string in pieces, to feed a digest without copying the body."""
         values = {Placeholder.TIMESTAMP: timestamp, Placeholder.BODY: body}
-        return b"".join(values[p] if isinstance(p, Placeholder) else p for p in self.parts)
+        return [values[p] if isinstance(p, Placeholder) else p for p in self.parts]
 
 
 @dataclass(frozen=True)

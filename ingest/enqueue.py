@@ -41,7 +41,18 @@ def encode_message(queue_name: str, body: bytes, received_at_ms: int) -> tuple[s
             "message_timestamp": int(time.time() * 1000),
         }
     )
-    return redis_id, head[:-1] + b',"args":[' + body + b"," + str(received_at_ms).encode() + b"]}"
+    return redis_id, b"".join((head[:-1], b',"args":[', body, b",", str(received_at_ms).encode(), b"]}"))
+
+
+# One atomic command per batch: each message into the queue's hash, its id onto the list,
+# exactly what Dramatiq's own "enqueue" dispatch does, message by message.
+ENQUEUE_BATCH = """
+for i = 1, #ARGV, 2 do
+    redis.call("hset", KEYS[1], ARGV[i], ARGV[i + 1])
+    redis.call("rpush", KEYS[2], ARGV[i])
+end
+return #ARGV / 2
+"""
 
 
 class Enqueuer:
@@ -62,8 +73,8 @@ class Enqueuer:
         self._client = aioredis.Redis.from_url(
             redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=16
         )
-        self._list_key = f"{namespace}:{queue_name}"
-        self._hash_key = f"{namespace}:{queue_name}.msgs"
+        self._keys = [f"{namespace}:{queue_name}.msgs", f"{namespace}:{queue_name}"]
+        self._enqueue_batch = self._client.register_script(ENQUEUE_BATCH)
         self._batch: list[tuple[str, bytes, asyncio.Future[None]]] = []
         self._flushing = False
 
@@ -72,7 +83,8 @@ class Enqueuer:
 
     async def ping(self) -> bool:
         try:
-            return bool(await asyncio.wait_for(self._client.ping(), self.timeout))
+            async with asyncio.timeout(self.timeout):
+                return bool(await self._client.ping())
         except (RedisError, OSError, TimeoutError):
             return False
 
@@ -97,10 +109,9 @@ class Enqueuer:
     async def _write(self, batch: list[tuple[str, bytes, asyncio.Future[None]]]) -> None:
         error: BaseException | None = None
         try:
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hset(self._hash_key, mapping={redis_id: data for redis_id, data, _ in batch})
-            pipe.rpush(self._list_key, *(redis_id for redis_id, _, _ in batch))
-            await asyncio.wait_for(pipe.execute(), self.timeout)
+            args = [part for redis_id, data, _ in batch for part in (redis_id, data)]
+            async with asyncio.timeout(self.timeout):
+                await self._enqueue_batch(keys=self._keys, args=args)
         except Exception as exc:  # whatever went wrong, every waiting request must get an answer
             error = EnqueueError(f"redis enqueue failed: {type(exc).__name__}: {exc}")
         for _, _, future in batch:

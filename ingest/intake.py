@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from ingest import queries
+from ingest.body import loads_storable
 from ingest.enqueue import EnqueueError, Enqueuer
 from ingest.mapping.event_key import event_key
 from ingest.mapping.identity import call_id, session_id
@@ -57,7 +58,8 @@ class Intake:
         self._redis_down_until = 0.0
         self.stored_since_drain = asyncio.Event()
 
-    async def accept(self, body: bytes, message: dict[str, Any], received_at_ms: int) -> Outcome:
+    async def accept(self, body: bytes, received_at_ms: int) -> Outcome:
+        """Queue ``body``; when Redis fails, keep it in Postgres (re-parsed only then)."""
         if time.monotonic() >= self._redis_down_until:
             try:
                 await self.enqueuer.send(body, received_at_ms)
@@ -65,7 +67,7 @@ class Intake:
             except EnqueueError as exc:
                 self._redis_down_until = time.monotonic() + self.breaker_seconds
                 log.warning("redis unavailable; keeping deliveries in postgres", extra={"error": str(exc)})
-        await self.store(message, received_at_ms)
+        await self.store(loads_storable(body)["message"], received_at_ms)
         return Outcome.STORED
 
     async def store(self, message: dict[str, Any], received_at_ms: int) -> None:

@@ -13,20 +13,20 @@ import logging
 import time
 from typing import Any
 
-from psycopg_pool import ConnectionPool
-
-from ingest.apply import Event, apply_event, record_failure
+from ingest.apply import Event, record_failure
 from ingest.errors import PermanentError, is_retryable
+from ingest.group_commit import GroupCommit
 from ingest.vocabulary import EventState
 
 log = logging.getLogger("ingest.worker")
 
 
-def process(pool: ConnectionPool, event: Event, phone_region: str) -> EventState | None:
+def process(group: GroupCommit, event: Event) -> EventState | None:
+    """Apply ``event`` through the process's group commit; keep it and re-raise on failure."""
+    pool = group.pool
     started = time.perf_counter()
     try:
-        with pool.connection() as conn:
-            state = apply_event(conn, event, phone_region)
+        state = group.apply(event)
     except Exception as exc:
         permanent = not is_retryable(exc)
         try:

@@ -22,6 +22,7 @@ from ingest.auth import verify
 from ingest.auth_settings import AuthSettings
 from ingest.intake import Intake, Unavailable
 from ingest.mapping.identity import call_id
+from ingest.vocabulary import REQUEST_TYPES
 
 log = logging.getLogger("ingest.webhook")
 
@@ -66,15 +67,19 @@ async def receive(request: Request) -> Response:
         return json_response(exc.status, {"error": exc.code, "detail": exc.detail})
 
     kind = str(message["type"])
-    reply = await answers.answer(hook.answers, message)
+    call = call_id(message)
+    reply = await answers.answer(hook.answers, message) if kind in REQUEST_TYPES else None
+    # Nothing parsed is kept across the wait for Redis: a large report's object tree
+    # would otherwise stay alive for every garbage collection in the meantime.
+    del message, raw, decoded
     try:
-        outcome = await hook.intake.accept(queued_body, message, int(now * 1000))
+        outcome = await hook.intake.accept(queued_body, int(now * 1000))
     except Unavailable:
         if reply is not None:
             # A live call is waiting on this answer: give it, even though the event is not kept.
-            _log("answered_not_recorded", started, size, type=kind, call_id=call_id(message))
+            _log("answered_not_recorded", started, size, type=kind, call_id=call)
             return json_response(200, reply)
-        _log("unavailable", started, size, type=kind, call_id=call_id(message))
+        _log("unavailable", started, size, type=kind, call_id=call)
         return json_response(503, {"error": "unavailable", "detail": "neither the queue nor the database took it"})
-    _log(outcome, started, size, type=kind, call_id=call_id(message))
+    _log(outcome, started, size, type=kind, call_id=call)
     return json_response(200, reply if reply is not None else ACK)

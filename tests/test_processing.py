@@ -13,6 +13,7 @@ from support.rows import event_states
 
 from ingest.apply import Event
 from ingest.errors import PermanentError, Unmappable, is_retryable
+from ingest.group_commit import GroupCommit
 from ingest.processing import event_from_body, process
 
 
@@ -39,7 +40,7 @@ def test_permanent_failure_is_recorded_and_raised(db: psycopg.Connection[Any], d
     """An unmappable event is kept in call_events as failed with its error, and raised as permanent."""
     event = event_from_body(orjson.loads(load_event("status_update_bad_call_id.json")), 1_790_000_000_000)
     with ConnectionPool(db_url, min_size=1, max_size=2) as pool, pytest.raises(PermanentError):
-        process(pool, event, "NZ")
+        process(GroupCommit(pool, "NZ"), event)
     assert event_states(db) == {"failed": 1}
 
 
@@ -52,13 +53,15 @@ def test_transient_failure_is_raised_for_a_retry(db: psycopg.Connection[Any], db
     )
     db.execute("CREATE TRIGGER fail_once BEFORE INSERT ON user_sessions FOR EACH ROW EXECUTE FUNCTION fail_once()")
     with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
+        group = GroupCommit(pool, "NZ")
         with pytest.raises(psycopg.errors.DeadlockDetected):
-            process(pool, event, "NZ")
+            process(group, event)
         state, error = db.execute("SELECT state, last_error FROM call_events").fetchone() or (None, "")
         assert state == "pending"
         assert error.startswith("DeadlockDetected: simulated")
         db.execute("DROP TRIGGER fail_once ON user_sessions")
-        process(pool, event, "NZ")  # the retry
+        process(group, event)  # the retry
+        group.close()
     assert event_states(db) == {"applied": 1}
 
 

@@ -33,4 +33,4 @@ MAX_AGE_MS = 86_400_000
     throws=(PermanentError,),
 )
 def apply_event(body: dict[str, Any], received_at_ms: int) -> None:
-    process(resources.pool, event_from_body(body, received_at_ms), settings.phone_region)
+    process(resources.group, event_from_body(body, received_at_ms))

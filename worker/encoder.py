@@ -8,6 +8,8 @@ import orjson
 from dramatiq.encoder import Encoder
 from dramatiq.errors import DecodeError
 
+from ingest.body import loads_storable
+
 
 class OrjsonEncoder(Encoder):
     def encode(self, data: dict[str, Any]) -> bytes:
@@ -15,7 +17,7 @@ class OrjsonEncoder(Encoder):
 
     def decode(self, data: bytes) -> dict[str, Any]:
         try:
-            decoded: dict[str, Any] = orjson.loads(data)
+            decoded: dict[str, Any] = loads_storable(data)
         except orjson.JSONDecodeError as exc:
             raise DecodeError(f"failed to decode message {data[:200]!r}", data, exc) from None  # type: ignore[no-untyped-call]
         return decoded

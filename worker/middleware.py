@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 from ingest.apply import record_failure
 from ingest.db import sync_pool
 from ingest.errors import PermanentError
+from ingest.group_commit import GroupCommit
 from ingest.logs import configure_logging
 from ingest.processing import event_from_body
 from ingest.settings import Settings
@@ -34,6 +35,7 @@ class Resources(Middleware):
         self.settings = settings
         self._pool: ConnectionPool | None = None
         self._sweeper: Sweeper | None = None
+        self._group: GroupCommit | None = None
 
     @property
     def pool(self) -> ConnectionPool:
@@ -41,11 +43,18 @@ class Resources(Middleware):
             raise RuntimeError("the database pool is opened when the worker boots")
         return self._pool
 
+    @property
+    def group(self) -> GroupCommit:
+        if self._group is None:
+            raise RuntimeError("the group commit starts when the worker boots")
+        return self._group
+
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Before the worker threads start, so no message ever finds the pool closed.
         configure_logging(self.settings.log_level)  # JSON lines, like the web process
         self._pool = sync_pool(self.settings, name="worker")
         self._pool.open(wait=True, timeout=30)
+        self._group = GroupCommit(self._pool, self.settings.phone_region)
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         assert isinstance(broker, RedisBroker)
@@ -62,6 +71,9 @@ class Resources(Middleware):
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self._sweeper is not None:
             self._sweeper.stop()
+        if self._group is not None:
+            self._group.close()
+            self._group = None
         if self._pool is not None:
             self._pool.close()
             self._pool = None

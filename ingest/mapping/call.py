@@ -10,12 +10,13 @@ assistant's, depending on how the agency set the call up.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
 from ingest.errors import Unmappable
 from ingest.mapping.identity import call_id
-from ingest.mapping.phone import normalise_number
+from ingest.mapping.phone import PhoneNumber, normalise_number
 from ingest.patch import Patch, Source
 
 CALL_TYPES = {
@@ -66,6 +67,16 @@ def _assistant(message: dict[str, Any]) -> tuple[str | None, Source]:
     ), Source.EVENT
 
 
+@functools.lru_cache(maxsize=4096)
+def _normalised(raw: str, region: str) -> PhoneNumber:
+    # Every event of a call repeats the same two numbers; parsing is the costly part.
+    return normalise_number(raw, region)
+
+
+def _number(raw: Any, region: str) -> PhoneNumber:
+    return _normalised(raw, region) if isinstance(raw, str) else normalise_number(raw, region)
+
+
 def _numbers(patch: Patch, message: dict[str, Any], region: str) -> Patch:
     call = obj(message.get("call"))
     phone = obj(message.get("phoneNumber")) or obj(call.get("phoneNumber"))
@@ -73,7 +84,7 @@ def _numbers(patch: Patch, message: dict[str, Any], region: str) -> Patch:
     raw_numbers: dict[str, str] = {}
     business_raw = phone.get("number") or phone.get("twilioPhoneNumber")
     for column, raw in (("business_number", business_raw), ("customer_number", customer.get("number"))):
-        number = normalise_number(raw, region)
+        number = _number(raw, region)
         patch = patch.with_value(column, number.e164, Source.EVENT)
         if number.e164 is None and number.raw:
             raw_numbers[column] = number.raw  # kept, not lost: the column takes E.164 only

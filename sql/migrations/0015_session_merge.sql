@@ -189,6 +189,38 @@ BEGIN
 END
 $$;
 
+-- Would merging this identity-only patch change nothing? True when every value it carries
+-- is already in the row from a source ranked at least as high, or is outranked there.
+CREATE OR REPLACE FUNCTION ingest_identity_is_known(cur user_sessions, p user_sessions) RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    po jsonb := coalesce(cur.metadata -> 'provenance', '{}'::jsonb);
+    column_name text;
+    source text;
+    old_rank integer;
+    new_rank integer;
+BEGIN
+    FOR column_name, source IN SELECT * FROM jsonb_each_text(coalesce(p.metadata -> 'provenance', '{}'::jsonb)) LOOP
+        old_rank := ingest_source_rank(po ->> column_name);
+        new_rank := ingest_source_rank(source);
+        CONTINUE WHEN new_rank < old_rank;
+        IF new_rank > old_rank OR NOT coalesce(CASE column_name
+                WHEN 'assistant_id' THEN p.assistant_id = cur.assistant_id
+                WHEN 'phone_number_id' THEN p.phone_number_id = cur.phone_number_id
+                WHEN 'business_number' THEN p.business_number = cur.business_number
+                WHEN 'customer_number' THEN p.customer_number = cur.customer_number
+                WHEN 'type' THEN p.type = cur.type
+                WHEN 'client_id' THEN p.client_id = cur.client_id
+                WHEN 'user_id' THEN p.user_id = cur.user_id
+            END, false) THEN
+            RETURN false;
+        END IF;
+    END LOOP;
+    RETURN true;
+END
+$$;
+
 -- Apply one patch: lock the row (by call_id, else session_id), merge, write only if
 -- something changed. A patch that would create a row without an assistant (NOT NULL)
 -- reports 'missing' and writes nothing: the event waits until a later one names it.
@@ -206,6 +238,28 @@ BEGIN
     END IF;
     IF p.duration_seconds IS NOT NULL AND p.duration_minutes IS NULL THEN
         p.duration_minutes := round(p.duration_seconds / 60, 2);
+    END IF;
+
+    -- Most events only repeat the call's identity (speech updates, transcripts, conversation
+    -- updates). When the row already holds exactly those values from the same sources, the
+    -- merge would change nothing: answer without locking the row (a lock is a WAL record).
+    -- Reading unlocked is safe here: concurrent merges only raise ranks or lower values, and
+    -- neither can make this patch matter again.
+    IF p.server_messages IS NULL AND p.started_at_utc IS NULL AND p.ended_at_utc IS NULL
+       AND p.ended_reason IS NULL AND p.duration_seconds IS NULL AND p.cost_total IS NULL
+       AND p.call_summary IS NULL AND p.call_transcript IS NULL AND p.sentiment IS NULL
+       AND p.call_outcome IS NULL AND p.keywords IS NULL
+       AND coalesce(p.metadata - 'provenance', '{}'::jsonb) = '{}'::jsonb THEN
+        IF p.call_id IS NOT NULL THEN
+            SELECT * INTO cur FROM user_sessions AS s WHERE s.call_id = p.call_id;
+        ELSE
+            SELECT * INTO cur FROM user_sessions AS s WHERE s.session_id = p.session_id;
+        END IF;
+        IF FOUND AND ingest_identity_is_known(cur, p) THEN
+            RETURN QUERY SELECT 'unchanged'::text, cur.ended_at_utc IS NOT NULL,
+                                cur.metadata #>> '{provenance,call_transcript}';
+            RETURN;
+        END IF;
     END IF;
 
     FOR attempt IN 1..3 LOOP

@@ -1,0 +1,82 @@
+"""Group commit: concurrent threads' events share commits, and one bad event fails alone."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool, PoolClosed
+from support.fixtures import all_calls, fixture_path, iter_bodies, load_event
+from support.rows import event_states, session_rows
+
+from ingest.apply import Event
+from ingest.body import loads_storable, parse_envelope
+from ingest.errors import Unmappable
+from ingest.group_commit import GroupCommit
+from ingest.vocabulary import EventState
+
+EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
+
+
+def event(raw: bytes) -> Event:
+    return Event.from_body(loads_storable(parse_envelope(raw)[1]), 1_790_000_000_000)
+
+
+def test_threads_sharing_commits_give_the_expected_rows(db: psycopg.Connection[Any], db_url: str) -> None:
+    """Eight threads applying every recorded call's events at once end in the expected rows."""
+    calls = [[event(raw) for raw in iter_bodies(path)] for path in all_calls()]
+    states: list[EventState | None] = []
+    with ConnectionPool(db_url, min_size=1, max_size=4) as pool:
+        group = GroupCommit(pool, "NZ")
+
+        def run(events: list[Event]) -> None:
+            for item in events:
+                states.append(group.apply(item))
+
+        shares = [[item for call in calls[i::8] for item in call] for i in range(8)]  # a call stays on one thread
+        threads = [threading.Thread(target=run, args=(share,)) for share in shares]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        group.close()
+    assert len(states) == sum(len(c) for c in calls)
+    assert session_rows(db) == EXPECTED["rows"]
+
+
+def test_a_failing_event_fails_alone(db: psycopg.Connection[Any], db_url: str) -> None:
+    """An unmappable event in a batch raises for its own thread; the others in the batch commit."""
+    good = [event(raw) for raw in iter_bodies(next(p for p in all_calls() if p.name == "voicemail.jsonl"))]
+    bad = event(load_event("status_update_bad_call_id.json"))
+    errors: list[BaseException] = []
+    with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
+        group = GroupCommit(pool, "NZ")
+
+        def run(item: Event) -> None:
+            try:
+                group.apply(item)
+            except Exception as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(item,)) for item in [*good, bad]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        group.close()
+    assert len(errors) == 1
+    assert isinstance(errors[0], Unmappable)
+    assert event_states(db) == {"applied": len(good)}
+
+
+def test_no_connection_fails_the_waiting_thread(db_url: str) -> None:
+    """When no connection can be had, the waiting thread gets the error: it is never told its event is safe."""
+    with ConnectionPool(db_url, min_size=1, max_size=1) as pool:
+        group = GroupCommit(pool, "NZ")
+        pool.close()
+        with pytest.raises(PoolClosed):
+            group.apply(event(load_event("transcript_nul_byte.json")))
+        group.close()
