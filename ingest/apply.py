@@ -85,11 +85,26 @@ def _is_final_transcript(message: dict[str, Any]) -> bool:
     return kind in TRANSCRIPT_TYPES and (kind != MessageType.TRANSCRIPT or message.get("transcriptType") == "final")
 
 
+def _report_expected(message: dict[str, Any]) -> bool:
+    """Whether the assistant subscribes to end-of-call reports, which bring the transcript."""
+    assistant = message.get("assistant")
+    subscribed = assistant.get("serverMessages") if isinstance(assistant, dict) else None
+    return isinstance(subscribed, list) and MessageType.END_OF_CALL_REPORT in subscribed
+
+
 def _closes_call(message: dict[str, Any]) -> bool:
+    """Whether, once the call has ended, this event should rebuild its transcript from finals.
+
+    A report without a transcript does; so do the end of the call and late final transcripts,
+    unless the assistant subscribes to reports: then the report, seconds later, brings the
+    transcript, and building one now would be thrown away. If that report never comes,
+    the sweeper rebuilds the transcript once the call has been over for a while.
+    """
     kind = message.get("type")
-    if kind == MessageType.STATUS_UPDATE:
-        return message.get("status") == CallStatus.ENDED
-    return kind == MessageType.END_OF_CALL_REPORT or _is_final_transcript(message)
+    if kind == MessageType.END_OF_CALL_REPORT:
+        return True
+    ending = kind == MessageType.STATUS_UPDATE and message.get("status") == CallStatus.ENDED
+    return (ending or _is_final_transcript(message)) and not _report_expected(message)
 
 
 def merge(conn: Connection, patch: Patch) -> tuple[str, bool, str | None]:

@@ -96,3 +96,22 @@ SELECT message, received_at FROM call_events
 WHERE id = %(id)s AND state IN ('pending', 'waiting', 'failed')
 FOR UPDATE SKIP LOCKED
 """
+
+# Calls that ended a while ago (within the last day) with no transcript but with final
+# transcript events: their report never came, or came without one, so the sweeper builds
+# the transcript from the finals. Calls without finals (unanswered, say) are not selected.
+CALLS_WITHOUT_TRANSCRIPT = """
+SELECT s.call_id::text FROM user_sessions AS s
+WHERE s.call_transcript IS NULL AND s.call_id IS NOT NULL
+  AND s.ended_at_utc < now() - make_interval(secs => %(grace)s)
+  AND s.ended_at_utc > now() - make_interval(secs => %(grace)s) - interval '1 day'
+  AND EXISTS (
+      SELECT 1 FROM call_events AS e
+      WHERE e.call_id = s.call_id::text
+        AND e.message_type IN ('transcript', 'transcript[transcriptType="final"]',
+                               'transcript[transcriptType=''final'']')
+        AND (e.message_type <> 'transcript' OR e.message ->> 'transcriptType' = 'final')
+  )
+ORDER BY s.ended_at_utc
+LIMIT %(limit)s
+"""

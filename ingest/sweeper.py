@@ -16,7 +16,7 @@ from collections.abc import Callable
 from psycopg_pool import ConnectionPool
 
 from ingest import queries
-from ingest.apply import Event, apply_event, record_failure
+from ingest.apply import Event, apply_event, rebuild_transcript, record_failure
 from ingest.errors import is_retryable
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,16 @@ def sweep_once(
     return done
 
 
+def rebuild_missing_transcripts(pool: ConnectionPool, *, grace: float, limit: int = 50) -> int:
+    """Build transcripts from final transcript events for calls whose report never came."""
+    with pool.connection() as conn:
+        keys = [row[0] for row in conn.execute(queries.CALLS_WITHOUT_TRANSCRIPT, {"grace": grace, "limit": limit})]
+    for key in keys:
+        with pool.connection() as conn, conn.transaction():
+            rebuild_transcript(conn, key)
+    return len(keys)
+
+
 class Sweeper(threading.Thread):
     """A daemon thread sweeping every ``interval`` seconds until ``stop()``."""
 
@@ -74,6 +84,7 @@ class Sweeper(threading.Thread):
                 if self.also is not None:
                     self.also()
                 sweep_once(self.pool, self.phone_region, grace=self.grace, unqueued_grace=self.grace * 5)
+                rebuild_missing_transcripts(self.pool, grace=self.grace * 5)
             except Exception:
                 log.warning("sweep failed", exc_info=True)
 
@@ -82,4 +93,4 @@ class Sweeper(threading.Thread):
         self.join(timeout)
 
 
-__all__ = ["Sweeper", "sweep_once"]
+__all__ = ["Sweeper", "rebuild_missing_transcripts", "sweep_once"]

@@ -8,11 +8,12 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
+from support.apply import apply_bodies
 from support.fixtures import load_call
 from support.rows import event_states, session_rows
 
 from ingest.intake import event_row
-from ingest.sweeper import sweep_once
+from ingest.sweeper import rebuild_missing_transcripts, sweep_once
 
 CALL = "29e81e6b-26b0-4097-8509-32a0d88f1a97"  # the voicemail call
 
@@ -73,3 +74,19 @@ def test_waiting_events_are_retried(db: psycopg.Connection[Any], db_url: str) ->
         db.execute("ALTER TABLE call_events ENABLE TRIGGER call_events_touch")
         assert sweep_once(pool, "NZ", grace=120, unqueued_grace=600) == 1
     assert event_states(db) == {"applied": 1}
+
+
+def test_transcript_is_built_when_an_expected_report_never_comes(db: psycopg.Connection[Any], db_url: str) -> None:
+    """A call whose assistant expects a report gets no rebuilt transcript at once; the sweeper builds it later."""
+    bodies = [b for b in load_call("inbound_booking") if orjson.loads(b)["message"]["type"] != "end-of-call-report"]
+    apply_bodies(db, bodies)
+    call = "44447e38-9fd3-4025-bc93-2132b1b437d0"
+    assert session_rows(db)[call]["call_transcript"] is None  # the report is expected: nothing built yet
+    with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
+        assert rebuild_missing_transcripts(pool, grace=10**9) == 0  # ended too recently
+        db.execute("UPDATE user_sessions SET ended_at_utc = now() - interval '1 hour' WHERE call_id = %s", (call,))
+        assert rebuild_missing_transcripts(pool, grace=600) == 1
+        assert rebuild_missing_transcripts(pool, grace=600) == 0  # done: not selected again
+    row = session_rows(db)[call]
+    assert row["call_transcript"].startswith("AI: ")
+    assert row["metadata"]["provenance"]["call_transcript"] == "transcripts"
