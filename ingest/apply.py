@@ -107,7 +107,10 @@ def _closes_call(message: dict[str, Any]) -> bool:
     return (ending or _is_final_transcript(message)) and not _report_expected(message)
 
 
-def merge(conn: Connection, patch: Patch) -> tuple[str, bool, str | None]:
+Merged = tuple[str, bool, str | None]
+
+
+def merge(conn: Connection, patch: Patch) -> Merged:
     """``ingest_apply_patch``: (outcome, whether the row has ended, its transcript's source)."""
     row = conn.execute(queries.APPLY_PATCH, {"patch": patch.to_json().decode()}).fetchone()
     assert row is not None
@@ -132,22 +135,34 @@ def rebuild_transcript(conn: Connection, key: str) -> None:
     merge(conn, patch)
 
 
-def _apply_message(conn: Connection, message: dict[str, Any], context: Context) -> EventState:
-    """Map and merge one message inside the caller's transaction; the state it leaves."""
+def _patch(message: dict[str, Any], context: Context) -> Patch | None:
+    """The message's patch; None for a type we do not map or one about no call or session."""
     handler = HANDLERS.get(str(message.get("type")))
     if handler is None:
-        return EventState.IGNORED
-    patch = handler(message, context)
-    if patch.call_id is None and patch.session_id is None:
-        return EventState.IGNORED
-    outcome, ended, transcript_source = merge(conn, patch)
-    if outcome == "missing":
-        return EventState.WAITING
+        return None
+    patch = handler(message, context)  # may raise Unmappable: nothing is written then
+    return patch if patch.call_id or patch.session_id else None
+
+
+def _follow_up(conn: Connection, message: dict[str, Any], patch: Patch, context: Context, merged: Merged) -> None:
+    """After a merge: apply the events that waited for a new row; rebuild a transcript."""
+    outcome, ended, transcript_source = merged
     if outcome == "inserted":
         _apply_waiting(conn, patch, context)
         outcome, ended, transcript_source = merge(conn, Patch(patch.call_id, patch.session_id))
     if patch.call_id and ended and transcript_source in REBUILD_SOURCES and _closes_call(message):
         rebuild_transcript(conn, patch.call_id)
+
+
+def _apply_message(conn: Connection, message: dict[str, Any], context: Context) -> EventState:
+    """Map and merge a recorded message inside the caller's transaction; the state it leaves."""
+    patch = _patch(message, context)
+    if patch is None:
+        return EventState.IGNORED
+    merged = merge(conn, patch)
+    if merged[0] == "missing":
+        return EventState.WAITING
+    _follow_up(conn, message, patch, context, merged)
     return EventState.APPLIED
 
 
@@ -163,19 +178,23 @@ def _apply_waiting(conn: Connection, patch: Patch, context: Context) -> None:
 
 
 def apply_event(conn: Connection, event: Event, phone_region: str) -> EventState | None:
-    """Record and apply ``event`` in one transaction; None when it was already applied."""
+    """Record and apply ``event`` in one transaction; None when it was already applied.
+
+    The common case is one round trip: ``ingest_record_and_apply`` records the event,
+    merges its patch and sets its state. Applying waited-for events and rebuilding a
+    transcript follow only when the merge calls for them.
+    """
     context = event.context(phone_region)
+    patch = _patch(event.message, context)
+    params = {**event.row(EventState.PENDING), "patch": patch.to_json().decode() if patch else None}
     with conn.transaction():
-        known = HANDLERS.get(event.kind) is not None
-        first_state = EventState.APPLIED if known else EventState.IGNORED
-        row = conn.execute(queries.RECORD_EVENT, event.row(first_state)).fetchone()
+        row = conn.execute(queries.RECORD_AND_APPLY, params).fetchone()
         if row is None:
             return None  # a duplicate of an applied (or ignored) event
-        event_id, _, inserted = row
-        result = _apply_message(conn, event.message, context) if known else EventState.IGNORED
-        if result != EventState.APPLIED or not inserted:
-            conn.execute(queries.SET_EVENT_STATE, {"id": event_id, "state": result.value, "error": None})
-        return result
+        _, state, outcome, ended, transcript_source = row
+        if patch is not None and outcome != "missing":
+            _follow_up(conn, event.message, patch, context, (outcome, ended, transcript_source))
+        return EventState(state)
 
 
 def record_failure(conn: Connection, event: Event, error: BaseException, *, permanent: bool) -> None:

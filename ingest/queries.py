@@ -28,19 +28,6 @@ COUNT_UNQUEUED_EVENTS = "SELECT count(*) FROM call_events WHERE state = 'pending
 
 # -- the worker: record, apply, recover ------------------------------------------------------
 
-# The dedupe gate. A new event is recorded already in its expected final state (the same
-# transaction applies it); a known one is locked and returned only if it still needs
-# applying — no row back means a duplicate of an applied or ignored event.
-RECORD_EVENT = """
-INSERT INTO call_events AS e (received_at, call_id, session_id, message_type, dedupe_key, message, state,
-                              attempts, applied_at)
-VALUES (%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s, %(message)s, %(state)s,
-        1, CASE WHEN %(state)s = 'applied' THEN now() END)
-ON CONFLICT (dedupe_key) DO UPDATE SET attempts = e.attempts + 1
-WHERE e.state NOT IN ('applied', 'ignored')
-RETURNING e.id, e.state, (e.xmax = 0) AS inserted
-"""
-
 RECORD_FAILURE = """
 INSERT INTO call_events AS e (received_at, call_id, session_id, message_type, dedupe_key, message, state,
                               attempts, last_error)
@@ -57,6 +44,12 @@ UPDATE call_events
 SET state = %(state)s, last_error = %(error)s,
     applied_at = CASE WHEN %(state)s = 'applied' THEN now() ELSE applied_at END
 WHERE id = %(id)s
+"""
+
+RECORD_AND_APPLY = """
+SELECT event_id, state, outcome, ended, transcript_source
+FROM ingest_record_and_apply(%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s,
+                             %(message)s, %(patch)s::jsonb)
 """
 
 APPLY_PATCH = "SELECT outcome, ended, transcript_source FROM ingest_apply_patch(%(patch)s::jsonb)"
