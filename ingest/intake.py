@@ -18,14 +18,13 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from ingest import queries
+from ingest.apply import Event
 from ingest.body import loads_storable
 from ingest.enqueue import EnqueueError, Enqueuer
-from ingest.mapping.event_key import event_key
-from ingest.mapping.identity import call_id, session_id
+from ingest.vocabulary import EventState
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +36,6 @@ class Outcome(StrEnum):
 
 class Unavailable(Exception):
     """Neither Redis nor Postgres took the delivery."""
-
-
-def event_row(message: dict[str, Any], received_at_ms: int) -> dict[str, Any]:
-    return {
-        "received_at_ms": received_at_ms,
-        "call_id": call_id(message),
-        "session_id": session_id(message),
-        "message_type": str(message["type"]),
-        "dedupe_key": event_key(message),
-        "message": Jsonb(message, dumps=lambda v: orjson.dumps(v).decode()),
-    }
 
 
 class Intake:
@@ -72,8 +60,9 @@ class Intake:
 
     async def store(self, message: dict[str, Any], received_at_ms: int) -> None:
         try:
+            row = Event.from_body({"message": message}, received_at_ms).row(EventState.PENDING)
             async with self.pool.connection(timeout=2.0) as conn:
-                await conn.execute(queries.STORE_PENDING_EVENT, event_row(message, received_at_ms))
+                await conn.execute(queries.STORE_PENDING_EVENT, row)
         except Exception as exc:
             log.error("postgres fallback failed", extra={"error": f"{type(exc).__name__}: {exc}"})
             raise Unavailable from exc

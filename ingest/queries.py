@@ -6,8 +6,7 @@ from __future__ import annotations
 
 STORE_PENDING_EVENT = """
 INSERT INTO call_events (received_at, call_id, session_id, message_type, dedupe_key, message, state)
-VALUES (to_timestamp(%(received_at_ms)s / 1000.0), %(call_id)s, %(session_id)s, %(message_type)s,
-        %(dedupe_key)s, %(message)s, 'pending')
+VALUES (%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s, %(message)s, 'pending')
 ON CONFLICT (dedupe_key) DO NOTHING
 """
 

@@ -6,30 +6,25 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 from support.apply import apply_bodies
 from support.fixtures import load_call
 from support.rows import event_states, session_rows
 
-from ingest.intake import event_row
+from ingest import queries
+from ingest.apply import Event
 from ingest.sweeper import rebuild_missing_transcripts, sweep_once
+from ingest.vocabulary import EventState
 
 CALL = "29e81e6b-26b0-4097-8509-32a0d88f1a97"  # the voicemail call
 
 
 def store_pending(db: psycopg.Connection[Any], bodies: list[bytes], *, enqueued: bool, age_seconds: int) -> None:
     """Rows as the endpoint keeps them when Redis is down, made to look ``age_seconds`` old."""
-    for raw in bodies:
-        row = event_row(orjson.loads(raw)["message"], 1_790_000_000_000)
-        row["message"] = Jsonb(orjson.loads(raw)["message"])
-        db.execute(
-            "INSERT INTO call_events (received_at, call_id, session_id, message_type, dedupe_key, message, state)"
-            " VALUES (to_timestamp(%(received_at_ms)s / 1000.0), %(call_id)s, %(session_id)s, %(message_type)s,"
-            " %(dedupe_key)s, %(message)s, 'pending')",
-            row,
-        )
-    keys = [event_row(orjson.loads(raw)["message"], 0)["dedupe_key"] for raw in bodies]
+    rows = [Event.from_body(orjson.loads(raw), 1_790_000_000_000).row(EventState.PENDING) for raw in bodies]
+    for row in rows:
+        db.execute(queries.STORE_PENDING_EVENT, row)
+    keys = [row["dedupe_key"] for row in rows]
     db.execute("ALTER TABLE call_events DISABLE TRIGGER call_events_touch")  # keep the back-dated updated_at
     db.execute(
         "UPDATE call_events SET enqueued_at = CASE WHEN %s THEN now() END,"
