@@ -68,20 +68,6 @@ class Patch:
             self.call_id, self.session_id, {**self.values, column: (value, source)}, self.metadata, self.timeline
         )
 
-    def merged(self, other: Patch) -> Patch:
-        """Both patches' facts (``other`` wins on a clash): handlers build theirs from parts."""
-        return Patch(
-            self.call_id or other.call_id,
-            self.session_id or other.session_id,
-            {**self.values, **other.values},
-            {**self.metadata, **other.metadata},
-            self.timeline + other.timeline,
-        )
-
-    def value(self, column: str) -> Any:
-        entry = self.values.get(column)
-        return entry[0] if entry else None
-
     def row(self) -> dict[str, Any]:
         """The patch as a ``user_sessions`` row (JSON-able), provenance inside ``metadata``."""
         row: dict[str, Any] = {"call_id": self.call_id, "session_id": self.session_id, "source": "vapi"}

@@ -23,8 +23,6 @@ FOR UPDATE SKIP LOCKED
 
 MARK_EVENTS_QUEUED = "UPDATE call_events SET enqueued_at = now() WHERE id = ANY(%(ids)s)"
 
-COUNT_UNQUEUED_EVENTS = "SELECT count(*) FROM call_events WHERE state = 'pending' AND enqueued_at IS NULL"
-
 # -- the worker: record, apply, recover ------------------------------------------------------
 
 RECORD_FAILURE = """
