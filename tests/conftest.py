@@ -8,6 +8,7 @@ and its own Redis key namespace.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -65,6 +66,7 @@ def template_db(pg_server_url: str) -> str:
         try:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
                 return name
+            _drop_stale_templates(conn)
             building = f"{name}_building"
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(building)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
@@ -74,6 +76,14 @@ def template_db(pg_server_url: str) -> str:
             return name
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext('vapi-ingest-test-template'))")
+
+
+def _drop_stale_templates(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Templates of earlier migration files (each change of sql/ makes a new one) are dropped."""
+    stale = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'ingest\\_tpl\\_%'").fetchall()
+    for (old,) in stale:
+        with contextlib.suppress(psycopg.errors.ObjectInUse):  # being cloned: a later run drops it
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(str(old))))
 
 
 def _create_database(server_url: str, name: str, template: str | None) -> None:
