@@ -44,6 +44,8 @@ def json_response(status: int, content: bytes | dict[str, Any]) -> Response:
 
 def _log(outcome: str, started: float, size: int, **fields: Any) -> None:
     level = logging.INFO if outcome in {"queued", "stored"} else logging.WARNING
+    if not log.isEnabledFor(level):
+        return
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     log.log(level, "delivery", extra={"outcome": outcome, "bytes": size, "latency_ms": latency_ms, **fields})
 
