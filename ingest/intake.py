@@ -55,12 +55,12 @@ class Intake:
             except EnqueueError as exc:
                 self._redis_down_until = time.monotonic() + self.breaker_seconds
                 log.warning("redis unavailable; keeping deliveries in postgres", extra={"error": str(exc)})
-        await self.store(loads_storable(body)["message"], received_at_ms)
+        await self.store(loads_storable(body), received_at_ms)
         return Outcome.STORED
 
-    async def store(self, message: dict[str, Any], received_at_ms: int) -> None:
+    async def store(self, body: dict[str, Any], received_at_ms: int) -> None:
         try:
-            row = Event.from_body({"message": message}, received_at_ms).row(EventState.PENDING)
+            row = Event.from_body(body, received_at_ms).row(EventState.PENDING)
             async with self.pool.connection(timeout=2.0) as conn:
                 await conn.execute(queries.STORE_PENDING_EVENT, row)
         except Exception as exc:

@@ -79,14 +79,18 @@ class Sweeper(threading.Thread):
         self._stopped = threading.Event()
 
     def run(self) -> None:
+        tasks: list[Callable[[], object]] = [
+            lambda: sweep_once(self.pool, self.phone_region, grace=self.grace, unqueued_grace=self.grace * 5),
+            lambda: rebuild_missing_transcripts(self.pool, grace=self.grace * 5),
+        ]
+        if self.also is not None:
+            tasks.insert(0, self.also)
         while not self._stopped.wait(self.interval):
-            try:
-                if self.also is not None:
-                    self.also()
-                sweep_once(self.pool, self.phone_region, grace=self.grace, unqueued_grace=self.grace * 5)
-                rebuild_missing_transcripts(self.pool, grace=self.grace * 5)
-            except Exception:
-                log.warning("sweep failed", exc_info=True)
+            for task in tasks:  # each on its own: Redis being down must not stop the database sweep
+                try:
+                    task()
+                except Exception:
+                    log.warning("sweep task failed", exc_info=True)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopped.set()

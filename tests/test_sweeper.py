@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from support.rows import event_states, session_rows
 
 from ingest import queries
 from ingest.apply import Event
-from ingest.sweeper import rebuild_missing_transcripts, sweep_once
+from ingest.sweeper import Sweeper, rebuild_missing_transcripts, sweep_once
 from ingest.vocabulary import EventState
 
 CALL = "29e81e6b-26b0-4097-8509-32a0d88f1a97"  # the voicemail call
@@ -85,3 +86,20 @@ def test_transcript_is_built_when_an_expected_report_never_comes(db: psycopg.Con
     row = session_rows(db)[call]
     assert row["call_transcript"].startswith("AI: ")
     assert row["metadata"]["provenance"]["call_transcript"] == "transcripts"
+
+
+def test_sweeper_thread_keeps_sweeping_when_redis_is_down(db: psycopg.Connection[Any], db_url: str) -> None:
+    """The dead-worker reclaim failing (Redis down) does not stop the database sweep."""
+    store_pending(db, load_call("voicemail"), enqueued=True, age_seconds=600)
+
+    def reclaim_fails() -> None:
+        raise ConnectionError("redis is down")
+
+    with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
+        sweeper = Sweeper(pool, "NZ", interval=0.05, grace=120, also=reclaim_fails)
+        sweeper.start()
+        deadline = time.monotonic() + 20
+        while event_states(db).get("pending") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sweeper.stop()
+    assert event_states(db) == {"applied": len(load_call("voicemail"))}
