@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import hashlib
 import hmac
 import math
@@ -179,8 +180,19 @@ def _check_hmac(config: HmacSettings, headers: Mapping[str, str], body: bytes, n
     return _check_skew(config, seconds, now)
 
 
+@functools.cache
+def _keyed(key: bytes, algorithm: str) -> hmac.HMAC:
+    """The HMAC state after the key, computed once per secret; each request copies it."""
+    return hmac.new(key, digestmod=algorithm)
+
+
+@functools.cache
+def _digest_size(algorithm: str) -> int:
+    return hashlib.new(algorithm).digest_size
+
+
 def _digest(key: bytes, chunks: list[bytes], algorithm: str) -> bytes:
-    mac = hmac.new(key, digestmod=algorithm)
+    mac = _keyed(key, algorithm).copy()
     for chunk in chunks:
         mac.update(chunk)
     return mac.digest()
@@ -218,7 +230,7 @@ def _parse_timestamp(value: str, unit: TimestampUnit) -> float | None:
 def _decode_signatures(received: str, config: HmacSettings) -> list[bytes]:
     """Every well-formed signature in the header; malformed candidates are skipped."""
     candidates = [c for c in _SEPARATORS.split(received) if c][:_MAX_SIGNATURES]
-    size = hashlib.new(config.algorithm.value).digest_size
+    size = _digest_size(config.algorithm.value)
     decoded = [_decode_one(c, config) for c in candidates]
     return [d for d in decoded if d is not None and len(d) == size]
 

@@ -1,24 +1,28 @@
 """Putting deliveries on the Dramatiq queue from the event loop, cheaply.
 
-A plain ``actor.send`` is a blocking Redis round trip per delivery. Here an async Redis
-client writes messages exactly as Dramatiq's Redis broker does (the message in the
-``<ns>:<queue>.msgs`` hash, its id pushed on the ``<ns>:<queue>`` list), and deliveries
-that arrive while a write is in flight share the next one: one MULTI/EXEC round trip for
-the whole batch. The worker is an ordinary Dramatiq worker consuming that queue.
+A plain ``actor.send`` is a blocking Redis round trip per delivery. Here messages are
+written exactly as Dramatiq's Redis broker does (the message in the ``<ns>:<queue>.msgs``
+hash, its id pushed on the ``<ns>:<queue>`` list) by one MULTI/EXEC per event-loop turn:
+every delivery handled in the same turn shares it (one HSET, one RPUSH). Calls go through
+``RedisPipe``, one pipelined connection, so a batch never waits for the previous one's
+reply. The worker is an ordinary Dramatiq worker consuming that queue.
 
 The message body is spliced in as raw JSON (it was parsed, so it is valid), which spares
-re-encoding a large end-of-call report on the request path.
+re-encoding a large end-of-call report on the request path, and the message goes to Redis
+in pieces that are never joined here. (A Lua script joining them in Redis, measured on a
+20 KB message: about 55 µs of Redis CPU per message, against 15 µs for this transaction.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+
+from ingest.redis_pipe import Arg, RedisPipe, RedisPipeError
 
 ACTOR_NAME = "apply_event"
 DEFAULT_NAMESPACE = "dramatiq"
@@ -31,22 +35,23 @@ class EnqueueError(Exception):
 def message_parts(queue_name: str, body: bytes, received_at_ms: int) -> tuple[str, bytes, bytes, bytes]:
     """A Dramatiq message calling ``apply_event(body, received_at_ms)``, in three pieces.
 
-    ``head + body + tail`` is the message; it is sent to Redis in pieces and joined there,
-    because joining a large report here costs a fresh multi-page allocation and a copy per
-    delivery. Returns the message's Redis id first.
+    ``head + body + tail`` is the message; it is written to the socket in pieces, because
+    joining a large report here costs a fresh multi-page allocation and a copy per
+    delivery. Returns the message's Redis id first. The message id doubles as the Redis id
+    (Dramatiq gives a retried message a new Redis id and keeps its message id).
     """
-    redis_id = str(uuid.uuid4())
+    message_id = str(uuid.uuid4())
     head = orjson.dumps(
         {
             "queue_name": queue_name,
             "actor_name": ACTOR_NAME,
             "kwargs": {},
-            "options": {"redis_message_id": redis_id},
-            "message_id": str(uuid.uuid4()),
+            "options": {"redis_message_id": message_id},
+            "message_id": message_id,
             "message_timestamp": int(time.time() * 1000),
         }
     )
-    return redis_id, head[:-1] + b',"args":[', body, b"," + str(received_at_ms).encode() + b"]}"
+    return message_id, head[:-1] + b',"args":[', body, b",%d]}" % received_at_ms
 
 
 def encode_message(queue_name: str, body: bytes, received_at_ms: int) -> tuple[str, bytes]:
@@ -55,15 +60,7 @@ def encode_message(queue_name: str, body: bytes, received_at_ms: int) -> tuple[s
     return redis_id, b"".join((head, body, tail))
 
 
-# One atomic command per batch: each message, joined from its pieces, into the queue's
-# hash and its id onto the list — what Dramatiq's own "enqueue" dispatch does, per message.
-ENQUEUE_BATCH = """
-for i = 1, #ARGV, 4 do
-    redis.call("hset", KEYS[1], ARGV[i], ARGV[i + 1] .. ARGV[i + 2] .. ARGV[i + 3])
-    redis.call("rpush", KEYS[2], ARGV[i])
-end
-return #ARGV / 4
-"""
+Parts = tuple[bytes, bytes, bytes, bytes]
 
 
 class Enqueuer:
@@ -81,51 +78,60 @@ class Enqueuer:
         self.queue_name = queue_name
         self.timeout = timeout
         self.max_batch = max_batch
-        self._client = aioredis.Redis.from_url(
-            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=16
-        )
-        self._keys = [f"{namespace}:{queue_name}.msgs", f"{namespace}:{queue_name}"]
-        self._enqueue_batch = self._client.register_script(ENQUEUE_BATCH)
-        self._batch: list[tuple[tuple[str, bytes, bytes, bytes], asyncio.Future[None]]] = []
-        self._flushing = False
+        self._redis = RedisPipe(redis_url, connect_timeout=timeout)
+        self._keys = [f"{namespace}:{queue_name}.msgs".encode(), f"{namespace}:{queue_name}".encode()]
+        self._batch: list[tuple[Parts, asyncio.Future[None]]] = []
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._redis.close()
 
     async def ping(self) -> bool:
         try:
             async with asyncio.timeout(self.timeout):
-                return bool(await self._client.ping())
-        except (RedisError, OSError, TimeoutError):
+                return bool(await self._redis.call(b"PING") == b"PONG")
+        except (RedisPipeError, TimeoutError):
             return False
 
     async def send(self, body: bytes, received_at_ms: int) -> None:
         """Queue one delivery; raises ``EnqueueError`` when Redis fails or is slower than the timeout."""
-        parts = message_parts(self.queue_name, body, received_at_ms)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._batch.append((parts, future))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush_loop())
+        redis_id, head, body, tail = message_parts(self.queue_name, body, received_at_ms)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._flush)
+        self._batch.append(((redis_id.encode(), head, body, tail), future))
         await future
 
-    async def _flush_loop(self) -> None:
-        try:
-            while self._batch:
-                batch, self._batch = self._batch[: self.max_batch], self._batch[self.max_batch :]
-                await self._write(batch)
-        finally:
-            self._flushing = False
+    def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._batch:
+            batch, self._batch = self._batch[: self.max_batch], self._batch[self.max_batch :]
+            messages: list[Arg] = [b"HSET", self._keys[0]]
+            ids: list[Arg] = [b"RPUSH", self._keys[1]]
+            for (redis_id, head, body, tail), _ in batch:
+                messages += (redis_id, (head, body, tail))
+                ids.append(redis_id)
+            futures = [future for _, future in batch]
+            reply = self._redis.transaction(messages, ids)
+            expiry = loop.call_later(self.timeout, self._expire, futures)
+            reply.add_done_callback(functools.partial(self._settle, futures, expiry))
 
-    async def _write(self, batch: list[tuple[tuple[str, bytes, bytes, bytes], asyncio.Future[None]]]) -> None:
-        error: BaseException | None = None
-        try:
-            args = [part for parts, _ in batch for part in parts]
-            async with asyncio.timeout(self.timeout):
-                await self._enqueue_batch(keys=self._keys, args=args)
-        except Exception as exc:  # whatever went wrong, every waiting request must get an answer
+    def _expire(self, futures: list[asyncio.Future[None]]) -> None:
+        error = EnqueueError(f"redis did not answer within {self.timeout * 1000:.0f} ms")
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+
+    def _settle(
+        self, futures: list[asyncio.Future[None]], expiry: asyncio.TimerHandle, reply: asyncio.Future[object]
+    ) -> None:
+        expiry.cancel()
+        error: EnqueueError | None = None
+        if reply.cancelled():
+            error = EnqueueError("redis enqueue cancelled")
+        elif (exc := reply.exception()) is not None:
             error = EnqueueError(f"redis enqueue failed: {type(exc).__name__}: {exc}")
-        for _, future in batch:
+        for future in futures:
             if future.done():
                 continue
             if error is None:

@@ -25,6 +25,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ingest.embedded import EmbeddedPostgres, EmbeddedRedis
 from ingest.migrate import MIGRATIONS_DIR, migrate
 
+# Hypothesis runs third-party "hypothesis" entry points on import; trio (pulled in by the
+# browser driver) registers one that warns, and warnings are errors here. None are needed.
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = ROOT / ".data" / "test"
 LOCAL_TIMEZONE = "Pacific/Auckland"
