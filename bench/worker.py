@@ -111,9 +111,8 @@ def ceiling(url: str, bodies: list[bytes]) -> float:
     return len(rows) / (time.perf_counter() - started)
 
 
-def committed(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM call_events WHERE state <> 'pending'").fetchone()
+def committed(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM call_events WHERE state <> 'pending'").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -133,6 +132,9 @@ def pipeline(url: str, redis_url: str, bodies: list[bytes], processes: int, thre
         [sys.executable, "-m", "ingest", "worker"], env=env, start_new_session=True, stderr=subprocess.DEVNULL
     )
     client = redis.Redis.from_url(redis_url)
+    # One polling connection for the whole run: a new one every poll would fork a Postgres
+    # backend 50 times a second, taking CPU from the workers being measured.
+    monitor = psycopg.connect(url, autocommit=True)
 
     def push(batch: list[bytes]) -> None:
         pipe = client.pipeline(transaction=False)
@@ -146,7 +148,7 @@ def pipeline(url: str, redis_url: str, bodies: list[bytes], processes: int, thre
 
     def wait_for(count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while committed(url) < count:
+        while committed(monitor) < count:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the workers did not commit {count} events within {timeout:.0f} s")
             time.sleep(0.02)
@@ -168,6 +170,7 @@ def pipeline(url: str, redis_url: str, bodies: list[bytes], processes: int, thre
         for key in client.scan_iter(match=f"{namespace}*"):
             client.delete(key)
         client.close()
+        monitor.close()
 
 
 def growth(url: str, events: int) -> tuple[float, float]:

@@ -25,6 +25,8 @@ from ingest.db import async_pool, require
 from ingest.enqueue import Enqueuer
 from ingest.intake import Drainer, Intake
 from ingest.logs import configure_logging
+from ingest.metrics_exposition import endpoint as metrics_endpoint
+from ingest.ops_page import OpsPage
 from ingest.settings import Settings
 from ingest.webhook import Webhook, json_response, receive
 
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
     settings = settings or Settings.from_env(env)
     auth = AuthSettings.from_env(env)
     answer_settings = AnswerSettings.from_env(env)
+    ops = OpsPage.from_env(settings, env)
     redis_url = require(settings.redis_url, "REDIS_URL")
     if auth.insecure:
         log.warning("INGEST_INSECURE is set: webhooks are accepted WITHOUT authentication (local development only)")
@@ -80,11 +83,14 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
                 await drainer
             await enqueuer.close()
             await pool.close()
+            await ops.close()
 
     routes = [
         Route("/webhooks/vapi", receive, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint(settings, env), methods=["GET"]),
+        *ops.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

@@ -19,6 +19,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ingest import queries
+from ingest.errors import is_retryable
 from ingest.handlers import HANDLERS, Context
 from ingest.mapping.call import as_uuid
 from ingest.mapping.event_key import event_key
@@ -154,7 +155,7 @@ def _follow_up(conn: Connection, message: dict[str, Any], patch: Patch, context:
         rebuild_transcript(conn, patch.call_id)
 
 
-def _apply_message(conn: Connection, message: dict[str, Any], context: Context) -> EventState:
+def apply_message(conn: Connection, message: dict[str, Any], context: Context) -> EventState:
     """Map and merge a recorded message inside the caller's transaction; the state it leaves."""
     patch = _patch(message, context)
     if patch is None:
@@ -173,7 +174,7 @@ def _apply_waiting(conn: Connection, patch: Patch, context: Context) -> None:
     else:
         rows = conn.execute(queries.CLAIM_WAITING_FOR_SESSION, {"session_id": patch.session_id}).fetchall()
     for event_id, message in rows:
-        state = _apply_message(conn, message, context)
+        state = apply_message(conn, message, context)
         conn.execute(queries.SET_EVENT_STATE, {"id": event_id, "state": state.value, "error": None})
 
 
@@ -195,6 +196,37 @@ def apply_event(conn: Connection, event: Event, phone_region: str) -> EventState
         if patch is not None and outcome != "missing":
             _follow_up(conn, event.message, patch, context, (outcome, ended, transcript_source))
         return EventState(state)
+
+
+@dataclass(frozen=True)
+class StoredOutcome:
+    """What re-applying a stored event did: not claimed (settled meanwhile, or held by
+    another process), applied to ``state``, or failed with ``error`` (recorded)."""
+
+    claimed: bool
+    state: EventState | None = None
+    error: Exception | None = None
+
+
+def apply_stored_event(conn: Connection, event_id: int, phone_region: str) -> StoredOutcome:
+    """Claim an event kept in ``call_events`` (pending, waiting or failed) and apply it.
+
+    The sweeper, ``ingest events reapply`` and the ops page's retry button all go through
+    here: the claim (``FOR UPDATE SKIP LOCKED``) keeps two of them off the same event, and a
+    failure is recorded with the event, in the same transaction as the claim.
+    """
+    with conn.transaction():
+        row = conn.execute(queries.CLAIM_STORED_EVENT, {"id": event_id}).fetchone()
+        if row is None:
+            return StoredOutcome(claimed=False)
+        event = Event(row[0], row[1])
+        try:
+            with conn.transaction():
+                state = apply_event(conn, event, phone_region)
+        except Exception as exc:
+            record_failure(conn, event, exc, permanent=not is_retryable(exc))
+            return StoredOutcome(claimed=True, error=exc)
+    return StoredOutcome(claimed=True, state=state)
 
 
 def record_failure(conn: Connection, event: Event, error: BaseException, *, permanent: bool) -> None:

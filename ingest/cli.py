@@ -7,7 +7,11 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from ingest import devstack, processes, replay
+import psycopg
+import redis
+from psycopg_pool import PoolTimeout
+
+from ingest import devstack, dlq_command, events_command, processes, queue_command, rebuild_command, replay
 from ingest.answers import AnswerConfigError
 from ingest.auth_settings import AuthConfigError
 from ingest.db import NotConfigured
@@ -44,6 +48,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     add("worker", processes.worker, "Run the Dramatiq workers that apply queued events.")
     replay_parser = add("replay", replay.run, "Send recorded Vapi bodies to a running service, signed like Vapi.")
     replay.add_arguments(replay_parser)
+    queue_parser = add("queue", queue_command.run, "Queue depths and the event log's backlog, once or refreshed.")
+    queue_command.add_arguments(queue_parser)
+    events_parser = add("events", events_command.run, "List, show, re-apply or discard recorded events.")
+    events_command.add_arguments(events_parser)
+    dlq_parser = add("dlq", dlq_command.run, "List, requeue or purge Dramatiq's dead-lettered messages.")
+    dlq_command.add_arguments(dlq_parser)
+    rebuild_parser = add("rebuild", rebuild_command.run, "Re-derive user_sessions rows from call_events alone.")
+    rebuild_command.add_arguments(rebuild_parser)
     return parser, commands
 
 
@@ -58,5 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("ingest").error("%s", exc)
         print(f"ingest {args.command}: {exc}", file=sys.stderr)
         return 2
+    except (psycopg.OperationalError, PoolTimeout, redis.ConnectionError, redis.TimeoutError) as exc:
+        print(f"ingest {args.command}: cannot reach a server: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -1,8 +1,9 @@
 """``ingest dev``: the whole service on one machine, in one command.
 
 Starts an embedded Postgres and Redis when ``DATABASE_URL`` / ``REDIS_URL`` are unset
-(data kept under ``INGEST_DATA_DIR``), applies the migrations, then runs the web and
-worker processes until Ctrl-C, and stops everything it started.
+(data kept under ``INGEST_DATA_DIR``), applies the migrations, runs the web and worker
+processes, prints where everything is once ``/readyz`` answers (and with ``--demo`` sends
+sample calls through the endpoint), then runs until Ctrl-C and stops everything it started.
 """
 
 from __future__ import annotations
@@ -10,25 +11,42 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
+import shlex
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
+
+from ingest import demo
 from ingest.embedded import EmbeddedPostgres, EmbeddedRedis, data_dir_lock
 from ingest.migrate import migrate
 from ingest.settings import Settings
 
 log = logging.getLogger(__name__)
 
+OPS_USER = "ops"
+OPS_PASSWORD_FILE = "ops-password"  # noqa: S105 - a file name
+READY_TIMEOUT = 120.0
+Children = dict[str, subprocess.Popen[bytes]]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-worker", action="store_true", help="run the web process only")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="once ready, send a few sample calls (and one event that fails on purpose) and summarise the result",
+    )
 
 
 @contextmanager
@@ -57,6 +75,22 @@ def redact(url: str | None) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def ops_password(data_dir: Path) -> str:
+    """The generated ``/ops`` password kept in ``data_dir`` (mode 0600), made on first use."""
+    path = data_dir / OPS_PASSWORD_FILE
+    if path.exists():
+        path.chmod(0o600)
+        if kept := path.read_text().strip():
+            return kept
+    data_dir.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(18)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    path.chmod(0o600)  # the mode above only applies to a new file, and through the umask
+    return password
+
+
 def child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = settings.database_url or ""
@@ -67,64 +101,178 @@ def child_env(settings: Settings) -> dict[str, str]:
             "no VAPI_SECRET or VAPI_HMAC_SECRET set: `ingest dev` accepts webhooks WITHOUT authentication. "
             "Never expose this to the internet."
         )
+    if not any(env.get(name) for name in ("INGEST_OPS_USER", "INGEST_OPS_PASSWORD", "INGEST_OPS_TOKEN")):
+        env["INGEST_OPS_USER"] = OPS_USER
+        env["INGEST_OPS_PASSWORD"] = ops_password(settings.data_dir)
     return env
 
 
-class _Stop(Exception):
-    pass
+def base_url(settings: Settings) -> str:
+    """``http://HOST:PORT`` as a browser on this machine reaches it (a wildcard bind is loopback)."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)  # noqa: S104
+    return f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
 
 
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop
-
-
-def supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
-    """Wait until a signal arrives or a child exits; then stop every child."""
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
-    code = 0
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies under it, quoted for a shell."""
     try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    return shlex.quote(shown)
+
+
+def replay_command(settings: Settings, env: dict[str, str]) -> str:
+    """An ``ingest replay`` of recorded calls that works as printed, from a fresh shell."""
+    script = Path(sys.executable).with_name("ingest")
+    program = _shown(script) if script.is_file() else f"{_shown(Path(sys.executable))} -m ingest"
+    calls = Path("tests/fixtures/calls")
+    source = _shown(calls) if calls.is_dir() else _shown(demo.DEMO_DIR)
+    # Without a secret the service runs insecure; replay, like the service, then needs INGEST_INSECURE to run.
+    prefix = "INGEST_INSECURE=true " if env.get("INGEST_INSECURE") else ""
+    return f"{prefix}{program} replay {source} --url {base_url(settings)}/webhooks/vapi"
+
+
+def generated_ops_password(env: dict[str, str]) -> bool:
+    """Whether ``child_env`` made up the ``/ops`` password (none was configured)."""
+    return bool(env.get("INGEST_OPS_PASSWORD")) and not os.environ.get("INGEST_OPS_PASSWORD")
+
+
+def _ops_login(env: dict[str, str]) -> str:
+    if generated_ops_password(env):
+        return f"{env['INGEST_OPS_USER']} / {env['INGEST_OPS_PASSWORD']}"
+    if env.get("INGEST_OPS_USER"):
+        return f"{env['INGEST_OPS_USER']} / the password in INGEST_OPS_PASSWORD"
+    return "Authorization: Bearer <INGEST_OPS_TOKEN>"
+
+
+def banner(settings: Settings, env: dict[str, str]) -> str:
+    base = base_url(settings)
+    lines = [
+        "",
+        "vapi-ingest is running (local development stack)",
+        f"  webhook URL  {base}/webhooks/vapi",
+        f"  ops page     {base}/ops",
+        f"  ops login    {_ops_login(env)}",
+        f"  metrics      {base}/metrics",
+        f"  health       {base}/readyz",
+        f"  database     {redact(settings.database_url)}",
+        f"  redis        {redact(settings.redis_url)}",
+        f"  data         {settings.data_dir.resolve()}",
+    ]
+    if generated_ops_password(env):
+        path = settings.data_dir.resolve() / OPS_PASSWORD_FILE
+        lines.append(f"The ops password was generated for this local stack and is kept in {path}.")
+    if env.get("INGEST_INSECURE"):
+        lines.append("Webhooks are accepted WITHOUT authentication (no VAPI_SECRET or VAPI_HMAC_SECRET): local only.")
+    else:
+        lines.append("Replay signs with VAPI_SECRET / VAPI_HMAC_*: export the same settings in the replaying shell.")
+    lines += ["Replay the recorded calls:", f"  {replay_command(settings, env)}", "Ctrl-C stops everything.", ""]
+    return "\n".join(lines)
+
+
+class _Failed(Exception):
+    """A child exited on its own, or the web process never became ready."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    """SIGTERM stops everything as Ctrl-C does (asyncio and psycopg let KeyboardInterrupt through)."""
+    raise KeyboardInterrupt
+
+
+def check_alive(children: Children) -> None:
+    for name, child in children.items():
+        if child.poll() is not None:
+            log.error("process exited", extra={"process": name, "code": child.returncode})
+            raise _Failed(f"{name} exited with {child.returncode}")
+
+
+def wait_until_ready(url: str, check: Callable[[], None], timeout: float = READY_TIMEOUT) -> None:
+    """Poll ``url`` until it answers 200; ``check`` raises if a child died meanwhile."""
+    deadline = time.monotonic() + timeout
+    answer = "no answer"
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
         while True:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    log.error("process exited", extra={"process": name, "code": child.returncode})
-                    code = 1
-                    raise _Stop
-            time.sleep(0.2)
-    except (_Stop, KeyboardInterrupt):
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for name, child in children.items():
+            check()
             try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                log.warning("process did not stop in time; killing it", extra={"process": name})
-                child.kill()
-                child.wait()
-    return code
+                response = client.get(url)
+                if response.status_code == 200:
+                    return
+                answer = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                answer = type(exc).__name__
+            if time.monotonic() > deadline:
+                raise _Failed(f"{url} not ready after {timeout:g}s (last answer: {answer})")
+            time.sleep(0.2)
+
+
+def _stop_children(children: Children, timeout: float = 30.0) -> None:
+    """SIGTERM to every child at once; whatever has not exited ``timeout`` seconds later is killed."""
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for name, child in children.items():
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("process did not stop in time; killing it", extra={"process": name})
+            child.kill()
+            child.wait()
+
+
+@contextmanager
+def supervised(commands: dict[str, list[str]], env: dict[str, str]) -> Iterator[Children]:
+    """Start ``commands``; on the way out stop them, deaf to further Ctrl-C until all are gone."""
+    children: Children = {}
+    try:
+        for name, command in commands.items():
+            children[name] = subprocess.Popen(command, env=env)
+        yield children
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not strand anything
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop_children(children)
+
+
+def _serve(args: argparse.Namespace, settings: Settings, env: dict[str, str], children: Children) -> NoReturn:
+    def check() -> None:
+        check_alive(children)
+
+    base = base_url(settings)
+    wait_until_ready(f"{base}/readyz", check)
+    print(banner(settings, env), flush=True)
+    if args.demo:
+        assert settings.database_url is not None
+        demo.run(f"{base}/webhooks/vapi", env, settings.database_url, check=check)
+    while True:
+        check()
+        time.sleep(0.2)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    with embedded_services(settings) as settings:
-        assert settings.database_url is not None
-        applied = migrate(settings.database_url, local_timezone=settings.local_timezone)
-        log.info("schema ready", extra={"applied": applied})
-        env = child_env(settings)
-        python = sys.executable
-        children = {"web": subprocess.Popen([python, "-m", "ingest", "web"], env=env)}
-        if not args.no_worker:
-            children["worker"] = subprocess.Popen([python, "-m", "ingest", "worker"], env=env)
-        print(
-            f"\nvapi-ingest is running\n"
-            f"  webhook URL  http://{settings.host}:{settings.port}/webhooks/vapi\n"
-            f"  health       http://{settings.host}:{settings.port}/healthz\n"
-            f"  database     {redact(settings.database_url)}\n"
-            f"  redis        {redact(settings.redis_url)}\n"
-            f"  data         {settings.data_dir.resolve()}\n"
-            f"Ctrl-C stops everything.\n",
-            flush=True,
-        )
-        return supervise(children)
+    if args.demo and args.no_worker:
+        print("ingest dev: --demo needs the worker (drop --no-worker)", file=sys.stderr)
+        return 2
+    previous = signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with ExitStack() as stack:
+            settings = stack.enter_context(embedded_services(settings))
+            assert settings.database_url is not None
+            applied = migrate(settings.database_url, local_timezone=settings.local_timezone)
+            log.info("schema ready", extra={"applied": applied})
+            env = child_env(settings)
+            python = sys.executable
+            commands = {"web": [python, "-m", "ingest", "web"]}
+            if not args.no_worker:
+                commands["worker"] = [python, "-m", "ingest", "worker"]
+            children = stack.enter_context(supervised(commands, env))
+            _serve(args, settings, env, children)
+    except KeyboardInterrupt:
+        return 0
+    except _Failed as exc:
+        print(f"ingest dev: {exc}; stopped everything", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])

@@ -66,3 +66,4 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it narrates every pg_ctl call at INFO
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request (replay, readiness polls)

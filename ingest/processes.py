@@ -6,9 +6,11 @@ import argparse
 import os
 import sys
 
+from ingest import metrics_dir
 from ingest.answers import AnswerSettings
 from ingest.auth_settings import AuthSettings
 from ingest.db import require
+from ingest.ops_auth import OpsAuth
 from ingest.settings import Settings
 
 
@@ -19,6 +21,8 @@ def web(args: argparse.Namespace, settings: Settings) -> int:
     require(settings.redis_url, "REDIS_URL")
     AuthSettings.from_env(os.environ)  # refuse to start on a bad or missing credential setting
     AnswerSettings.from_env(os.environ)
+    OpsAuth.from_env(os.environ)
+    metrics_dir.prepare(metrics_dir.WEB, settings.data_dir)  # before the app imports prometheus_client
     uvicorn.run(
         "ingest.app:create_app",
         factory=True,
@@ -29,6 +33,9 @@ def web(args: argparse.Namespace, settings: Settings) -> int:
         workers=settings.web_concurrency,
         access_log=False,
         log_config=None,
+        # On SIGTERM, requests in flight get this long to finish (Vapi itself waits at most
+        # 20 s), then the process exits rather than hanging on a client that never finishes.
+        timeout_graceful_shutdown=10,
     )
     return 0
 
@@ -45,5 +52,10 @@ def worker_command(settings: Settings) -> list[str]:
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     require(settings.database_url, "DATABASE_URL")
     require(settings.redis_url, "REDIS_URL")
+    metrics_dir.worker_metrics_port(os.environ)  # refuse to start on a bad port
+    metrics_dir.prepare(metrics_dir.WORKER, settings.data_dir)  # inherited by every worker process
+    # How long an idle consumer sleeps before asking Redis again (Dramatiq's default, 1 s,
+    # would add up to a second to an event arriving at a quiet worker).
+    os.environ["dramatiq_worker_timeout"] = str(settings.worker_idle_poll_ms)  # noqa: SIM112 (Dramatiq reads this name)
     command = worker_command(settings)
     os.execv(command[0], command)  # replace this process: signals reach Dramatiq directly

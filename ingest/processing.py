@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from ingest import metrics
 from ingest.apply import Event, record_failure
 from ingest.errors import PermanentError, is_retryable
 from ingest.group_commit import GroupCommit
@@ -29,6 +30,7 @@ def process(group: GroupCommit, event: Event) -> EventState | None:
         state = group.apply(event)
     except Exception as exc:
         permanent = not is_retryable(exc)
+        metrics.event_failed(event.kind, permanent=permanent, seconds=time.perf_counter() - started)
         try:
             with pool.connection() as conn:
                 record_failure(conn, event, exc, permanent=permanent)
@@ -39,8 +41,9 @@ def process(group: GroupCommit, event: Event) -> EventState | None:
         if permanent and not isinstance(exc, PermanentError):
             raise PermanentError(str(exc)) from exc
         raise
-    elapsed = round((time.perf_counter() - started) * 1000, 3)
-    log.debug("event applied", extra={"type": event.kind, "state": state, "latency_ms": elapsed})
+    elapsed = time.perf_counter() - started
+    metrics.event_processed(event.kind, state, elapsed)
+    log.debug("event applied", extra={"type": event.kind, "state": state, "latency_ms": round(elapsed * 1000, 3)})
     return state
 
 

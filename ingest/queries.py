@@ -105,3 +105,140 @@ WHERE s.call_transcript IS NULL AND s.call_id IS NOT NULL
 ORDER BY s.ended_at_utc
 LIMIT %(limit)s
 """
+
+# --- ops: what the event log holds (ingest.queue_stats) ---
+
+# Only the unfinished states, which the partial index on received_at covers; applied and
+# ignored events are the bulk of the table and are not counted here.
+EVENT_STATE_COUNTS = """
+SELECT state, count(*) FROM call_events
+WHERE state IN ('pending', 'waiting', 'failed')
+GROUP BY state
+"""
+
+FAILED_EVENTS_BY_ERROR = """
+SELECT left(split_part(coalesce(last_error, ''), E'\\n', 1), 200) AS error, count(*) AS n
+FROM call_events
+WHERE state = 'failed'
+GROUP BY 1
+ORDER BY n DESC, error
+LIMIT %(limit)s
+"""
+
+APPLIED_SINCE = """
+SELECT count(*) FROM call_events
+WHERE applied_at > now() - make_interval(secs => %(seconds)s)
+"""
+
+# --- ops: inspecting, re-applying and discarding events (ingest.event_ops) ---
+
+# ``states`` is pending+waiting or failed: both served by the partial index on received_at.
+LIST_EVENTS = """
+SELECT id, received_at, message_type, call_id, session_id, state, attempts,
+       nullif(split_part(coalesce(last_error, ''), E'\\n', 1), '') AS error
+FROM call_events
+WHERE state = ANY(%(states)s)
+  AND (%(message_type)s::text IS NULL OR message_type = %(message_type)s::text)
+  AND (%(call)s::text IS NULL OR call_id = %(call)s::text OR session_id = %(call)s::text)
+  AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s::timestamptz)
+ORDER BY received_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
+GET_EVENT = """
+SELECT id, received_at, message_type, call_id, session_id, state, attempts,
+       nullif(split_part(coalesce(last_error, ''), E'\\n', 1), '') AS error,
+       last_error, applied_at, updated_at, enqueued_at, dedupe_key, message
+FROM call_events
+WHERE id = %(id)s
+"""
+
+EVENT_STATE = "SELECT state FROM call_events WHERE id = %(id)s"
+
+# Giving up on failed events: 'ignored' stops them counting as failed; the error is kept.
+DISCARD_FAILED_EVENTS = "UPDATE call_events SET state = 'ignored' WHERE id = ANY(%(ids)s) AND state = 'failed'"
+
+# --- ops: re-deriving user_sessions rows from call_events (ingest.rebuild) ---
+
+# The row a key names: by call id first, else by session id; locked for the rebuild.
+SESSION_ROW_FOR_REBUILD = """
+SELECT * FROM user_sessions
+WHERE call_id = %(call_id)s::uuid OR session_id = %(session_id)s::text
+ORDER BY call_id IS NOT DISTINCT FROM %(call_id)s::uuid DESC
+LIMIT 1
+FOR UPDATE
+"""
+
+SESSION_ROW_BY_ID = "SELECT * FROM user_sessions WHERE id = %(id)s"
+
+# The advisory lock ingest_apply_patch takes before creating a row (same key expression).
+LOCK_SESSION_KEY = "SELECT pg_advisory_xact_lock(hashtextextended('ingest:' || %(key)s::text, 0))"
+
+# Every recorded event of a row that is, or will be, part of it (not failed, not ignored):
+# the call's own events, and events naming only the row's session.
+EVENTS_OF_SESSION_ROW = """
+SELECT id, message, received_at FROM call_events
+WHERE (call_id = %(call_id)s::text OR (call_id IS NULL AND session_id = %(session_id)s::text))
+  AND state IN ('applied', 'pending', 'waiting')
+ORDER BY id
+"""
+
+DELETE_SESSION_ROW = "DELETE FROM user_sessions WHERE id = %(id)s"
+
+SESSION_ROW_BY_KEY = """
+SELECT * FROM user_sessions
+WHERE call_id = %(call_id)s::uuid OR (call_id IS NULL AND session_id = %(session_id)s::text)
+ORDER BY call_id IS NOT DISTINCT FROM %(call_id)s::uuid DESC
+LIMIT 1
+"""
+
+# The rebuilt row keeps the identity of the row it replaces; the usage ledger follows the
+# id (ON UPDATE CASCADE) and nothing it counts changes.
+RESTORE_SESSION_IDENTITY = """
+UPDATE user_sessions SET id = %(id)s, created_at = %(created_at)s WHERE id = %(new_id)s
+"""
+
+# Keyset pages over every row, for ``ingest rebuild --all``.
+SESSION_KEYS_PAGE = """
+SELECT id, call_id::text, session_id FROM user_sessions
+WHERE id > %(after)s
+ORDER BY id
+LIMIT %(limit)s
+"""
+
+# --- ops page: recent calls, one call's row and its events (ingest.ops_data) ---
+
+OPS_RECENT_SESSIONS = """
+SELECT call_id, session_id, type, customer_number, business_number, started_at_utc, ended_at_utc, ended_reason,
+       duration_seconds, cost_total, call_outcome, sentiment, created_at
+FROM user_sessions
+ORDER BY created_at DESC NULLS LAST, id
+LIMIT %(limit)s
+"""
+
+OPS_SESSION_BY_KEY = """
+SELECT call_id, session_id, type, customer_number, business_number, started_at_utc, ended_at_utc, ended_reason,
+       duration_seconds, duration_minutes, cost_total, call_outcome, sentiment, created_at, assistant_id,
+       phone_number_id, client_id, user_id, source, call_summary, call_transcript, keywords, server_messages, metadata
+FROM user_sessions
+WHERE call_id = ingest_try_uuid(%(key)s::text) OR session_id = %(key)s::text
+ORDER BY call_id IS NULL
+LIMIT 1
+"""
+
+# Every state, in arrival order: the call's whole timeline, not only what is unfinished.
+OPS_EVENTS_OF_KEY = """
+SELECT id, received_at, message_type, call_id, session_id, state, attempts, last_error, applied_at,
+       message ->> 'status' AS status, message -> 'timestamp' AS event_timestamp
+FROM call_events
+WHERE call_id = %(key)s::text OR session_id = %(key)s::text
+ORDER BY id
+LIMIT %(limit)s
+"""
+
+# --- ingest dev --demo: what the sample calls produced ---
+
+DEMO_EVENT_STATES = "SELECT state, count(*) FROM call_events WHERE call_id = ANY(%(ids)s) GROUP BY state"
+DEMO_SESSION_ROWS = "SELECT count(*) FROM user_sessions WHERE call_id = ANY(%(ids)s::uuid[])"
+DEMO_ALL_SESSION_ROWS = "SELECT count(*) FROM user_sessions"
+DEMO_FAILURES = "SELECT message_type, last_error FROM call_events WHERE call_id = ANY(%(ids)s) AND state = 'failed'"

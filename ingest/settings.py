@@ -86,6 +86,7 @@ class Settings:
     heartbeat_timeout_ms: int = 60_000
     worker_processes: int = 2
     worker_threads: int = 8
+    worker_idle_poll_ms: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -116,4 +117,5 @@ class Settings:
             heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000, minimum=1000),
             worker_processes=_int(env, "WORKER_PROCESSES", 2, minimum=1),
             worker_threads=_int(env, "WORKER_THREADS", 8, minimum=1),
+            worker_idle_poll_ms=_int(env, "WORKER_IDLE_POLL_MS", 100, minimum=10),
         )

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from psycopg_pool import ConnectionPool
 
 from ingest import queries
-from ingest.apply import Event, apply_event, rebuild_transcript, record_failure
-from ingest.errors import is_retryable
+from ingest.apply import apply_stored_event, rebuild_transcript
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +30,12 @@ def sweep_once(
         ids = [row[0] for row in conn.execute(queries.STALE_EVENTS, params).fetchall()]
     done = 0
     for event_id in ids:
-        with pool.connection() as conn, conn.transaction():
-            row = conn.execute(queries.CLAIM_STORED_EVENT, {"id": event_id}).fetchone()
-            if row is None:
-                continue  # applied meanwhile, or another sweeper holds it
-            event = Event(row[0], row[1])
-            try:
-                with conn.transaction():
-                    apply_event(conn, event, phone_region)
-                done += 1
-            except Exception as exc:
-                record_failure(conn, event, exc, permanent=not is_retryable(exc))
-                log.warning("sweeper could not apply an event", extra={"id": event_id, "error": str(exc)[:300]})
+        with pool.connection() as conn:
+            outcome = apply_stored_event(conn, event_id, phone_region)
+        if outcome.error is not None:
+            log.warning("sweeper could not apply an event", extra={"id": event_id, "error": str(outcome.error)[:300]})
+        elif outcome.claimed:  # else applied meanwhile, or another sweeper holds it
+            done += 1
     if done:
         log.info("sweeper applied stale events", extra={"count": done})
     return done

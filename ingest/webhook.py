@@ -2,7 +2,8 @@
 
 Order matters: the body is read within its bound before anything else, authenticated on
 the exact bytes received, then decoded and parsed. Every problem is a precise 4xx with a
-JSON body; only when neither Redis nor Postgres can keep the delivery is it a 503.
+JSON body; only when neither Redis nor Postgres can keep the delivery is it a 503. Every
+answer is counted (``ingest.metrics``) where it is logged.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest import answers, body
+from ingest import answers, body, metrics
 from ingest.answers import AnswerSettings
 from ingest.auth import verify
 from ingest.auth_settings import AuthSettings
@@ -43,10 +44,13 @@ def json_response(status: int, content: bytes | dict[str, Any]) -> Response:
 
 
 def _log(outcome: str, started: float, size: int, **fields: Any) -> None:
+    """Count the delivery, and log it."""
+    elapsed = time.perf_counter() - started
+    metrics.delivery(fields.get("type"), outcome, elapsed)
     level = logging.INFO if outcome in {"queued", "stored"} else logging.WARNING
     if not log.isEnabledFor(level):
         return
-    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    latency_ms = round(elapsed * 1000, 3)
     log.log(level, "delivery", extra={"outcome": outcome, "bytes": size, "latency_ms": latency_ms, **fields})
 
 

@@ -1,85 +1,347 @@
-"""`ingest dev` with nothing configured: embedded servers, migrations, web and worker, clean stop."""
+"""`ingest dev` with nothing configured: embedded servers, migrations, web and worker, banner, demo, clean stop."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import queue
 import re
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import orjson
 import psycopg
 import pytest
 import redis
-from support.live import wait_for
+from support.fixtures import CALLS_DIR, EVENTS_DIR, all_calls, iter_bodies
 
+from ingest import demo, devstack
+from ingest.devstack import OPS_PASSWORD_FILE, banner, base_url, child_env
 from ingest.embedded import _free_port
 from ingest.migrate import discover
+from ingest.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ("DATABASE_URL", "REDIS_URL", "VAPI_SECRET", "VAPI_HMAC_SECRET", "INGEST_INSECURE")
+OPS = ("INGEST_OPS_USER", "INGEST_OPS_PASSWORD", "INGEST_OPS_TOKEN")
+# The `ingest` script beside this interpreter, as the banner shows it: `.venv/bin/ingest` in a checkout.
+_SCRIPT = Path(sys.executable).with_name("ingest")
+INGEST = _SCRIPT.relative_to(ROOT) if _SCRIPT.is_relative_to(ROOT) else _SCRIPT
 
 
-def start(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "VAPI_SECRET", "VAPI_HMAC_SECRET"}
-    }
-    env.update(INGEST_DATA_DIR=str(data_dir), PORT=str(port), WORKER_PROCESSES="1", WORKER_THREADS="2")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ingest", "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    banner: dict[str, str] = {}
-    assert process.stdout is not None
-    for line in process.stdout:
-        if match := re.match(r"\s+(webhook URL|database|redis)\s+(\S+)", line):
-            banner[match.group(1)] = match.group(2)
-        if line.startswith("Ctrl-C"):
-            break
-    wait_for(f"http://127.0.0.1:{port}/readyz", process)
-    return process, banner
+class Stack:
+    """``ingest dev`` in its own session (like a terminal's foreground job), stdout read line by line."""
+
+    def __init__(self, data_dir: Path, port: int, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in CONFIG + OPS}
+        env.update(INGEST_DATA_DIR=str(data_dir), PORT=str(port), WORKER_PROCESSES="1", WORKER_THREADS="2")
+        self.log_path = data_dir.parent / f"dev-{uuid.uuid4().hex[:8]}.log"
+        self.stderr = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ingest", "dev", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def read_until(self, done: Callable[[str], bool], timeout: float = 180.0) -> list[str]:
+        """Lines up to and including the first one for which ``done`` is true."""
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"timed out; stdout: {''.join(self.output)}{self.log_tail()}") from None
+            if line is None:
+                code = self.process.wait()
+                raise AssertionError(f"ingest dev exited with {code}: {''.join(self.output)}{self.log_tail()}")
+            seen.append(line)
+            self.output.append(line)
+            if done(line):
+                return seen
+
+    def log_tail(self) -> str:
+        return "\nstderr: " + self.log_path.read_text(errors="replace")[-3000:]
+
+    def banner(self) -> dict[str, str]:
+        lines = self.read_until(lambda line: line.startswith("Ctrl-C"))
+        fields = {m.group(1): m.group(2) for line in lines if (m := re.match(r"  (\S.*?) {2,}(\S.*)$", line))}
+        fields["replay"] = lines[lines.index("Replay the recorded calls:\n") + 1].strip()
+        return fields
+
+    def stop(self, sig: int = signal.SIGINT, *, whole_group: bool = False) -> int:
+        if self.process.poll() is None:
+            if whole_group:
+                os.killpg(self.process.pid, sig)  # what Ctrl-C in a terminal does
+            else:
+                self.process.send_signal(sig)
+        try:
+            return self.process.wait(90)
+        finally:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            self.reader.join(10)
+            while not self.lines.empty():  # what was printed after the last read_until
+                if (line := self.lines.get_nowait()) is not None:
+                    self.output.append(line)
+            if self.process.stdout:
+                self.process.stdout.close()
+            self.stderr.close()
 
 
-def interrupt(process: subprocess.Popen[str]) -> int:
-    process.send_signal(signal.SIGINT)
-    code = process.wait(60)
-    if process.stdout:
-        process.stdout.close()
-    return code
+def leftovers(data_dir: Path) -> list[str]:
+    """Processes still running with ``data_dir`` in their environment or command line."""
+    marks = (f"INGEST_DATA_DIR={data_dir}".encode(), str(data_dir).encode())
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ, cmdline = (proc / "environ").read_bytes(), (proc / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if marks[0] in environ.split(b"\0") or marks[1] in cmdline:
+            command = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{proc.name}: {command}")
+    return found
 
 
-@pytest.mark.slow
-def test_dev_stack_starts_serves_stops_and_keeps_data(tmp_path: Path) -> None:
-    """Two runs on one data directory: everything comes up, Ctrl-C stops all of it, data survives."""
-    port = _free_port()
-    process, banner = start(tmp_path, port)
-    try:
-        assert banner["webhook URL"] == f"http://127.0.0.1:{port}/webhooks/vapi"
-        with psycopg.connect(banner["database"], autocommit=True) as conn:
-            applied = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
-            assert applied == (len(discover()),)
-            conn.execute("INSERT INTO client_subscriptions (client_id, plan) VALUES ('kept-across-restarts', 'pro')")
-        body = b'{"message":{"type":"hang","call":{"id":"0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"}}}'
-        assert httpx.post(banner["webhook URL"], content=body).status_code == 200  # insecure: dev only
-        client = redis.Redis.from_url(banner["redis"])
-        deadline = time.monotonic() + 20
-        while not client.zcard("dramatiq:__heartbeats__") and time.monotonic() < deadline:
-            time.sleep(0.2)  # a worker that fetches from the queue leaves a heartbeat
-        assert client.zcard("dramatiq:__heartbeats__") >= 1
-        client.close()
-    finally:
-        assert interrupt(process) == 0
-    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+def assert_all_stopped(data_dir: Path, port: int, redis_url: str) -> None:
+    deadline = time.monotonic() + 10
+    while (left := leftovers(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == []
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-    stopped = redis.Redis.from_url(banner["redis"])
+    stopped = redis.Redis.from_url(redis_url)
     with pytest.raises(redis.ConnectionError):
         stopped.ping()
     stopped.close()
 
-    process, banner = start(tmp_path, port)
+
+def fixture_call_ids() -> set[str]:
+    """The call id of every recorded call (the chat session has none)."""
+    messages = (orjson.loads(next(iter_bodies(path)))["message"] for path in all_calls())
+    return {message["call"]["id"] for message in messages if "call" in message}
+
+
+@pytest.mark.slow
+def test_dev_stack_banner_demo_replay_stop_and_restart(tmp_path: Path) -> None:
+    """Ready before it says so, demo applied with its failure, replay works as printed, Ctrl-C stops all, data kept."""
+    data_dir, port = tmp_path / "data", _free_port()
+    base = f"http://127.0.0.1:{port}"
+    stack = Stack(data_dir, port, "--demo")
     try:
-        with psycopg.connect(banner["database"]) as conn:
+        banner = stack.banner()
+        assert httpx.get(f"{base}/readyz").status_code == 200  # printed only once ready
+        assert banner["webhook URL"] == f"{base}/webhooks/vapi"
+        assert banner["ops page"] == f"{base}/ops"
+        assert banner["metrics"] == f"{base}/metrics"
+        password_file = data_dir / OPS_PASSWORD_FILE
+        password = password_file.read_text().strip()
+        assert banner["ops login"] == f"ops / {password}"
+        assert len(password) >= 20
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        assert (
+            banner["replay"] == f"INGEST_INSECURE=true {INGEST} replay tests/fixtures/calls --url {base}/webhooks/vapi"
+        )
+
+        summary = "".join(stack.read_until(lambda line: "rows in user_sessions" in line, timeout=120))
+        assert "demo: 4 rows in user_sessions for the demo calls (4 in all)" in summary
+        with psycopg.connect(banner["database"], autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (len(discover()),)
+            assert conn.execute("SELECT count(*) FROM user_sessions WHERE ended_at_utc IS NOT NULL").fetchone() == (4,)
+            states = dict(conn.execute("SELECT state, count(*) FROM call_events GROUP BY state").fetchall())
+            assert states.pop("failed") == 1
+            assert set(states) <= {"applied", "ignored"}  # nothing pending or waiting
+            assert sum(states.values()) == 38  # every other delivery of the four calls
+            (error,) = conn.execute("SELECT last_error FROM call_events WHERE state = 'failed'").fetchone() or ("",)
+            assert "is not a UUID" in str(error)
+            conn.execute("INSERT INTO client_subscriptions (client_id, plan) VALUES ('kept-across-restarts', 'pro')")
+
+        # The printed URLs and login work; the ops page shows the deliberate failure.
+        user, _, given = banner["ops login"].partition(" / ")
+        assert httpx.get(banner["ops page"]).status_code == 401
+        page = httpx.get(banner["ops page"], auth=(user, given))
+        assert page.status_code == 200
+        assert "is not a UUID" in page.text
+        assert httpx.get(banner["metrics"]).status_code == 200
+
+        # The printed command, from a fresh shell: no variables but PATH and HOME.
+        fresh = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+        replayed = subprocess.run(
+            ["bash", "-c", banner["replay"] + " --no-progress"],
+            cwd=ROOT,
+            env=fresh,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        deliveries = sum(1 for path in all_calls() for _ in iter_bodies(path))
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        assert f"sent {deliveries} deliveries — 200: {deliveries}" in replayed.stdout
+        expected_rows = 4 + len(all_calls())  # one row per recorded call, the chat session included
+        with psycopg.connect(banner["database"], autocommit=True) as conn:
+            deadline = time.monotonic() + 90
+            while (rows := conn.execute("SELECT count(*) FROM user_sessions").fetchone()) != (expected_rows,):
+                assert time.monotonic() < deadline, f"{rows} rows in user_sessions, expected {expected_rows}"
+                time.sleep(0.5)
+
+        client = redis.Redis.from_url(banner["redis"])
+        assert client.zcard("dramatiq:__heartbeats__") >= 1  # the worker fetched from the queue
+        client.close()
+        running = leftovers(data_dir)
+        assert len(running) >= 4, running  # ingest dev, web, worker, postgres: what must be gone after Ctrl-C
+    finally:
+        assert stack.stop(whole_group=True) == 0, stack.log_tail()
+    assert_all_stopped(data_dir, port, banner["redis"])
+
+    stack = Stack(data_dir, port)
+    try:
+        again = stack.banner()
+        assert again["ops login"] == f"ops / {password}"  # the generated password is kept
+        with psycopg.connect(again["database"]) as conn:
             kept = conn.execute("SELECT plan FROM client_subscriptions WHERE client_id = 'kept-across-restarts'")
             assert kept.fetchone() == ("pro",)
+            assert conn.execute("SELECT count(*) FROM user_sessions").fetchone() == (expected_rows,)
     finally:
-        assert interrupt(process) == 0
+        assert stack.stop() == 0, stack.log_tail()  # SIGINT to `ingest dev` alone: it stops its children itself
+    assert_all_stopped(data_dir, port, again["redis"])
+
+
+@pytest.mark.slow
+def test_sigterm_in_the_middle_of_the_demo_stops_everything(tmp_path: Path) -> None:
+    """SIGTERM while the demo sends and waits stops the stack like Ctrl-C, with nothing left running."""
+    data_dir, port = tmp_path / "data", _free_port()
+    stack = Stack(data_dir, port, "--demo")
+    try:
+        redis_url = stack.banner()["redis"]
+        stack.read_until(lambda line: line.startswith("demo: sending"))
+    finally:
+        assert stack.stop(signal.SIGTERM) == 0, stack.log_tail()
+    assert not any(line.startswith("demo: 4 calls") for line in stack.output)
+    assert_all_stopped(data_dir, port, redis_url)
+
+
+def test_sigterm_inside_an_event_loop_callback_still_interrupts() -> None:
+    """SIGTERM raises KeyboardInterrupt, which asyncio lets out of a callback (other exceptions it only logs)."""
+    previous = signal.signal(signal.SIGTERM, devstack._interrupt)
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(10)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(main())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_ops_password_is_generated_private_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no ops credentials, the children get user `ops` and a random password kept (0600) in the data dir."""
+    for name in OPS:
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(database_url="postgresql:///x", redis_url="redis://x", data_dir=tmp_path / "data")
+    first, second = child_env(settings), child_env(settings)
+    assert first["INGEST_OPS_USER"] == "ops"
+    assert len(first["INGEST_OPS_PASSWORD"]) >= 20
+    assert second["INGEST_OPS_PASSWORD"] == first["INGEST_OPS_PASSWORD"]
+    kept = tmp_path / "data" / OPS_PASSWORD_FILE
+    assert kept.read_text().strip() == first["INGEST_OPS_PASSWORD"]
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    kept.chmod(0o644)
+    child_env(settings)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+    other = Settings(data_dir=tmp_path / "other")
+    assert child_env(other)["INGEST_OPS_PASSWORD"] != first["INGEST_OPS_PASSWORD"]
+
+
+@pytest.mark.parametrize(
+    ("configured", "login"),
+    [
+        ({"INGEST_OPS_TOKEN": "tok-not-shown"}, "Authorization: Bearer <INGEST_OPS_TOKEN>"),
+        ({"INGEST_OPS_USER": "me", "INGEST_OPS_PASSWORD": "pw-not-shown"}, "me / the password in INGEST_OPS_PASSWORD"),
+    ],
+)
+def test_configured_ops_credentials_are_left_alone(
+    configured: dict[str, str], login: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ops credentials from the environment pass through unchanged, and the banner never prints them."""
+    for name in OPS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in configured.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(database_url="postgresql:///x", redis_url="redis://x", data_dir=tmp_path)
+    env = child_env(settings)
+    assert {name: env[name] for name in OPS if name in env} == configured
+    assert not (tmp_path / OPS_PASSWORD_FILE).exists()
+    text = banner(settings, env)
+    assert f"  ops login    {login}\n" in text
+    assert "not-shown" not in text
+
+
+def test_banner_replay_command_signs_like_the_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Insecure by default the command carries INGEST_INSECURE=true; with a secret it says to export it instead."""
+    monkeypatch.chdir(ROOT)
+    for name in CONFIG + OPS:
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(database_url="postgresql:///x", redis_url="redis://x", data_dir=tmp_path, host="0.0.0.0")  # noqa: S104
+    assert base_url(settings) == "http://127.0.0.1:8000"
+    insecure = banner(settings, child_env(settings))
+    expected = (
+        f"  INGEST_INSECURE=true {INGEST} replay tests/fixtures/calls --url http://127.0.0.1:8000/webhooks/vapi\n"
+    )
+    assert expected in insecure
+    assert "WITHOUT authentication" in insecure
+    monkeypatch.setenv("VAPI_SECRET", "s3cret")
+    secured = banner(settings, child_env(settings))
+    assert f"  {INGEST} replay tests/fixtures/calls --url" in secured
+    assert "export the same settings" in secured
+    assert "s3cret" not in secured
+
+
+def test_demo_calls_are_the_recorded_fixtures() -> None:
+    """Every body shipped for the demo is byte-for-byte the fixture it was copied from."""
+    for name in demo.CALLS:
+        assert (demo.DEMO_DIR / name).read_bytes() == (CALLS_DIR / name).read_bytes(), name
+    assert (demo.DEMO_DIR / demo.FAILING).read_bytes() == (EVENTS_DIR / demo.FAILING).read_bytes()
+
+
+def test_demo_gives_every_run_fresh_call_ids() -> None:
+    """Two demo runs share no call id or dedupe key, and the broken event's call id is no UUID."""
+    first, second = demo.prepare(), demo.prepare()
+    assert len(first.call_ids) == len(demo.CALLS) == len(set(first.call_ids))
+    assert not set(first.all_ids) & set(second.all_ids)
+    assert not first.event_keys & second.event_keys
+    assert len(first.event_keys) == len(first.bodies)
+    originals = fixture_call_ids() | {"call_8e21f0f7b3c94d6a"}
+    for _, body in first.bodies:
+        assert not any(original.encode() in body for original in originals)
+        assert orjson.loads(body)["message"]["call"]["id"] in first.all_ids
+    assert not re.fullmatch(r"[0-9a-f-]{36}", first.failing_call_id)

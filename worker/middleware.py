@@ -2,13 +2,15 @@
 
 The pool is opened after the worker process boots (never at import, never before a
 fork) and closed when it shuts down; the sweeper thread lives and dies with it. An event
-that Dramatiq gives up on (retries exhausted, too old) is marked failed in
-``call_events`` so it shows up for operators.
+that Dramatiq gives up on (retries exhausted, or too old to be processed at all) is
+recorded as failed in ``call_events`` so it shows up for operators.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -22,6 +24,8 @@ from ingest.db import sync_pool
 from ingest.errors import PermanentError
 from ingest.group_commit import GroupCommit
 from ingest.logs import configure_logging
+from ingest.metrics_dir import worker_metrics_port
+from ingest.metrics_exposition import serve_worker_metrics
 from ingest.processing import event_from_body
 from ingest.settings import Settings
 from ingest.sweeper import Sweeper
@@ -48,6 +52,11 @@ class Resources(Middleware):
         if self._group is None:
             raise RuntimeError("the group commit starts when the worker boots")
         return self._group
+
+    @property
+    def forks(self) -> list[Callable[[], int]]:
+        # With INGEST_WORKER_METRICS_PORT, Dramatiq forks a process serving the workers' counts.
+        return [serve_worker_metrics] if worker_metrics_port(os.environ) else []
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Before the worker threads start, so no message ever finds the pool closed.
@@ -91,3 +100,17 @@ class Resources(Middleware):
                 record_failure(conn, event, exception, permanent=True)
         except Exception as exc:
             log.error("could not mark an exhausted event failed", extra={"error": type(exc).__name__})
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        # AgeLimit dead-letters a message that waited longer than the actor's max_age without
+        # ever calling the actor, so the event may not be in call_events at all: record it
+        # failed (an applied copy stays applied), to be seen and re-applied by an operator.
+        if not message.failed:
+            return
+        try:
+            event = event_from_body(*message.args)
+            error = PermanentError("the queued message exceeded its age limit before a worker took it")
+            with self.pool.connection() as conn:
+                record_failure(conn, event, error, permanent=True)
+        except Exception as exc:
+            log.error("could not record an expired event", extra={"error": type(exc).__name__})

@@ -1,0 +1,107 @@
+"""Terminal output for the ops commands: plain tables, short ages and times, a y/N question."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+import orjson
+
+_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[int] = ()) -> str:
+    """Columns padded to their widest cell; the columns at ``right`` are right-aligned (numbers)."""
+    cells = [[str(h) for h in headers], *[["" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        padded = [
+            cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(padded).rstrip())
+    return "\n".join(lines)
+
+
+def age(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``2h07m``, ``1d04h``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def when(instant: datetime | None) -> str:
+    """``2026-11-25 02:58:15Z``: second precision, UTC."""
+    if instant is None:
+        return "-"
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def first_line(text: str | None, width: int = 80) -> str:
+    line = (text or "").strip().split("\n", 1)[0]
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def to_json(value: Any, *, indent: bool = True) -> str:
+    """JSON, indented or on one line (datetimes as ISO 8601, Decimals and others as strings)."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2 if indent else None).decode()
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+    """``10m``, ``2h``, ``1d``, ``1w`` ago, or an ISO 8601 time (UTC when it names no offset)."""
+    match = _RELATIVE.match(text)
+    if match:
+        now = datetime.now(UTC) if now is None else now
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        instant = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is neither an ISO 8601 time nor a relative one like 10m, 2h, 1d") from None
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
+def confirm(question: str, *, assume_yes: bool, stdin: TextIO | None = None, stderr: TextIO | None = None) -> bool:
+    """Ask ``question [y/N]`` on a terminal; True only for yes.
+
+    ``assume_yes`` (``--yes``) skips the question. Without a terminal to ask on, the answer
+    cannot be given, so it raises ``NotInteractive``.
+    """
+    if assume_yes:
+        return True
+    stdin = sys.stdin if stdin is None else stdin
+    stderr = sys.stderr if stderr is None else stderr
+    if not stdin.isatty():
+        raise NotInteractive("not asking without a terminal: pass --yes to confirm")
+    stderr.write(f"{question} [y/N] ")
+    stderr.flush()
+    return stdin.readline().strip().lower() in {"y", "yes"}
+
+
+class NotInteractive(RuntimeError):
+    """A confirmation is needed and there is no terminal to ask on."""

@@ -1,0 +1,147 @@
+"""``ingest dev --demo``: sample calls sent through the real endpoint, then what they produced.
+
+The ``*.jsonl`` calls and the ``*.json`` event beside this module are byte-for-byte copies
+of recorded bodies in ``tests/fixtures/`` (an installed package has no ``tests/``;
+``tests/test_devstack.py`` fails when a copy no longer matches its fixture). Every run gives
+each call a fresh id, so a repeated demo adds calls instead of deduplicating to nothing,
+and sends one status update whose call id is not a UUID: it can never map, so the worker
+records it as failed, which gives the ops page's failures panel something to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import orjson
+import psycopg
+
+from ingest import queries
+from ingest.auth_settings import AuthSettings
+from ingest.body import loads_storable, parse_envelope
+from ingest.mapping.event_key import event_key
+from ingest.replay import Summary, iter_bodies, send_all
+from ingest.vocabulary import EventState
+
+DEMO_DIR: Final = Path(__file__).resolve().parent
+CALLS: Final = ("outbound_no_answer.jsonl", "voicemail.jsonl", "transferred.jsonl", "assistant_request_first.jsonl")
+FAILING: Final = "status_update_bad_call_id.json"
+WAIT_TIMEOUT: Final = 90.0
+
+
+@dataclass(frozen=True)
+class Demo:
+    """One run's bodies, with the ids they were given."""
+
+    bodies: list[tuple[str, bytes]]
+    call_ids: tuple[str, ...]
+    failing_call_id: str
+    event_keys: frozenset[str]
+
+    @property
+    def all_ids(self) -> list[str]:
+        return [*self.call_ids, self.failing_call_id]
+
+
+def _with_call_id(path: Path, new_id: str) -> list[tuple[str, bytes]]:
+    """Every body of ``path`` with its call id replaced by ``new_id``, wherever it appears."""
+    bodies = list(iter_bodies(path))
+    old = orjson.loads(bodies[0][1])["message"]["call"]["id"].encode()
+    return [(label, body.replace(old, new_id.encode())) for label, body in bodies]
+
+
+def _key(body: bytes) -> str:
+    """The dedupe key the worker will record this body under (parsed as the endpoint and worker do)."""
+    _, queued = parse_envelope(body)
+    return event_key(loads_storable(queued)["message"])
+
+
+def prepare() -> Demo:
+    """The sample calls, each under a fresh call id, then the event that fails on purpose."""
+    bodies: list[tuple[str, bytes]] = []
+    call_ids = tuple(str(uuid.uuid4()) for _ in CALLS)
+    for name, call_id in zip(CALLS, call_ids, strict=True):
+        bodies += _with_call_id(DEMO_DIR / name, call_id)
+    failing_call_id = f"call_demo_{secrets.token_hex(6)}"  # not a UUID: can never map
+    bodies += _with_call_id(DEMO_DIR / FAILING, failing_call_id)
+    return Demo(bodies, call_ids, failing_call_id, frozenset(_key(body) for _, body in bodies))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the workers made of a demo run, read back from the database."""
+
+    states: Mapping[str, int]
+    session_rows: int
+    all_session_rows: int
+    failures: list[tuple[str, str]]
+
+    @property
+    def events(self) -> int:
+        return sum(self.states.values())
+
+
+def read_outcome(database_url: str, demo: Demo) -> Outcome:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        ids = {"ids": demo.all_ids}
+        states: Counter[str] = Counter(
+            {str(state): int(n) for state, n in conn.execute(queries.DEMO_EVENT_STATES, ids)}
+        )
+        rows = conn.execute(queries.DEMO_SESSION_ROWS, {"ids": list(demo.call_ids)}).fetchone()
+        all_rows = conn.execute(queries.DEMO_ALL_SESSION_ROWS).fetchone()
+        failures = [(str(kind), str(error)) for kind, error in conn.execute(queries.DEMO_FAILURES, ids)]
+    return Outcome(states, int(rows[0]) if rows else 0, int(all_rows[0]) if all_rows else 0, failures)
+
+
+def settled(outcome: Outcome, demo: Demo) -> bool:
+    """Every event recorded, none still pending (``waiting`` ones wait for a row that may never come)."""
+    return outcome.events >= len(demo.event_keys) and not outcome.states.get(EventState.PENDING.value)
+
+
+def wait_for_workers(
+    database_url: str, demo: Demo, *, check: Callable[[], None], timeout: float = WAIT_TIMEOUT
+) -> tuple[Outcome, bool]:
+    """Poll until the workers have dealt with every event; ``check`` raises if the stack died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        check()
+        outcome = read_outcome(database_url, demo)
+        if settled(outcome, demo):
+            return outcome, True
+        if time.monotonic() > deadline:
+            return outcome, False
+        time.sleep(0.25)
+
+
+def render(demo: Demo, sent: Summary, outcome: Outcome, done: bool) -> str:
+    states = ", ".join(f"{state} {count}" for state, count in sorted(outcome.states.items())) or "none yet"
+    failed = outcome.states.get(EventState.FAILED.value, 0)
+    lines = [
+        "",
+        f"demo: {len(demo.call_ids)} calls and 1 broken event — {sent.render()}",
+        f"demo: {outcome.events} events in call_events ({states})",
+        f"demo: {outcome.session_rows} rows in user_sessions for the demo calls ({outcome.all_session_rows} in all)",
+        f"demo: {failed} failed event(s), one on purpose — the ops page lists them:",
+        *(f"  {kind}: {error[:160]}" for kind, error in outcome.failures),
+    ]
+    if not done:
+        lines.append("demo: the workers had not dealt with every event yet; the counts above are partial")
+    return "\n".join([*lines, ""])
+
+
+def run(url: str, env: Mapping[str, str], database_url: str, *, check: Callable[[], None]) -> Outcome:
+    """Send the demo calls to ``url``, signed as ``env`` configures, wait for the workers, print a summary."""
+    demo = prepare()
+    print(f"demo: sending {len(demo.bodies)} deliveries of {len(demo.call_ids)} calls to {url} …", flush=True)
+    sent = asyncio.run(send_all(url, demo.bodies, AuthSettings.from_env(env), concurrency=4, progress=False))
+    # Deliveries the endpoint refused never reach the workers: then only look at what did.
+    outcome, done = wait_for_workers(database_url, demo, check=check, timeout=WAIT_TIMEOUT if sent.ok else 5.0)
+    print(render(demo, sent, outcome, done), flush=True)
+    return outcome

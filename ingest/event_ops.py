@@ -1,0 +1,181 @@
+"""Operating on recorded events: list, show, re-apply, discard.
+
+The one API for every operator surface (``ingest events``, the ops page's buttons):
+
+- ``list_events(conn, *, failed=False, message_type=None, call=None, since=None, limit=50)``
+  → ``list[EventSummary]``, newest first: the unfinished events (``pending`` and
+  ``waiting``), or with ``failed=True`` the ``failed`` ones; narrowed to one message type,
+  one call or session id, events received at or after ``since``.
+- ``get_event(conn, event_id)`` → ``EventDetail`` (the summary plus the whole error, the
+  timestamps, the dedupe key and the raw message), or None.
+- ``reapply(pool, event_ids, *, phone_region)`` → ``ReapplyResult(applied, total,
+  failures)``: each event claimed and applied in its own transaction exactly as the sweeper
+  does (``CLAIM_STORED_EVENT``, then the worker's ``apply_event``: same handlers, same
+  merge, same follow-ups); a failure is recorded on the event as the worker records it
+  (``failed``, or ``pending`` when a retry can fix it). An event that is already applied
+  counts as applied. An event left ``waiting`` (its row cannot exist yet), an ``ignored``
+  one, an unknown id, or one another process holds right now is a failure with its reason.
+- ``discard(conn, event_ids)`` → how many events were discarded: ``failed`` events become
+  ``ignored`` (the error is kept), so they stop counting as failed and the sweeper leaves
+  them; nothing is deleted. Other states are left alone.
+
+``conn`` is a psycopg connection; ``discard`` runs in a transaction of its own (a savepoint
+inside the caller's, if one is open).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from ingest import queries
+from ingest.apply import apply_stored_event
+from ingest.mapping.call import as_uuid
+from ingest.vocabulary import EventState
+
+Connection = psycopg.Connection[Any]
+
+UNFINISHED = (EventState.PENDING.value, EventState.WAITING.value)
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """One ``call_events`` row as a list shows it; ``error`` is the first line of the last error."""
+
+    id: int
+    received_at: datetime
+    message_type: str
+    call_id: str | None
+    session_id: str | None
+    state: EventState
+    attempts: int
+    error: str | None
+
+    @property
+    def key(self) -> str | None:
+        """The call id, else the session id: the row the event belongs to."""
+        return self.call_id or self.session_id
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able (datetimes as ISO 8601 strings)."""
+        return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class EventDetail(EventSummary):
+    """The whole event: the summary's fields, the full error, timestamps and the raw message."""
+
+    last_error: str | None = None
+    applied_at: datetime | None = None
+    updated_at: datetime | None = None
+    enqueued_at: datetime | None = None
+    dedupe_key: str = ""
+    message: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReapplyResult:
+    applied: int
+    total: int
+    failures: list[tuple[int, str]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def _summary_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "state": EventState(row["state"])}
+
+
+def list_events(
+    conn: Connection,
+    *,
+    failed: bool = False,
+    message_type: str | None = None,
+    call: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[EventSummary]:
+    """Unfinished (or, with ``failed``, failed) events, newest first, at most ``limit``."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    params = {
+        "states": [EventState.FAILED.value] if failed else list(UNFINISHED),
+        "message_type": message_type,
+        "call": (as_uuid(call) or call.strip()) if call else None,
+        "since": since,
+        "limit": limit,
+    }
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(queries.LIST_EVENTS, params).fetchall()
+    return [EventSummary(**_summary_fields(row)) for row in rows]
+
+
+def get_event(conn: Connection, event_id: int) -> EventDetail | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(queries.GET_EVENT, {"id": event_id}).fetchone()
+    return None if row is None else EventDetail(**_summary_fields(row))
+
+
+def _unclaimed(conn: Connection, event_id: int) -> str | None:
+    """Why an event could not be claimed (None: it is applied already, nothing to do)."""
+    row = conn.execute(queries.EVENT_STATE, {"id": event_id}).fetchone()
+    if row is None:
+        return "no such event"
+    state = row[0]
+    if state == EventState.APPLIED:
+        return None
+    if state == EventState.IGNORED:
+        return "ignored (a type that is not mapped, or discarded): not re-applied"
+    return f"{state}, held by another process applying it right now: try again"
+
+
+def _reapply_one(pool: ConnectionPool, event_id: int, phone_region: str) -> str | None:
+    """Apply one stored event; None when it ends applied, else why not."""
+    with pool.connection() as conn:
+        outcome = apply_stored_event(conn, event_id, phone_region)
+        if not outcome.claimed:
+            return _unclaimed(conn, event_id)
+    if outcome.error is not None:
+        return f"{type(outcome.error).__name__}: {outcome.error}"
+    if outcome.state == EventState.WAITING:
+        return "waiting: its row cannot exist yet (no event of the call names an assistant)"
+    return None  # applied, ignored (a type not mapped), or a duplicate of an applied event
+
+
+def reapply(pool: ConnectionPool, event_ids: Sequence[int], *, phone_region: str) -> ReapplyResult:
+    """Re-apply stored events through the worker's code path, one transaction each."""
+    ids = list(dict.fromkeys(event_ids))
+    failures: list[tuple[int, str]] = []
+    for event_id in ids:
+        reason = _reapply_one(pool, event_id, phone_region)
+        if reason is not None:
+            failures.append((event_id, reason))
+    return ReapplyResult(applied=len(ids) - len(failures), total=len(ids), failures=failures)
+
+
+def discard(conn: Connection, event_ids: Sequence[int]) -> int:
+    """Mark failed events ``ignored`` (error kept); returns how many were failed and now are not."""
+    if not event_ids:
+        return 0
+    with conn.transaction():
+        cursor = conn.execute(queries.DISCARD_FAILED_EVENTS, {"ids": list(event_ids)})
+    return cursor.rowcount
+
+
+__all__ = [
+    "EventDetail",
+    "EventSummary",
+    "ReapplyResult",
+    "discard",
+    "get_event",
+    "list_events",
+    "reapply",
+]

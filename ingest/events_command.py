@@ -1,0 +1,159 @@
+"""``ingest events list|show|reapply|discard``: the event log, for operators (``ingest.event_ops``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ingest import event_ops
+from ingest.console import first_line, parse_since, positive_int, table, to_json, when
+from ingest.db import connection_kwargs, require
+from ingest.settings import Settings
+
+DEFAULT_LIMIT = 50
+
+
+def _since(text: str) -> Any:
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--failed", action="store_true", help="failed events (default: pending and waiting ones)")
+    parser.add_argument("--type", dest="message_type", metavar="TYPE", help="only this message type")
+    parser.add_argument("--call", metavar="ID", help="only this call id or session id")
+    parser.add_argument(
+        "--since", type=_since, metavar="TIME", help="received at or after TIME: ISO 8601, or 10m, 2h, 1d ago"
+    )
+    parser.add_argument(
+        "--limit", type=positive_int, default=DEFAULT_LIMIT, help=f"at most this many, newest first ({DEFAULT_LIMIT})"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="pending and waiting events, or failed ones", description="List events.")
+    _add_filters(listing)
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = actions.add_parser("show", help="one event: its error and its message", description="Show one event.")
+    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    reapply = actions.add_parser(
+        "reapply",
+        help="apply events again, through the worker's handlers and merge",
+        description="Re-apply events chosen by id, or by the filters of `list` (the same events it shows).",
+    )
+    reapply.add_argument("ids", nargs="*", type=int, metavar="ID", help="event ids (or use the filters)")
+    _add_filters(reapply)
+    discard = actions.add_parser(
+        "discard",
+        help="give up on failed events (they become ignored; nothing is deleted)",
+        description="Mark failed events ignored: they stop counting as failed; their error is kept.",
+    )
+    discard.add_argument("ids", nargs="+", type=int, metavar="ID", help="ids of failed events")
+
+
+def _connect(settings: Settings) -> psycopg.Connection[Any]:
+    url = require(settings.database_url, "DATABASE_URL")
+    return psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings))
+
+
+def _select(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[event_ops.EventSummary]:
+    return event_ops.list_events(
+        conn, failed=args.failed, message_type=args.message_type, call=args.call, since=args.since, limit=args.limit
+    )
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    with _connect(settings) as conn:
+        events = _select(conn, args)
+    if args.json:
+        print(to_json([event.as_dict() for event in events]))
+        return 0
+    if not events:
+        print("no failed events" if args.failed else "no pending or waiting events")
+        return 0
+    rows = [
+        (e.id, when(e.received_at), e.message_type, e.key or "-", e.state, e.attempts, first_line(e.error, 100))
+        for e in events
+    ]
+    print(table(("ID", "RECEIVED", "TYPE", "CALL/SESSION", "STATE", "ATTEMPTS", "ERROR"), rows, right=(0, 5)))
+    if len(events) == args.limit:
+        print(f"(the newest {args.limit}; --limit for more)")
+    return 0
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    with _connect(settings) as conn:
+        event = event_ops.get_event(conn, args.id)
+    if event is None:
+        print(f"ingest events show: no event {args.id}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(to_json(event.as_dict()))
+        return 0
+    fields = [
+        ("type", event.message_type),
+        ("call", event.call_id or "-"),
+        ("session", event.session_id or "-"),
+        ("state", f"{event.state} ({event.attempts} attempt{'s' if event.attempts != 1 else ''})"),
+        ("received", when(event.received_at)),
+        ("queued", when(event.enqueued_at)),
+        ("applied", when(event.applied_at)),
+        ("updated", when(event.updated_at)),
+        ("dedupe key", event.dedupe_key),
+    ]
+    print(f"event {event.id}")
+    print("\n".join(f"  {name + ':':<12} {value}" for name, value in fields))
+    if event.last_error:
+        print("error:")
+        print("\n".join(f"  {line}" for line in event.last_error.splitlines()))
+    print("message:")
+    print(to_json(event.message))
+    return 0
+
+
+def _reapply(args: argparse.Namespace, settings: Settings) -> int:
+    filtered = args.failed or args.message_type or args.call or args.since
+    if args.ids and filtered:
+        print("ingest events reapply: give event ids or filters, not both", file=sys.stderr)
+        return 2
+    if not args.ids and not filtered:
+        print("ingest events reapply: give event ids, or filters (--failed, --type, --call, --since)", file=sys.stderr)
+        return 2
+    with _connect(settings) as conn:  # fails fast when the database is unreachable
+        ids = args.ids or [event.id for event in _select(conn, args)]
+    url = require(settings.database_url, "DATABASE_URL")
+    pool = ConnectionPool(url, min_size=1, max_size=1, kwargs=connection_kwargs(settings), open=False, name="ops")
+    try:
+        pool.open(wait=True, timeout=10)
+        result = event_ops.reapply(pool, ids, phone_region=settings.phone_region)
+    finally:
+        pool.close()
+    print(f"applied {result.applied} of {result.total}")
+    for event_id, reason in result.failures:
+        print(f"  event {event_id}: {first_line(reason, 300)}")
+    return 0 if result.ok else 1
+
+
+def _discard(args: argparse.Namespace, settings: Settings) -> int:
+    with _connect(settings) as conn:
+        count = event_ops.discard(conn, args.ids)
+    ids = list(dict.fromkeys(args.ids))
+    print(f"discarded {count} of {len(ids)}")
+    if count < len(ids):
+        print("  (only failed events are discarded; the others were left as they are)")
+    return 0 if count == len(ids) else 1
+
+
+ACTIONS = {"list": _list, "show": _show, "reapply": _reapply, "discard": _discard}
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return ACTIONS[args.action](args, settings)

@@ -1,0 +1,131 @@
+"""``GET /metrics`` of the web process, and the workers' own exposition server.
+
+The web process shows every process's counts (in multiprocess mode: the files of its own
+directory and of its siblings, the workers', see ``ingest.metrics_dir``; otherwise its own
+registry) and the gauges read at scrape time (``ingest.metrics_sources``). With
+``INGEST_METRICS_TOKEN`` set, both endpoints require ``Authorization: Bearer <token>``;
+without it they are open, and belong on an internal network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.types import StartResponse, WSGIEnvironment
+
+from prometheus_client import REGISTRY, make_wsgi_app
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingest.db import connection_kwargs
+from ingest.metrics_dir import reading_dirs, worker_metrics_port
+from ingest.metrics_sources import SourceCollector, Sources, snapshot
+from ingest.settings import Settings
+
+log = logging.getLogger(__name__)
+
+UNAUTHORIZED = b'{"error":"unauthorized"}'
+
+
+def metrics_token(env: Mapping[str, str]) -> bytes | None:
+    token = env.get("INGEST_METRICS_TOKEN", "").strip()
+    return token.encode() if token else None
+
+
+def authorized(token: bytes | None, header: str | None) -> bool:
+    """True when no token is configured, or ``header`` is ``Bearer <token>`` (compared in constant time)."""
+    if token is None:
+        return True
+    scheme, _, value = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token)
+
+
+class FilesCollector(Collector):
+    """Every process's counts, merged from the multiprocess files found now in ``dirs``."""
+
+    def __init__(self, dirs: Callable[[], Iterable[Path]]) -> None:
+        self.dirs = dirs
+
+    def collect(self) -> Iterable[Metric]:
+        files = [str(path) for directory in self.dirs() for path in sorted(directory.glob("*.db"))]
+        return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call,no-any-return]
+
+
+class Exposition(Collector):
+    def __init__(self, *collectors: Collector) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self.collectors:
+            yield from collector.collect()
+
+
+def counts(env: Mapping[str, str], *, siblings: bool = True) -> Collector:
+    """The counters and histograms: from the multiprocess files, else this process's registry."""
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    return FilesCollector(lambda: reading_dirs(env, siblings=siblings))
+
+
+def endpoint(settings: Settings, env: Mapping[str, str]) -> Callable[[Request], Awaitable[Response]]:
+    """The ``/metrics`` handler of an app configured with ``settings`` and ``env``."""
+    token = metrics_token(env)
+    process_counts = counts(dict(env))
+    sources = Sources(
+        redis_url=settings.redis_url or "",
+        database_url=settings.database_url or "",
+        namespace=settings.queue_namespace,
+        queue_names=(settings.queue_name,),
+        connect_kwargs=connection_kwargs(settings),
+    )
+
+    async def metrics(request: Request) -> Response:
+        if not authorized(token, request.headers.get("authorization")):
+            return Response(UNAUTHORIZED, 401, {"www-authenticate": "Bearer"}, media_type="application/json")
+        gauges = SourceCollector(await snapshot(sources))
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        output = await asyncio.to_thread(encoder, Exposition(process_counts, gauges))  # reads files
+        return Response(output, media_type=content_type)
+
+    return metrics
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def serve_worker_metrics() -> int:
+    """Serve the workers' counts on ``INGEST_WORKER_METRICS_PORT``: a process Dramatiq forks."""
+    env = dict(os.environ)
+    port = worker_metrics_port(env)
+    if port is None or not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        log.error("worker metrics need INGEST_WORKER_METRICS_PORT and a multiprocess directory (`ingest worker`)")
+        return 1
+    token = metrics_token(env)
+    app = make_wsgi_app(counts(env, siblings=False))
+
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not authorized(token, environ.get("HTTP_AUTHORIZATION")):
+            start_response("401 Unauthorized", [("Content-Type", "application/json"), ("WWW-Authenticate", "Bearer")])
+            return [UNAUTHORIZED]
+        return app(environ, start_response)  # type: ignore[no-any-return]
+
+    host = env.get("HOST") or "127.0.0.1"
+    try:
+        server = make_server(host, port, guarded, handler_class=_QuietHandler)
+    except OSError as exc:
+        log.error("worker metrics server could not listen", extra={"port": port, "error": str(exc)})
+        return 1
+    log.info("serving worker metrics", extra={"host": host, "port": port})
+    server.serve_forever()
+    return 0

@@ -1,0 +1,135 @@
+"""Who may see ``/ops``, and whether a POST to it comes from the page itself.
+
+The page is enabled by configuring credentials, never by default: HTTP basic auth
+(``INGEST_OPS_USER`` + ``INGEST_OPS_PASSWORD``) for browsers, a bearer token
+(``INGEST_OPS_TOKEN``) for tools, or both. Credentials are compared as SHA-256 digests in
+constant time, every configured one, without stopping at the first match.
+
+Browsers resend basic credentials on every request to the origin, including requests a
+hostile page makes them send, so a POST authenticated by basic auth must also come from
+our own origin: ``Origin`` (or, without it, ``Referer``) must name this host, or one of
+``INGEST_OPS_ORIGINS`` when a proxy rewrites ``Host``. A bearer token is never sent by a
+browser on its own, so requests carrying one skip that check.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ingest.settings import SettingsError
+
+REALM = "vapi-ingest ops"
+DISABLED_HINT = "set INGEST_OPS_USER and INGEST_OPS_PASSWORD (basic auth) and/or INGEST_OPS_TOKEN (bearer) to enable it"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_BLOCKED_FETCH_SITES = frozenset({"cross-site", "same-site"})
+
+
+class Scheme(enum.StrEnum):
+    BASIC = "basic"
+    BEARER = "bearer"
+
+
+def _digest(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()
+
+
+def _same(received: bytes, expected: bytes) -> bool:
+    return hmac.compare_digest(_digest(received), _digest(expected))
+
+
+def normalise_origin(url: str) -> str | None:
+    """``scheme://host[:port]`` in lower case without the scheme's default port; None if not a URL."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}" if port in (None, _DEFAULT_PORTS[scheme]) else f"{scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class OpsAuth:
+    """The page's credentials; ``enabled`` is False when none are configured."""
+
+    user: bytes | None = field(default=None, repr=False)
+    password: bytes | None = field(default=None, repr=False)
+    token: bytes | None = field(default=None, repr=False)
+    trusted_origins: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OpsAuth:
+        user, password = env.get("INGEST_OPS_USER", ""), env.get("INGEST_OPS_PASSWORD", "")
+        token = env.get("INGEST_OPS_TOKEN", "").strip()
+        if bool(user) != bool(password):
+            missing = "INGEST_OPS_PASSWORD" if user else "INGEST_OPS_USER"
+            raise SettingsError(f"{missing} must be set too: basic auth for /ops needs a user and a password")
+        if ":" in user:
+            raise SettingsError("INGEST_OPS_USER must not contain ':' (basic auth cannot carry it)")
+        origins = []
+        for raw in env.get("INGEST_OPS_ORIGINS", "").split(","):
+            if raw.strip():
+                origin = normalise_origin(raw)
+                if origin is None:
+                    raise SettingsError(f"INGEST_OPS_ORIGINS entry {raw.strip()!r} is not an http(s) origin")
+                origins.append(origin)
+        return cls(
+            user=user.encode() or None,
+            password=password.encode() or None,
+            token=token.encode() or None,
+            trusted_origins=tuple(origins),
+        )
+
+    @property
+    def basic(self) -> bool:
+        return self.user is not None and self.password is not None
+
+    @property
+    def enabled(self) -> bool:
+        return self.basic or self.token is not None
+
+    def challenges(self) -> list[str]:
+        """``WWW-Authenticate`` values for a 401: Basic first, so browsers ask for a password."""
+        challenges = [f'Basic realm="{REALM}"'] if self.basic else []
+        return challenges + ([f'Bearer realm="{REALM}"'] if self.token is not None else [])
+
+    def authenticate(self, authorization: str | None) -> Scheme | None:
+        """The scheme that accepted the ``Authorization`` header, or None."""
+        if not authorization or " " not in authorization:
+            return None
+        kind, _, credentials = authorization.strip().partition(" ")
+        credentials = credentials.strip()
+        kind = kind.lower()
+        if kind == "bearer" and self.token is not None:
+            return Scheme.BEARER if _same(credentials.encode("utf-8", "surrogatepass"), self.token) else None
+        if kind == "basic" and self.user is not None and self.password is not None:
+            try:
+                decoded = base64.b64decode(credentials, validate=True)
+            except (binascii.Error, ValueError):
+                return None
+            user, colon, password = decoded.partition(b":")
+            matched = _same(user, self.user) & _same(password, self.password)
+            return Scheme.BASIC if colon and matched else None
+        return None
+
+    def same_origin(self, headers: Mapping[str, str], scheme: str) -> bool:
+        """Whether a state-changing request was sent by a page of this origin."""
+        if headers.get("sec-fetch-site", "").lower() in _BLOCKED_FETCH_SITES:
+            return False
+        claimed = headers.get("origin") or headers.get("referer")
+        source = normalise_origin(claimed) if claimed and claimed != "null" else None
+        if source is None:
+            return False
+        own = normalise_origin(f"{scheme}://{headers.get('host', '')}")
+        return source == own or source in self.trusted_origins

@@ -1,0 +1,164 @@
+"""``ingest queue``: what the queue and the event log hold right now, once or refreshed in place.
+
+Per queue (``ingest.queue_stats``): messages ready, in flight (fetched by a worker, not yet
+acknowledged), delayed (retries waiting for their time), dead-lettered, and the age of
+the oldest ready message. From ``call_events``: events pending, waiting and failed (the
+failures grouped by their error) and events applied in the last minute. A server that
+cannot be reached is reported in place of its numbers (exit status 1), so ``--watch``
+keeps running through an outage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import redis
+
+from ingest.console import age, first_line, table, to_json, when
+from ingest.db import connection_kwargs, require
+from ingest.queue_stats import EventStats, QueueStats, event_stats, queue_stats
+from ingest.settings import Settings
+
+DEFAULT_INTERVAL = 2.0
+CLEAR = "\x1b[2J\x1b[H"  # clear the screen, cursor home
+HOME = "\x1b[H"
+ERASE_LINE = "\x1b[K"  # to the end of the line
+ERASE_BELOW = "\x1b[J"  # from the cursor to the end of the screen
+
+sleep = time.sleep  # the pause between refreshes (tests replace it)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_at: datetime
+    namespace: str
+    queues: list[QueueStats] | None
+    events: EventStats | None
+    errors: dict[str, str] = field(default_factory=dict)  # "redis" / "postgres" → why it is missing
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.taken_at.isoformat(),
+            "namespace": self.namespace,
+            "queues": None if self.queues is None else [q.as_dict() for q in self.queues],
+            "events": None if self.events is None else self.events.as_dict(),
+            "errors": self.errors,
+        }
+
+
+class Probe:
+    """Takes snapshots; keeps its connections between them and reopens a broken one."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = redis.Redis.from_url(
+            require(settings.redis_url, "REDIS_URL"), socket_timeout=5, socket_connect_timeout=5
+        )
+        self.database_url = require(settings.database_url, "DATABASE_URL")
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(
+                self.database_url, autocommit=True, connect_timeout=5, **connection_kwargs(self.settings)
+            )
+        return self._conn
+
+    def snapshot(self) -> Snapshot:
+        errors: dict[str, str] = {}
+        queues: list[QueueStats] | None = None
+        events: EventStats | None = None
+        try:
+            queues = queue_stats(self.redis, self.settings.queue_namespace, [self.settings.queue_name])
+        except redis.RedisError as exc:
+            errors["redis"] = f"{type(exc).__name__}: {first_line(str(exc), 300)}"
+        try:
+            events = event_stats(self._connection())
+        except psycopg.Error as exc:
+            errors["postgres"] = f"{type(exc).__name__}: {first_line(str(exc), 300)}"
+        return Snapshot(datetime.now(UTC), self.settings.queue_namespace, queues, events, errors)
+
+    def close(self) -> None:
+        self.redis.close()
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+
+
+def render(snapshot: Snapshot) -> str:
+    lines = [f"queues in Redis namespace {snapshot.namespace!r} at {when(snapshot.taken_at)}", ""]
+    if snapshot.queues is None:
+        lines.append(f"queues: unavailable ({snapshot.errors.get('redis', 'unknown error')})")
+    else:
+        rows = [(q.name, q.ready, q.in_flight, q.delayed, q.dead, age(q.oldest_age_s)) for q in snapshot.queues]
+        lines.append(table(("QUEUE", "READY", "IN FLIGHT", "DELAYED", "DEAD", "OLDEST"), rows, right=(1, 2, 3, 4, 5)))
+    lines.append("")
+    events = snapshot.events
+    if events is None:
+        lines.append(f"events: unavailable ({snapshot.errors.get('postgres', 'unknown error')})")
+        return "\n".join(lines)
+    lines.append(
+        f"events: {events.pending} pending, {events.waiting} waiting, {events.failed} failed; "
+        f"{events.applied_last_minute} applied in the last minute"
+    )
+    if events.failed_by_error:
+        lines += ["", table(("FAILED", "ERROR"), [(g.count, g.error) for g in events.failed_by_error], right=(0,))]
+        shown = sum(g.count for g in events.failed_by_error)
+        if shown < events.failed:
+            lines.append(f"{events.failed - shown:>6}  (other errors)")
+    return "\n".join(lines)
+
+
+def watch(probe: Probe, interval: float, *, as_json: bool) -> int:
+    """Redraw every ``interval`` seconds until Ctrl-C (exit status 0)."""
+    out = sys.stdout
+    try:
+        if not as_json:
+            out.write(CLEAR)
+        while True:
+            snapshot = probe.snapshot()
+            if as_json:  # one JSON document per line, for piping
+                out.write(to_json(snapshot.as_dict(), indent=False) + "\n")
+            else:
+                frame = render(snapshot) + f"\n\nevery {interval:g}s, Ctrl-C to stop"
+                out.write(HOME + "".join(line + ERASE_LINE + "\n" for line in frame.split("\n")) + ERASE_BELOW)
+            out.flush()
+            sleep(interval)
+    except KeyboardInterrupt:
+        if not as_json:
+            out.write("\n")
+        return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=DEFAULT_INTERVAL,
+        metavar="SECONDS",
+        help=f"refresh in place every SECONDS (default {DEFAULT_INTERVAL:g}) until Ctrl-C",
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.watch is not None and args.watch <= 0:
+        print("ingest queue: --watch needs a positive number of seconds", file=sys.stderr)
+        return 2
+    probe = Probe(settings)
+    try:
+        if args.watch is not None:
+            return watch(probe, args.watch, as_json=args.json)
+        snapshot = probe.snapshot()
+    finally:
+        probe.close()
+    print(to_json(snapshot.as_dict()) if args.json else render(snapshot))
+    return 1 if snapshot.errors else 0

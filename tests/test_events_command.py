@@ -1,0 +1,251 @@
+"""`ingest events` and ingest.event_ops against real Postgres: list, show, re-apply, discard."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool
+from support.apply import apply_bodies
+from support.fixtures import fixture_path, load_call, load_event
+from support.ops_cli import RECEIVED_AT_MS, store_failed, store_pending, use_servers
+from support.rows import session_rows
+
+from ingest import event_ops
+from ingest.cli import main
+from ingest.console import parse_since
+from ingest.errors import Unmappable
+from ingest.queue_stats import event_stats
+from ingest.vocabulary import EventState
+
+EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
+BOOKING = "44447e38-9fd3-4025-bc93-2132b1b437d0"
+BAD_CALL = "call_8e21f0f7b3c94d6a"
+REPORT_ERROR = "OperationalError: the database went away\nwhile applying the report"
+Conn = psycopg.Connection[Any]
+
+
+def kind(raw: bytes) -> str:
+    return str(orjson.loads(raw)["message"]["type"])
+
+
+@pytest.fixture
+def servers(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
+    use_servers(monkeypatch, db_url=db_url)
+
+
+@pytest.fixture
+def booking_report_failed(db: Conn) -> int:
+    """The booking call applied but for its report, which failed (the database went away)."""
+    bodies = load_call("inbound_booking")
+    apply_bodies(db, [raw for raw in bodies if kind(raw) != "end-of-call-report"])
+    [report] = [raw for raw in bodies if kind(raw) == "end-of-call-report"]
+    return store_failed(db, report, RuntimeError(REPORT_ERROR))
+
+
+@pytest.fixture
+def unmappable(db: Conn) -> int:
+    """An event whose call id is not a UUID, failed for good."""
+    return store_failed(db, load_event("status_update_bad_call_id"), Unmappable(f"call.id {BAD_CALL!r} is not a UUID"))
+
+
+def state_of(db: Conn, event_id: int) -> tuple[str, int, str | None]:
+    row = db.execute("SELECT state, attempts, last_error FROM call_events WHERE id = %s", (event_id,)).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+# -- list ---------------------------------------------------------------------------------------
+
+
+def test_list_api_separates_unfinished_from_failed(db: Conn, booking_report_failed: int, unmappable: int) -> None:
+    """Unfinished events and failed ones are two lists; failed ones carry their error's first line, newest first."""
+    pending = store_pending(db, load_call("voicemail")[0], received_at_ms=RECEIVED_AT_MS + 60_000)
+    assert [e.id for e in event_ops.list_events(db)] == [pending]
+    failed = event_ops.list_events(db, failed=True)
+    assert [e.id for e in failed] == [unmappable, booking_report_failed]  # same received time: higher id first
+    report = failed[1]
+    assert report.state is EventState.FAILED
+    assert report.message_type == "end-of-call-report"
+    assert report.key == BOOKING
+    assert report.attempts == 1
+    assert report.error == "RuntimeError: OperationalError: the database went away"
+    assert report.received_at == datetime.fromtimestamp(RECEIVED_AT_MS / 1000, UTC)
+    assert orjson.loads(orjson.dumps(report.as_dict()))["received_at"] == report.received_at.isoformat()
+
+
+def test_list_filters(db: Conn, booking_report_failed: int, unmappable: int) -> None:
+    """--type, --call (call or session id, any case), --since and --limit narrow the list."""
+    assert [e.id for e in event_ops.list_events(db, failed=True, message_type="status-update")] == [unmappable]
+    assert [e.id for e in event_ops.list_events(db, failed=True, call=BOOKING.upper())] == [booking_report_failed]
+    assert [e.id for e in event_ops.list_events(db, failed=True, call=BAD_CALL)] == [unmappable]
+    received = datetime.fromtimestamp(RECEIVED_AT_MS / 1000, UTC)
+    assert len(event_ops.list_events(db, failed=True, since=received)) == 2
+    assert event_ops.list_events(db, failed=True, since=received + timedelta(seconds=1)) == []
+    assert len(event_ops.list_events(db, failed=True, limit=1)) == 1
+    with pytest.raises(ValueError, match="limit"):
+        event_ops.list_events(db, limit=0)
+
+
+def test_list_command_table_and_json(
+    servers: None, capsys: pytest.CaptureFixture[str], booking_report_failed: int, unmappable: int
+) -> None:
+    """`events list --failed` prints a table with the error's first line; --json prints the same events."""
+    assert main(["events", "list", "--failed"]) == 0
+    out = capsys.readouterr().out
+    header, *lines = out.splitlines()
+    assert header.split() == ["ID", "RECEIVED", "TYPE", "CALL/SESSION", "STATE", "ATTEMPTS", "ERROR"]
+    [report_line] = [line for line in lines if line.lstrip().startswith(f"{booking_report_failed} ")]
+    assert "end-of-call-report" in report_line
+    assert BOOKING in report_line
+    assert "failed" in report_line
+    assert report_line.endswith("RuntimeError: OperationalError: the database went away")
+    assert "while applying" not in out  # first line only
+    assert main(["events", "list", "--failed", "--type", "status-update", "--json"]) == 0
+    [listed] = orjson.loads(capsys.readouterr().out)
+    assert (listed["id"], listed["state"], listed["call_id"]) == (unmappable, "failed", BAD_CALL)
+    assert main(["events", "list"]) == 0
+    assert capsys.readouterr().out.strip() == "no pending or waiting events"
+    assert main(["events", "list", "--failed", "--since", "1d"]) == 0  # received in September
+    assert capsys.readouterr().out.strip() == "no failed events"
+
+
+def test_since_accepts_relative_and_iso_times() -> None:
+    """--since takes 10m, 2h, 1d, 1w or an ISO time; an ISO time without offset is UTC."""
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    assert parse_since("10m", now=now) == now - timedelta(minutes=10)
+    assert parse_since("2h", now=now) == now - timedelta(hours=2)
+    assert parse_since("1d", now=now) == now - timedelta(days=1)
+    assert parse_since("1w", now=now) == now - timedelta(weeks=1)
+    assert parse_since("2026-11-01T00:00:00Z") == datetime(2026, 11, 1, tzinfo=UTC)
+    assert parse_since("2026-11-01 13:00") == datetime(2026, 11, 1, 13, tzinfo=UTC)
+    assert parse_since("2026-11-01T13:00+13:00") == datetime(2026, 11, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="relative"):
+        parse_since("yesterday")
+
+
+def test_bad_since_is_a_usage_error(servers: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unreadable --since stops argparse with status 2 and says what it takes."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["events", "list", "--since", "last tuesday"])
+    assert stopped.value.code == 2
+    assert "10m, 2h, 1d" in capsys.readouterr().err
+
+
+# -- show ---------------------------------------------------------------------------------------
+
+
+def test_show_prints_error_and_message(
+    servers: None, capsys: pytest.CaptureFixture[str], db: Conn, booking_report_failed: int
+) -> None:
+    """`events show ID` prints the whole error and the message as indented JSON; --json the same as data."""
+    assert main(["events", "show", str(booking_report_failed)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"event {booking_report_failed}\n")
+    assert "RuntimeError: OperationalError: the database went away\n  while applying the report" in out
+    assert '\n  "type": "end-of-call-report",' in out
+    message = orjson.loads(out.split("message:\n", 1)[1])
+    assert message["call"]["id"] == BOOKING
+    assert main(["events", "show", str(booking_report_failed), "--json"]) == 0
+    shown = orjson.loads(capsys.readouterr().out)
+    assert shown["last_error"] == f"RuntimeError: {REPORT_ERROR}"
+    assert shown["message"] == message
+    assert shown["state"] == "failed"
+    assert shown["dedupe_key"]
+    detail = event_ops.get_event(db, booking_report_failed)
+    assert detail is not None
+    assert detail.message == message
+
+
+def test_show_unknown_event(servers: None, capsys: pytest.CaptureFixture[str], db: Conn) -> None:
+    """An id that is not recorded is exit status 1 with a message, and get_event answers None."""
+    assert main(["events", "show", "424242"]) == 1
+    assert "no event 424242" in capsys.readouterr().err
+    assert event_ops.get_event(db, 424242) is None
+
+
+# -- reapply ------------------------------------------------------------------------------------
+
+
+def test_reapply_failed_report_makes_the_row_right(
+    servers: None, capsys: pytest.CaptureFixture[str], db: Conn, booking_report_failed: int
+) -> None:
+    """Re-applying the failed report prints "applied 1 of 1" and the row becomes the expected one."""
+    assert session_rows(db)[BOOKING] != EXPECTED["rows"][BOOKING]
+    assert main(["events", "reapply", str(booking_report_failed)]) == 0
+    assert capsys.readouterr().out == "applied 1 of 1\n"
+    assert session_rows(db)[BOOKING] == EXPECTED["rows"][BOOKING]
+    state, attempts, error = state_of(db, booking_report_failed)
+    assert (state, attempts, error) == ("applied", 2, None)
+    assert event_stats(db).failed == 0
+
+
+def test_reapply_by_filters_takes_what_list_shows(
+    servers: None, capsys: pytest.CaptureFixture[str], db: Conn, booking_report_failed: int, unmappable: int
+) -> None:
+    """`reapply --failed --call ID` re-applies exactly the events `list` shows for the same filters."""
+    assert main(["events", "reapply", "--failed", "--call", BOOKING]) == 0
+    assert capsys.readouterr().out == "applied 1 of 1\n"
+    assert session_rows(db)[BOOKING] == EXPECTED["rows"][BOOKING]
+    assert state_of(db, unmappable)[0] == "failed"
+
+
+def test_reapply_reports_each_failure_and_exits_non_zero(
+    servers: None, capsys: pytest.CaptureFixture[str], db: Conn, unmappable: int, booking_report_failed: int
+) -> None:
+    """An event that fails again is recorded failed again (attempts + 1) and named with its error; exit 1."""
+    code = main(["events", "reapply", str(unmappable), str(booking_report_failed), "999999"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert lines[0] == "applied 1 of 3"
+    assert lines[1] == f"  event {unmappable}: Unmappable: call.id '{BAD_CALL}' is not a UUID"
+    assert lines[2] == "  event 999999: no such event"
+    state, attempts, error = state_of(db, unmappable)
+    assert (state, attempts) == ("failed", 2)
+    assert error is not None
+    assert "not a UUID" in error
+
+
+def test_reapply_api_outcomes(db_url: str, db: Conn, booking_report_failed: int) -> None:
+    """Already applied counts as applied; an event still without a row stays waiting and is a failure."""
+    first = load_call("assistant_request_first")[0]  # the assistant request: no event has named the assistant yet
+    waiting = store_pending(db, first)
+    applied = int(db.execute("SELECT min(id) FROM call_events WHERE state = 'applied'").fetchone()[0])  # type: ignore[index]
+    with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
+        result = event_ops.reapply(pool, [applied, waiting, applied, booking_report_failed], phone_region="NZ")
+    assert (result.applied, result.total) == (2, 3)  # ids are taken once each
+    assert [event_id for event_id, _ in result.failures] == [waiting]
+    assert result.failures[0][1].startswith("waiting")
+    assert state_of(db, waiting)[0] == "waiting"
+    assert not result.ok
+
+
+def test_reapply_needs_ids_or_filters(servers: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """Neither ids nor filters (or both) is a usage error, not "every event"."""
+    assert main(["events", "reapply"]) == 2
+    assert "give event ids, or filters" in capsys.readouterr().err
+    assert main(["events", "reapply", "1", "--failed"]) == 2
+
+
+# -- discard ------------------------------------------------------------------------------------
+
+
+def test_discard_marks_failed_events_ignored(
+    servers: None, capsys: pytest.CaptureFixture[str], db: Conn, unmappable: int
+) -> None:
+    """A discarded failed event is ignored with its error kept; a pending one is left alone (exit 1)."""
+    pending = store_pending(db, load_call("voicemail")[0])
+    assert main(["events", "discard", str(unmappable), str(pending)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("discarded 1 of 2\n")
+    state, _, error = state_of(db, unmappable)
+    assert state == "ignored"
+    assert error is not None
+    assert "not a UUID" in error
+    assert state_of(db, pending)[0] == "pending"
+    assert event_stats(db).failed == 0
+    assert event_ops.discard(db, [unmappable]) == 0  # already discarded
+    assert event_ops.discard(db, []) == 0
