@@ -9,6 +9,7 @@ by the event that creates the row.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -178,17 +179,18 @@ def _apply_waiting(conn: Connection, patch: Patch, context: Context) -> None:
         conn.execute(queries.SET_EVENT_STATE, {"id": event_id, "state": state.value, "error": None})
 
 
-def apply_event(conn: Connection, event: Event, phone_region: str) -> EventState | None:
+def apply_event(conn: Connection, event: Event, phone_region: str, *, savepoint: bool = True) -> EventState | None:
     """Record and apply ``event`` in one transaction; None when it was already applied.
 
     The common case is one round trip: ``ingest_record_and_apply`` records the event,
     merges its patch and sets its state. Applying waited-for events and rebuilding a
-    transcript follow only when the merge calls for them.
+    transcript follow only when the merge calls for them. With ``savepoint=False`` the
+    caller's transaction is used as it is (the caller rolls it all back on an error).
     """
     context = event.context(phone_region)
     patch = _patch(event.message, context)
     params = {**event.row(EventState.PENDING), "patch": patch.to_json().decode() if patch else None}
-    with conn.transaction():
+    with conn.transaction() if savepoint else contextlib.nullcontext():
         row = conn.execute(queries.RECORD_AND_APPLY, params).fetchone()
         if row is None:
             return None  # a duplicate of an applied (or ignored) event

@@ -1,12 +1,16 @@
 """Group commit: the events that worker threads bring at the same moment share one commit.
 
 Each Dramatiq thread hands its event to ``GroupCommit.apply`` and waits. One committer
-thread per process takes everything waiting, applies each event in a savepoint of one
-transaction (a failing event rolls back alone and gets its own error), commits once, and
-wakes the threads with their results. Under load a commit — the WAL flush — is paid per
-batch instead of per event; when idle a batch is a single event and nothing waits.
-Only after the commit does a thread return, so Dramatiq acknowledges a message only once
-its event is durable.
+thread per process takes everything waiting, applies the batch in one transaction,
+commits once, and wakes the threads with their results. Under load a commit — the WAL
+flush — is paid per batch instead of per event; when idle a batch is a single event and
+nothing waits. Only after the commit does a thread return, so Dramatiq acknowledges a
+message only once its event is durable.
+
+A batch is first applied as it is, one statement per event. Should any event fail, that
+attempt is rolled back and the batch applied again with each event in its own savepoint,
+so a failing event rolls back alone and gets its own error while the others commit.
+Savepoints cost two round trips per event, and failures are rare: they are paid only then.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import ConnectionPool
 
-from ingest.apply import Event, apply_event
+from ingest.apply import Connection, Event, apply_event
 from ingest.vocabulary import EventState
 
 log = logging.getLogger(__name__)
@@ -76,12 +80,9 @@ class GroupCommit:
         # so that two processes' batches lock rows in the same order.
         batch.sort(key=lambda slot: slot.event.key)
         try:
-            with self.pool.connection() as conn, conn.transaction():
-                for slot in batch:
-                    try:
-                        slot.state = apply_event(conn, slot.event, self.phone_region)  # its own savepoint
-                    except Exception as exc:
-                        slot.error = exc
+            with self.pool.connection() as conn:
+                if not self._apply_all(conn, batch):
+                    self._apply_each(conn, batch)
         except Exception as exc:  # the commit (or the connection) failed: nobody's event is durable
             for slot in batch:
                 slot.state, slot.error = None, slot.error or exc
@@ -89,3 +90,25 @@ class GroupCommit:
         finally:
             for slot in batch:
                 slot.done.set()
+
+    def _apply_all(self, conn: Connection, batch: list[_Slot]) -> bool:
+        """The whole batch in one transaction without savepoints; False (rolled back) if any event failed."""
+        try:
+            with conn.transaction():
+                states = [apply_event(conn, slot.event, self.phone_region, savepoint=False) for slot in batch]
+        except Exception:
+            if conn.closed:
+                raise
+            return False
+        for slot, state in zip(batch, states, strict=True):
+            slot.state = state
+        return True
+
+    def _apply_each(self, conn: Connection, batch: list[_Slot]) -> None:
+        """The batch again, each event in its own savepoint: a failure stays with its event."""
+        with conn.transaction():
+            for slot in batch:
+                try:
+                    slot.state = apply_event(conn, slot.event, self.phone_region)
+                except Exception as exc:
+                    slot.error = exc

@@ -15,7 +15,7 @@ from support.rows import event_states, session_rows
 from ingest.apply import Event
 from ingest.body import loads_storable, parse_envelope
 from ingest.errors import Unmappable
-from ingest.group_commit import GroupCommit
+from ingest.group_commit import GroupCommit, _Slot
 from ingest.vocabulary import EventState
 
 EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
@@ -80,3 +80,40 @@ def test_no_connection_fails_the_waiting_thread(db_url: str) -> None:
         with pytest.raises(PoolClosed):
             group.apply(event(load_event("transcript_nul_byte.json")))
         group.close()
+
+
+def test_a_batch_is_applied_without_savepoints_until_an_event_fails(
+    db: psycopg.Connection[Any], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch, deterministic: all good goes through in one pass; a bad event in the middle
+    makes the batch run again event by event, and only the bad event gets an error."""
+    good = [event(raw) for raw in iter_bodies(next(p for p in all_calls() if p.name == "voicemail.jsonl"))]
+    bad = event(load_event("status_update_bad_call_id.json"))
+    passes: list[str] = []
+    with ConnectionPool(db_url, min_size=1, max_size=1) as pool:
+        group = GroupCommit(pool, "NZ")
+        original_each = GroupCommit._apply_each
+
+        def each(self: GroupCommit, conn: psycopg.Connection[Any], batch: list[_Slot]) -> None:
+            passes.append("each")
+            original_each(self, conn, batch)
+
+        monkeypatch.setattr(GroupCommit, "_apply_each", each)
+        first = [_Slot(item) for item in good[:3]]
+        group._commit(first)
+        assert passes == []
+        assert [slot.error for slot in first] == [None, None, None]
+
+        rest = [_Slot(item) for item in good[3:]]
+        mixed = [*rest[: len(rest) // 2], _Slot(bad), *rest[len(rest) // 2 :]]
+        group._commit(mixed)
+        assert passes == ["each"]
+        group.close()
+    failed = [slot for slot in mixed if slot.error is not None]
+    assert len(failed) == 1
+    assert failed[0].event is bad
+    assert isinstance(failed[0].error, Unmappable)
+    assert all(slot.done.is_set() for slot in [*first, *mixed])
+    assert event_states(db) == {"applied": len(good)}
+    (key,) = {item.key for item in good}
+    assert session_rows(db) == {key: EXPECTED["rows"][key]}
