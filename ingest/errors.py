@@ -10,6 +10,10 @@ class PermanentError(Exception):
     """An event that can never be applied as it is; it is recorded as failed, not retried."""
 
 
+class Transient(Exception):
+    """A failure of this service's own making that a retry fixes (a worker shutting down, …)."""
+
+
 class Unmappable(PermanentError):
     """The event's content cannot be mapped onto a row (a call id that is not a UUID, …)."""
 
@@ -25,6 +29,8 @@ def is_retryable(exc: BaseException) -> bool:
     """Whether a failed attempt should be retried (with backoff) rather than recorded as failed."""
     if isinstance(exc, PermanentError):
         return False
+    if isinstance(exc, Transient):
+        return True
     if isinstance(exc, psycopg.Error):
         state = exc.sqlstate or ""
         if state.startswith(_PERMANENT_CLASSES):

@@ -23,9 +23,14 @@ from dataclasses import dataclass, field
 from psycopg_pool import ConnectionPool
 
 from ingest.apply import Connection, Event, apply_event
+from ingest.errors import Transient
 from ingest.vocabulary import EventState
 
 log = logging.getLogger(__name__)
+
+
+class GroupCommitClosed(Transient):
+    """An event arrived after ``close``: it was not applied (Dramatiq retries its message)."""
 
 
 @dataclass
@@ -42,11 +47,14 @@ class GroupCommit:
         self.phone_region = phone_region
         self.max_batch = max_batch
         self._waiting: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="ingest-group-commit", daemon=True)
         self._thread.start()
 
     def apply(self, event: Event) -> EventState | None:
         """Apply ``event``; return once it is committed, or raise what applying it raised."""
+        if self._closed:
+            raise GroupCommitClosed("the group commit is closed: the worker is shutting down")
         slot = _Slot(event)
         self._waiting.put(slot)
         slot.done.wait()
@@ -55,8 +63,18 @@ class GroupCommit:
         return slot.state
 
     def close(self, timeout: float = 10.0) -> None:
+        """Commit what is waiting, stop; an event handed over too late gets an error, never a hang."""
+        self._closed = True
         self._waiting.put(None)
         self._thread.join(timeout)
+        while True:
+            try:
+                slot = self._waiting.get_nowait()
+            except queue.Empty:
+                return
+            if slot is not None:
+                slot.error = GroupCommitClosed("the group commit closed before this event was applied")
+                slot.done.set()
 
     def _run(self) -> None:
         while True:

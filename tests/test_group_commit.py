@@ -14,8 +14,8 @@ from support.rows import event_states, session_rows
 
 from ingest.apply import Event
 from ingest.body import loads_storable, parse_envelope
-from ingest.errors import Unmappable
-from ingest.group_commit import GroupCommit, _Slot
+from ingest.errors import Unmappable, is_retryable
+from ingest.group_commit import GroupCommit, GroupCommitClosed, _Slot
 from ingest.vocabulary import EventState
 
 EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
@@ -117,3 +117,13 @@ def test_a_batch_is_applied_without_savepoints_until_an_event_fails(
     assert event_states(db) == {"applied": len(good)}
     (key,) = {item.key for item in good}
     assert session_rows(db) == {key: EXPECTED["rows"][key]}
+
+
+def test_an_event_after_close_gets_a_retryable_error_not_a_hang(db_url: str) -> None:
+    """A worker thread that hands over its event while the worker shuts down is told to retry."""
+    with ConnectionPool(db_url, min_size=1, max_size=1) as pool:
+        group = GroupCommit(pool, "NZ")
+        group.close()
+        with pytest.raises(GroupCommitClosed) as raised:
+            group.apply(event(load_event("transcript_nul_byte.json")))
+    assert is_retryable(raised.value)

@@ -80,6 +80,10 @@ class Resources(Middleware):
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self._sweeper is not None:
             self._sweeper.stop()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Only now: Dramatiq stops its worker threads after "before_worker_shutdown", and the
+        # messages they are finishing still need the group commit and the pool.
         if self._group is not None:
             self._group.close()
             self._group = None

@@ -1,0 +1,105 @@
+"""The worker's middleware in a real Dramatiq worker: retries that run out, and shutting down."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import dramatiq
+import psycopg
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+from support.fixtures import load_event
+
+from ingest.body import loads_storable, parse_envelope
+from ingest.processing import event_from_body, process
+from ingest.settings import Settings
+from worker.factory import make_broker
+from worker.middleware import Resources
+
+QUEUE = "middleware-test"
+
+
+@pytest.fixture
+def broker(db_url: str, redis_server_url: str, redis_namespace: str) -> Iterator[tuple[RedisBroker, Resources]]:
+    settings = replace(
+        Settings(),
+        database_url=db_url,
+        redis_url=redis_server_url,
+        queue_namespace=redis_namespace,
+        queue_name=QUEUE,
+        sweep_interval=3600.0,
+    )
+    made = make_broker(settings)
+    yield made
+    made[0].close()
+
+
+def body() -> dict[str, Any]:
+    return dict(loads_storable(parse_envelope(load_event("transcript_nul_byte.json"))[1]))
+
+
+def state_of(db: psycopg.Connection[Any]) -> tuple[str, str] | None:
+    row = db.execute("SELECT state, coalesce(last_error, '') FROM call_events").fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def test_an_event_whose_retries_run_out_is_recorded_failed(
+    broker: tuple[RedisBroker, Resources], db: psycopg.Connection[Any]
+) -> None:
+    """Retries gives up (message.failed) before the Resources middleware looks: the event is failed, not pending."""
+    dramatiq_broker, _ = broker
+    attempts: list[int] = []
+
+    def flaky(message_body: dict[str, Any], received_at_ms: int) -> None:
+        attempts.append(received_at_ms)
+        raise psycopg.errors.SerializationFailure("could not serialize access")
+
+    actor = dramatiq.actor(
+        flaky,
+        broker=dramatiq_broker,
+        actor_name="flaky",
+        queue_name=QUEUE,
+        max_retries=1,
+        min_backoff=10,
+        max_backoff=20,
+    )
+    worker = dramatiq.Worker(dramatiq_broker, worker_threads=1, worker_timeout=50)
+    worker.start()
+    try:
+        actor.send(body(), 1_790_000_000_000)
+        deadline = time.monotonic() + 20
+        while (state := state_of(db)) is None or state[0] != "failed":
+            assert time.monotonic() < deadline, f"never recorded failed: {state}, {len(attempts)} attempts"
+            time.sleep(0.1)
+    finally:
+        worker.stop(timeout=10_000)
+    assert len(attempts) == 2  # the first try and one retry
+    assert "SerializationFailure" in state[1]
+
+
+def test_shutdown_lets_the_messages_in_hand_finish(
+    broker: tuple[RedisBroker, Resources], db: psycopg.Connection[Any]
+) -> None:
+    """A message still being applied when the worker stops commits through the group commit and pool,
+    which close only after Dramatiq's worker threads have stopped."""
+    dramatiq_broker, resources = broker
+    started = threading.Event()
+
+    def slow(message_body: dict[str, Any], received_at_ms: int) -> None:
+        started.set()
+        time.sleep(0.5)  # the worker is told to stop meanwhile
+        process(resources.group, event_from_body(message_body, received_at_ms))
+
+    actor = dramatiq.actor(slow, broker=dramatiq_broker, actor_name="slow", queue_name=QUEUE)
+    worker = dramatiq.Worker(dramatiq_broker, worker_threads=1, worker_timeout=50)
+    worker.start()
+    actor.send(body(), 1_790_000_000_000)
+    assert started.wait(10)
+    stopping = time.monotonic()
+    worker.stop(timeout=10_000)
+    assert time.monotonic() - stopping < 5
+    assert state_of(db) == ("applied", "")
