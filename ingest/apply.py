@@ -20,7 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ingest import queries
-from ingest.errors import is_retryable
+from ingest.errors import describe, is_retryable
 from ingest.handlers import HANDLERS, Context
 from ingest.mapping.call import as_uuid
 from ingest.mapping.event_key import event_key
@@ -233,7 +233,7 @@ def apply_stored_event(conn: Connection, event_id: int, phone_region: str) -> St
 
 def record_failure(conn: Connection, event: Event, error: BaseException, *, permanent: bool) -> None:
     """Keep the event and its error, outside the failed transaction."""
-    text = f"{type(error).__name__}: {error}"[:2000]
+    text = describe(error)
     state = EventState.FAILED if permanent else EventState.PENDING
     with conn.transaction():
         conn.execute(queries.RECORD_FAILURE, event.row(state, text))

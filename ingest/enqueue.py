@@ -121,6 +121,9 @@ class Enqueuer:
         for future in futures:
             if not future.done():
                 future.set_exception(error)
+        # A Redis this slow is not to be waited for again on the same connection: whatever
+        # else waits on it falls back too (a late write that lands is a harmless duplicate).
+        self._redis.drop()
 
     def _settle(
         self, futures: list[asyncio.Future[None]], expiry: asyncio.TimerHandle, reply: asyncio.Future[object]

@@ -39,3 +39,16 @@ def is_retryable(exc: BaseException) -> bool:
             return True  # no SQLSTATE: the connection broke before the server answered
         return isinstance(exc, pg.OperationalError)
     return isinstance(exc, (OSError, TimeoutError))
+
+
+def describe(exc: BaseException, limit: int = 2000) -> str:
+    """``Type: message`` for logs and ``call_events.last_error``, without the row's values.
+
+    A database error's text can carry a DETAIL line quoting the failing row (``Failing row
+    contains (…, +6421…)``): phone numbers and transcripts have no place in an error record
+    or a log line, so only the primary message of a database error is kept.
+    """
+    text = str(exc)
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        text = exc.diag.message_primary
+    return f"{type(exc).__name__}: {text}"[:limit]

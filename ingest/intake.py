@@ -24,6 +24,7 @@ from ingest import queries
 from ingest.apply import Event
 from ingest.body import loads_storable
 from ingest.enqueue import EnqueueError, Enqueuer
+from ingest.errors import describe
 from ingest.vocabulary import EventState
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class Intake:
             async with self.pool.connection(timeout=2.0) as conn:
                 await conn.execute(queries.STORE_PENDING_EVENT, row)
         except Exception as exc:
-            log.error("postgres fallback failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            log.error("postgres fallback failed", extra={"error": describe(exc, 500)})
             raise Unavailable from exc
         self.stored_since_drain.set()
 

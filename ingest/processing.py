@@ -15,7 +15,7 @@ from typing import Any
 
 from ingest import metrics
 from ingest.apply import Event, record_failure
-from ingest.errors import PermanentError, is_retryable
+from ingest.errors import PermanentError, describe, is_retryable
 from ingest.group_commit import GroupCommit
 from ingest.vocabulary import EventState
 
@@ -36,7 +36,7 @@ def process(group: GroupCommit, event: Event) -> EventState | None:
                 record_failure(conn, event, exc, permanent=permanent)
         except Exception as record_error:  # the database itself is down: Dramatiq still has the message
             log.error("could not record a failed event", extra={"error": type(record_error).__name__})
-        fields = {"type": event.kind, "error": f"{type(exc).__name__}: {exc}"[:500], "permanent": permanent}
+        fields = {"type": event.kind, "error": describe(exc, 500), "permanent": permanent}
         log.warning("event failed", extra=fields)
         if permanent and not isinstance(exc, PermanentError):
             raise PermanentError(str(exc)) from exc

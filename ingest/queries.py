@@ -25,14 +25,17 @@ MARK_EVENTS_QUEUED = "UPDATE call_events SET enqueued_at = now() WHERE id = ANY(
 
 # -- the worker: record, apply, recover ------------------------------------------------------
 
+# The event came off the queue, which still holds it (a retry) or gave it up (failed): it
+# is marked queued, so the web processes' drainer does not queue it a second time.
 RECORD_FAILURE = """
 INSERT INTO call_events AS e (received_at, call_id, session_id, message_type, dedupe_key, message, state,
-                              attempts, last_error)
+                              attempts, last_error, enqueued_at)
 VALUES (%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s, %(message)s, %(state)s,
-        1, %(last_error)s)
+        1, %(last_error)s, now())
 ON CONFLICT (dedupe_key) DO UPDATE SET
     attempts = e.attempts + 1,
     last_error = EXCLUDED.last_error,
+    enqueued_at = coalesce(e.enqueued_at, now()),
     state = CASE WHEN e.state IN ('applied', 'ignored') THEN e.state ELSE EXCLUDED.state END
 """
 

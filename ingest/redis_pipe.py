@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import ssl
 from collections.abc import Sequence
 from typing import Any, cast
@@ -120,6 +121,17 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(error)
 
 
+def _keepalive(protocol: _Protocol) -> None:
+    """TCP keepalive probes after 30 s of silence, so a vanished peer is noticed."""
+    sock = protocol.transport.get_extra_info("socket") if protocol.transport is not None else None
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 class RedisPipe:
     """A lazily (re)connected, pipelined Redis connection; ``call`` returns the decoded reply."""
 
@@ -191,8 +203,20 @@ class RedisPipe:
                 if protocol is not None and protocol.transport is not None:
                     protocol.transport.abort()
                 raise RedisPipeError(f"cannot connect to Redis: {type(exc).__name__}: {exc}") from exc
+            if not self._path:
+                _keepalive(protocol)
             self._protocol = protocol
             return protocol
+
+    def drop(self) -> None:
+        """Abandon the connection (commands waiting on it fail); the next call connects again.
+
+        For a Redis that stopped answering: a half-open TCP connection would otherwise take
+        every later command with it until the kernel gives up, many minutes later.
+        """
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and protocol.transport is not None and not protocol.closed:
+            protocol.transport.abort()
 
     async def close(self) -> None:
         protocol, self._protocol = self._protocol, None

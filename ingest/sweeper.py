@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from ingest import queries
 from ingest.apply import apply_stored_event, rebuild_transcript
+from ingest.errors import describe
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ def sweep_once(
         with pool.connection() as conn:
             outcome = apply_stored_event(conn, event_id, phone_region)
         if outcome.error is not None:
-            log.warning("sweeper could not apply an event", extra={"id": event_id, "error": str(outcome.error)[:300]})
+            log.warning(
+                "sweeper could not apply an event", extra={"id": event_id, "error": describe(outcome.error, 300)}
+            )
         elif outcome.claimed:  # else applied meanwhile, or another sweeper holds it
             done += 1
     if done:
