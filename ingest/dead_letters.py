@@ -16,9 +16,15 @@ and ``<ns>:<q>.XQ.msgs`` (id → message). It drops them after ``dead_message_tt
   again. A delayed retry's ``eta`` is removed and its queue name made the main queue's.
 - ``purge(client, namespace, queue_name, ids)`` → how many were deleted, atomically.
 
-Nothing here touches ``call_events``. An event a worker got to is recorded there (failed,
-when it was dead-lettered for an error); one dropped for its age never reached the actor,
-so the dead letter is its only copy.
+Nothing here touches ``call_events``. Every dead-lettered event is recorded there as
+``failed`` too: one the actor raised on, with its error; one dropped for its age (it never
+reached the actor) by the workers' middleware (``after_skip_message``), so ``ingest events
+list --failed`` shows it and ``ingest events reapply`` applies it without the queue.
+
+The error a dead letter carries is the traceback Dramatiq saved in the message when it
+queued its last retry: the error of the attempt before the last. The final attempt's error
+is not stored with the message (the broker moves the stored copy aside, and a permanent
+failure on a first attempt leaves none); ``call_events.last_error`` has it.
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ class DeadLetter:
     call: str | None  # call id, else session id
     retries: int
     enqueued_at: datetime | None  # ``message_timestamp``
-    error: str | None  # last line of the traceback Dramatiq kept, if any
+    error: str | None  # last line of the traceback Dramatiq kept (before the last retry), if any
 
     def as_dict(self) -> dict[str, Any]:
         return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in asdict(self).items()}

@@ -6,6 +6,9 @@ The one API for every operator surface (``ingest events``, the ops page's button
   → ``list[EventSummary]``, newest first: the unfinished events (``pending`` and
   ``waiting``), or with ``failed=True`` the ``failed`` ones; narrowed to one message type,
   one call or session id, events received at or after ``since``.
+- ``matching_event_ids(conn, *, failed=False, message_type=None, call=None, since=None,
+  limit=None)`` → ``list[int]``: the ids of the events ``list_events`` would show for the
+  same filters, newest first, read page by page: every one of them, or at most ``limit``.
 - ``get_event(conn, event_id)`` → ``EventDetail`` (the summary plus the whole error, the
   timestamps, the dedupe key and the raw message), or None.
 - ``reapply(pool, event_ids, *, phone_region)`` → ``ReapplyResult(applied, total,
@@ -42,6 +45,10 @@ from ingest.vocabulary import EventState
 Connection = psycopg.Connection[Any]
 
 UNFINISHED = (EventState.PENDING.value, EventState.WAITING.value)
+ID_PAGE = 1000  # ids read per round trip by ``matching_event_ids``
+
+# The ids of the events LIST_EVENTS shows, in its order, one page after (older than) the
+# last one read. Kept here until it can join the other queries in ``ingest.queries``.
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,19 @@ def _summary_fields(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "state": EventState(row["state"])}
 
 
+def _filters(
+    failed: bool, message_type: str | None, call: str | None, since: datetime | None, limit: int | None
+) -> dict[str, Any]:
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1")
+    return {
+        "states": [EventState.FAILED.value] if failed else list(UNFINISHED),
+        "message_type": message_type,
+        "call": (as_uuid(call) or call.strip()) if call else None,
+        "since": since,
+    }
+
+
 def list_events(
     conn: Connection,
     *,
@@ -104,18 +124,32 @@ def list_events(
     limit: int = 50,
 ) -> list[EventSummary]:
     """Unfinished (or, with ``failed``, failed) events, newest first, at most ``limit``."""
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    params = {
-        "states": [EventState.FAILED.value] if failed else list(UNFINISHED),
-        "message_type": message_type,
-        "call": (as_uuid(call) or call.strip()) if call else None,
-        "since": since,
-        "limit": limit,
-    }
+    params = {**_filters(failed, message_type, call, since, limit), "limit": limit}
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(queries.LIST_EVENTS, params).fetchall()
     return [EventSummary(**_summary_fields(row)) for row in rows]
+
+
+def matching_event_ids(
+    conn: Connection,
+    *,
+    failed: bool = False,
+    message_type: str | None = None,
+    call: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> list[int]:
+    """The ids of the events ``list_events`` shows for these filters, newest first: all, or ``limit``."""
+    params = {**_filters(failed, message_type, call, since, limit), "after_received_at": None, "after_id": None}
+    ids: list[int] = []
+    while limit is None or len(ids) < limit:
+        page = ID_PAGE if limit is None else min(ID_PAGE, limit - len(ids))
+        rows = conn.execute(queries.MATCHING_EVENT_IDS, {**params, "limit": page}).fetchall()
+        ids += [row[0] for row in rows]
+        if len(rows) < page:
+            break
+        params["after_id"], params["after_received_at"] = rows[-1]
+    return ids
 
 
 def get_event(conn: Connection, event_id: int) -> EventDetail | None:
@@ -177,5 +211,6 @@ __all__ = [
     "discard",
     "get_event",
     "list_events",
+    "matching_event_ids",
     "reapply",
 ]

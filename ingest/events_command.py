@@ -24,16 +24,22 @@ def _since(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_filters(parser: argparse.ArgumentParser) -> None:
+def _add_filters(parser: argparse.ArgumentParser, *, every: bool = False) -> None:
     parser.add_argument("--failed", action="store_true", help="failed events (default: pending and waiting ones)")
     parser.add_argument("--type", dest="message_type", metavar="TYPE", help="only this message type")
     parser.add_argument("--call", metavar="ID", help="only this call id or session id")
     parser.add_argument(
         "--since", type=_since, metavar="TIME", help="received at or after TIME: ISO 8601, or 10m, 2h, 1d ago"
     )
-    parser.add_argument(
-        "--limit", type=positive_int, default=DEFAULT_LIMIT, help=f"at most this many, newest first ({DEFAULT_LIMIT})"
-    )
+    if every:  # reapply: every matching event unless told otherwise
+        parser.add_argument("--limit", type=positive_int, help="at most this many, newest first (default: all)")
+    else:
+        parser.add_argument(
+            "--limit",
+            type=positive_int,
+            default=DEFAULT_LIMIT,
+            help=f"at most this many, newest first ({DEFAULT_LIMIT})",
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,10 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reapply = actions.add_parser(
         "reapply",
         help="apply events again, through the worker's handlers and merge",
-        description="Re-apply events chosen by id, or by the filters of `list` (the same events it shows).",
+        description="Re-apply events chosen by id, or every event the filters of `list` match (all of them,"
+        " not only the newest 50; --limit N for the newest N).",
     )
     reapply.add_argument("ids", nargs="*", type=int, metavar="ID", help="event ids (or use the filters)")
-    _add_filters(reapply)
+    _add_filters(reapply, every=True)
     discard = actions.add_parser(
         "discard",
         help="give up on failed events (they become ignored; nothing is deleted)",
@@ -128,7 +135,9 @@ def _reapply(args: argparse.Namespace, settings: Settings) -> int:
         print("ingest events reapply: give event ids, or filters (--failed, --type, --call, --since)", file=sys.stderr)
         return 2
     with _connect(settings) as conn:  # fails fast when the database is unreachable
-        ids = args.ids or [event.id for event in _select(conn, args)]
+        ids = args.ids or event_ops.matching_event_ids(
+            conn, failed=args.failed, message_type=args.message_type, call=args.call, since=args.since, limit=args.limit
+        )
     url = require(settings.database_url, "DATABASE_URL")
     pool = ConnectionPool(url, min_size=1, max_size=1, kwargs=connection_kwargs(settings), open=False, name="ops")
     try:

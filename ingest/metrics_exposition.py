@@ -5,6 +5,11 @@ directory and of its siblings, the workers', see ``ingest.metrics_dir``; otherwi
 registry) and the gauges read at scrape time (``ingest.metrics_sources``). With
 ``INGEST_METRICS_TOKEN`` set, both endpoints require ``Authorization: Bearer <token>``;
 without it they are open, and belong on an internal network.
+
+The workers' server is prometheus_client's own arrangement (``start_http_server``): a
+thread per request, so one slow or idle client holds up no other scrape, each connection
+closed after ``WORKER_METRICS_SOCKET_TIMEOUT`` seconds without a byte, and the collector
+inside a ``CollectorRegistry``, which ``?name[]=…`` (a restricted registry) needs.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIEnvironment
 
-from prometheus_client import REGISTRY, make_wsgi_app
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -28,12 +34,13 @@ from starlette.responses import Response
 
 from ingest.db import connection_kwargs
 from ingest.metrics_dir import reading_dirs, worker_metrics_port
-from ingest.metrics_sources import SourceCollector, Sources, snapshot
+from ingest.metrics_sources import SourceCollector, SourceReaders, Sources
 from ingest.settings import Settings
 
 log = logging.getLogger(__name__)
 
 UNAUTHORIZED = b'{"error":"unauthorized"}'
+WORKER_METRICS_SOCKET_TIMEOUT = 10.0  # seconds a connection of the workers' server may stay silent
 
 
 def metrics_token(env: Mapping[str, str]) -> bytes | None:
@@ -80,18 +87,20 @@ def endpoint(settings: Settings, env: Mapping[str, str]) -> Callable[[Request], 
     """The ``/metrics`` handler of an app configured with ``settings`` and ``env``."""
     token = metrics_token(env)
     process_counts = counts(dict(env))
-    sources = Sources(
-        redis_url=settings.redis_url or "",
-        database_url=settings.database_url or "",
-        namespace=settings.queue_namespace,
-        queue_names=(settings.queue_name,),
-        connect_kwargs=connection_kwargs(settings),
+    readers = SourceReaders(
+        Sources(
+            redis_url=settings.redis_url or "",
+            database_url=settings.database_url or "",
+            namespace=settings.queue_namespace,
+            queue_names=(settings.queue_name,),
+            connect_kwargs=connection_kwargs(settings),
+        )
     )
 
     async def metrics(request: Request) -> Response:
         if not authorized(token, request.headers.get("authorization")):
             return Response(UNAUTHORIZED, 401, {"www-authenticate": "Bearer"}, media_type="application/json")
-        gauges = SourceCollector(await snapshot(sources))
+        gauges = SourceCollector(await readers.snapshot())
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         output = await asyncio.to_thread(encoder, Exposition(process_counts, gauges))  # reads files
         return Response(output, media_type=content_type)
@@ -100,19 +109,30 @@ def endpoint(settings: Settings, env: Mapping[str, str]) -> Callable[[Request], 
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = WORKER_METRICS_SOCKET_TIMEOUT  # the request socket's timeout (socketserver.StreamRequestHandler)
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
-def serve_worker_metrics() -> int:
-    """Serve the workers' counts on ``INGEST_WORKER_METRICS_PORT``: a process Dramatiq forks."""
-    env = dict(os.environ)
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """A thread per request, as prometheus_client's ``ThreadingWSGIServer``."""
+
+    daemon_threads = True  # not kept (nor waited for) once they finish
+
+
+def worker_metrics_server(env: Mapping[str, str]) -> WSGIServer | None:
+    """The workers' metrics server, bound and ready to serve; None when it cannot be (logged)."""
     port = worker_metrics_port(env)
     if port is None or not env.get("PROMETHEUS_MULTIPROC_DIR"):
         log.error("worker metrics need INGEST_WORKER_METRICS_PORT and a multiprocess directory (`ingest worker`)")
-        return 1
+        return None
     token = metrics_token(env)
-    app = make_wsgi_app(counts(env, siblings=False))
+    # Which families the files hold changes as processes count: the collector is asked at
+    # each scrape, including for ``?name[]=…``, rather than described once.
+    registry = CollectorRegistry(support_collectors_without_names=True)
+    registry.register(counts(env, siblings=False))
+    app = make_wsgi_app(registry)
 
     def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not authorized(token, environ.get("HTTP_AUTHORIZATION")):
@@ -122,10 +142,18 @@ def serve_worker_metrics() -> int:
 
     host = env.get("HOST") or "127.0.0.1"
     try:
-        server = make_server(host, port, guarded, handler_class=_QuietHandler)
+        server = make_server(host, port, guarded, server_class=_ThreadingServer, handler_class=_QuietHandler)
     except OSError as exc:
         log.error("worker metrics server could not listen", extra={"port": port, "error": str(exc)})
-        return 1
+        return None
     log.info("serving worker metrics", extra={"host": host, "port": port})
+    return server
+
+
+def serve_worker_metrics() -> int:
+    """Serve the workers' counts on ``INGEST_WORKER_METRICS_PORT``: a process Dramatiq forks."""
+    server = worker_metrics_server(dict(os.environ))
+    if server is None:
+        return 1
     server.serve_forever()
     return 0

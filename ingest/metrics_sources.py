@@ -1,18 +1,28 @@
 """Gauges read at scrape time from Redis (the queue) and Postgres (``call_events``).
 
-Nothing is stored between scrapes: each scrape reads ``ingest.queue_stats`` in worker
-threads, both sources at once, each with short timeouts, and a source that does not
-answer in time is reported as ``vapi_ingest_source_up{source=...} 0`` with its gauges left
-out, instead of failing or stalling the whole scrape.
+Nothing is stored between scrapes: each scrape reads ``ingest.queue_stats``, both sources
+at once, each with short timeouts, and a source that does not answer in time is reported
+as ``vapi_ingest_source_up{source=...} 0`` with its gauges left out, instead of failing or
+stalling the whole scrape.
+
+Each source is read on a thread of its own (``SourceReader``), never on the event loop's
+default pool, which tool calls (``ingest.answers``) need: a read stuck on a dead socket
+outlives the scrape that gave up on it, and would otherwise keep a shared thread. While a
+source's earlier read is still running past its deadline, scrapes report that source down
+without starting another read, so a dead server costs one thread, not one per scrape. The
+client-side timeouts below bound how long such a read can hang.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import psycopg
 import redis
@@ -27,7 +37,11 @@ log = logging.getLogger(__name__)
 
 REDIS_TIMEOUT = 1.0  # seconds, per connect and per reply
 POSTGRES_CONNECT_TIMEOUT = 2  # libpq's smallest useful value
-SOURCE_DEADLINE = 3.5  # whatever happens inside, a source gets no longer than this
+SOURCE_DEADLINE = 3.5  # whatever happens inside, a scrape waits no longer than this for a source
+# libpq's TCP settings for the scrape's connection: a peer that stops acknowledging is
+# given up after 3 s (tcp_user_timeout, libpq 12+), an idle one is probed every second.
+POSTGRES_TCP = {"keepalives": 1, "keepalives_idle": 1, "keepalives_interval": 1, "keepalives_count": 2}
+POSTGRES_TCP_USER_TIMEOUT_MS = 3000
 
 QUEUE_STATES = ("ready", "in_flight", "delayed", "dead")
 EVENT_STATES = ("pending", "waiting", "failed")
@@ -57,6 +71,7 @@ def read_queues(sources: Sources) -> list[QueueStats]:
         sources.redis_url,
         socket_connect_timeout=REDIS_TIMEOUT,
         socket_timeout=REDIS_TIMEOUT,
+        socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
     )
     try:
@@ -65,28 +80,80 @@ def read_queues(sources: Sources) -> list[QueueStats]:
         client.close()
 
 
+def postgres_timeouts() -> dict[str, Any]:
+    """Client-side limits of the scrape's Postgres connection, as libpq connection parameters."""
+    timeouts: dict[str, Any] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT, **POSTGRES_TCP}
+    if psycopg.pq.version() >= 120000:  # older libpq refuses the parameter
+        timeouts["tcp_user_timeout"] = POSTGRES_TCP_USER_TIMEOUT_MS
+    return timeouts
+
+
 def read_events(sources: Sources) -> EventStats:
-    with psycopg.connect(
-        sources.database_url, connect_timeout=POSTGRES_CONNECT_TIMEOUT, **sources.connect_kwargs
-    ) as conn:
+    with psycopg.connect(sources.database_url, **{**sources.connect_kwargs, **postgres_timeouts()}) as conn:
         # SET LOCAL, not a startup option: transaction poolers refuse those.
         conn.execute("SET LOCAL statement_timeout = '2s'")
         return event_stats(conn)
 
 
-async def _read(source: str, read: Callable[[Sources], T], sources: Sources) -> T | None:
-    try:
-        return await asyncio.wait_for(asyncio.to_thread(read, sources), SOURCE_DEADLINE)
-    except Exception as exc:  # any failure means the same to a scrape: this source is down
-        error = f"{type(exc).__name__}: {exc}".split("\n", 1)[0][:300]
-        log.warning("metrics source unavailable", extra={"source": source, "error": error})
-        return None
+class SourceReader(Generic[T]):
+    """Reads one source on a thread of its own, one read at a time (see the module's docstring)."""
+
+    def __init__(self, source: str, read: Callable[[Sources], T]) -> None:
+        self.source = source
+        self.read = read
+        self._running: concurrent.futures.Future[T] | None = None
+        self._started = 0.0
+
+    def _start(self, sources: Sources) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(self.read(sources))
+            except BaseException as exc:  # handed to the scrape waiting on it
+                future.set_exception(exc)
+
+        # A daemon thread: one stuck on a dead socket must not hold up the process's exit.
+        threading.Thread(target=run, name=f"metrics-{self.source}", daemon=True).start()
+        return future
+
+    async def __call__(self, sources: Sources) -> T | None:
+        """The source's figures, or None when it is down (failed, too slow, or still stuck)."""
+        running, now = self._running, time.monotonic()
+        if running is not None and not running.done():
+            waited = now - self._started
+            if waited >= SOURCE_DEADLINE:  # an earlier read hangs: no second thread on the same trouble
+                log.warning(
+                    "metrics source still busy with an earlier read",
+                    extra={"source": self.source, "busy_seconds": round(waited, 1)},
+                )
+                return None
+            deadline = SOURCE_DEADLINE - waited  # a concurrent scrape shares the read under way
+        else:
+            running, self._started, deadline = self._start(sources), now, SOURCE_DEADLINE
+            self._running = running
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(running), deadline)
+        except Exception as exc:  # any failure means the same to a scrape: this source is down
+            error = f"{type(exc).__name__}: {exc}".split("\n", 1)[0][:300]
+            log.warning("metrics source unavailable", extra={"source": self.source, "error": error})
+            return None
 
 
-async def snapshot(sources: Sources) -> Snapshot:
-    """Read both sources at once, off the event loop."""
-    queues, events = await asyncio.gather(_read("redis", read_queues, sources), _read("postgres", read_events, sources))
-    return Snapshot(queues, events)
+class SourceReaders:
+    """The readers of both sources, kept for the life of one ``/metrics`` endpoint."""
+
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
+        self.queues = SourceReader("redis", read_queues)
+        self.events = SourceReader("postgres", read_events)
+
+    async def snapshot(self) -> Snapshot:
+        """Read both sources at once, off the event loop."""
+        queues, events = await asyncio.gather(self.queues(self.sources), self.events(self.sources))
+        return Snapshot(queues, events)
 
 
 class SourceCollector:

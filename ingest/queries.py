@@ -239,6 +239,19 @@ ORDER BY id
 LIMIT %(limit)s
 """
 
+# ingest events reapply with filters: the events `list` shows, newest first, a page at a time.
+MATCHING_EVENT_IDS = """
+SELECT id, received_at FROM call_events
+WHERE state = ANY(%(states)s)
+  AND (%(message_type)s::text IS NULL OR message_type = %(message_type)s::text)
+  AND (%(call)s::text IS NULL OR call_id = %(call)s::text OR session_id = %(call)s::text)
+  AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s::timestamptz)
+  AND (%(after_received_at)s::timestamptz IS NULL
+       OR (received_at, id) < (%(after_received_at)s::timestamptz, %(after_id)s::bigint))
+ORDER BY received_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
 # --- ingest dev --demo: what the sample calls produced ---
 
 DEMO_EVENT_STATES = "SELECT state, count(*) FROM call_events WHERE call_id = ANY(%(ids)s) GROUP BY state"

@@ -7,10 +7,14 @@ held by a worker) and a dead-letter sorted set with its hash (``<ns>:<q>.XQ``). 
 one atomic pipeline:
 
 - ready     = length of the list;
-- in flight = messages in the hash but not in the list (fetched, not yet acknowledged);
+- in flight = messages in the hash but not in the list (fetched, not yet acknowledged):
+              being applied, but also prefetched and held in a worker's memory (Dramatiq
+              fetches up to 2 × threads per worker process ahead), or held by a dead worker;
 - delayed   = messages in the delay queue's hash (waiting or held for a retry);
 - dead      = members of the dead-letter set;
-- oldest    = age of the message at the head of the list (the next one a worker takes).
+- oldest    = age of the message at the head of the list (the next one a worker takes):
+              only the ready list is looked at, so messages in flight or delayed, however
+              old, do not count.
 
 From ``call_events``: how many events are pending, waiting or failed (failures grouped by
 error), and how many were applied in the last minute.

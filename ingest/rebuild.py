@@ -23,12 +23,18 @@ derived as a write would derive it today: routing (``client_id`` from phone numb
 assistants), the rate-plan price, the ``_nz`` columns in today's ``LOCAL_TIMEZONE``.
 
 A row with no recorded events (written by hand, or before ``call_events`` existed) is left
-alone. With ``dry_run`` the transaction is rolled back: the changes are reported, nothing
-is written.
+alone, and so is one with neither a call id nor a session id (``every_key`` yields its
+``key`` as None: nothing names its events). With ``dry_run`` the transaction is rolled back:
+the changes are reported, nothing is written.
+
+A deadlock or serialization failure (SQLSTATE class 40, with a live worker writing the same
+rows) rolls the rebuild back; it is tried again ``CONFLICT_ATTEMPTS`` times in all, with a
+short backoff, then reported as ``failed`` with the error, so that ``--all`` carries on.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,6 +54,9 @@ Connection = psycopg.Connection[Any]
 Outcome = Literal["unchanged", "changed", "created", "skipped", "failed"]
 ABSENT = "(absent)"
 FIRST_ID = "00000000-0000-0000-0000-000000000000"
+NO_KEY = "no call or session id"
+CONFLICT_ATTEMPTS = 3  # tries of one row when a deadlock or serialization failure rolls it back
+CONFLICT_BACKOFF = 0.1  # seconds before the second try, doubled before each later one
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,23 @@ def _derive(
     return _row(conn, queries.SESSION_ROW_BY_KEY, where)
 
 
+@dataclass(frozen=True)
+class RowKey:
+    """A row of ``user_sessions`` as ``every_key`` lists it."""
+
+    row_id: str
+    key: str | None  # the call id, else the session id; None when the row has neither
+
+
+def _conflict(exc: psycopg.Error) -> bool:
+    """A deadlock or serialization failure: SQLSTATE class 40, whatever psycopg's class for it.
+
+    (psycopg's ``SerializationFailure`` and ``DeadlockDetected`` do not derive from its
+    ``TransactionRollback``: the class is told by the code.)
+    """
+    return (exc.sqlstate or "").startswith("40")
+
+
 def rebuild_row(
     conn: Connection, key: str, *, phone_region: str, transcript_grace: float, dry_run: bool = False
 ) -> RebuildResult:
@@ -138,9 +164,30 @@ def rebuild_row(
 
     ``conn`` should be in autocommit mode: the rebuild is its own transaction. With no row
     for ``key`` but recorded events, the row is created from them (``created``). An event
-    that no longer maps fails the row (left as it was); a retryable error (the database
-    going away) is raised.
+    that no longer maps fails the row (left as it was), and so do deadlocks and
+    serialization failures that outlast ``CONFLICT_ATTEMPTS`` tries; any other retryable
+    error (the database going away) is raised.
     """
+    attempt = 1
+    while True:
+        try:
+            return _rebuild_once(
+                conn, key, phone_region=phone_region, transcript_grace=transcript_grace, dry_run=dry_run
+            )
+        except psycopg.Error as exc:
+            if not _conflict(exc):
+                raise
+            if attempt >= CONFLICT_ATTEMPTS:  # each try was rolled back: nothing of them is left
+                error = (str(exc).strip().splitlines() or [""])[0]
+                reason = f"{type(exc).__name__} after {attempt} attempts: {error}"
+                return RebuildResult(key, "failed", reason=reason)
+            time.sleep(CONFLICT_BACKOFF * 2 ** (attempt - 1))
+            attempt += 1
+
+
+def _rebuild_once(
+    conn: Connection, key: str, *, phone_region: str, transcript_grace: float, dry_run: bool
+) -> RebuildResult:
     call_id = as_uuid(key)
     try:
         with conn.transaction():
@@ -173,13 +220,13 @@ def rebuild_row(
     return result
 
 
-def every_key(conn: Connection, page: int = 500) -> Iterator[str]:
-    """The key of every row (call id, else session id), page by page."""
+def every_key(conn: Connection, page: int = 500) -> Iterator[RowKey]:
+    """Every row with its key (call id, else session id, else None), page by page."""
     after = FIRST_ID
     while True:
         rows = conn.execute(queries.SESSION_KEYS_PAGE, {"after": after, "limit": page}).fetchall()
-        for _, row_call, row_session in rows:
-            yield row_call or row_session
+        for row_id, row_call, row_session in rows:
+            yield RowKey(str(row_id), row_call or row_session or None)
         if len(rows) < page:
             return
         after = rows[-1][0]

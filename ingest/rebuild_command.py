@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import collections
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -13,7 +14,7 @@ import psycopg
 
 from ingest.console import to_json
 from ingest.db import connection_kwargs, require
-from ingest.rebuild import RebuildResult, every_key, rebuild_row
+from ingest.rebuild import NO_KEY, RebuildResult, RowKey, every_key, rebuild_row
 from ingest.settings import Settings
 
 # The sweeper builds a missing transcript once a call has been over for this many sweep
@@ -66,6 +67,12 @@ def _summary(counts: collections.Counter[str], dry_run: bool) -> str:
     )
 
 
+def _given(calls: list[str]) -> Iterator[RowKey]:
+    """The rows named by ``--call``, as ``every_key`` lists rows."""
+    for call in calls:
+        yield RowKey(repr(call), call.strip() or None)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if bool(args.call) == args.all:
         print("ingest rebuild: give --call ID (one or more) or --all", file=sys.stderr)
@@ -77,11 +84,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # --all pages through the keys on a second connection (a rebuilt row keeps its id, so
     # the pages neither skip nor repeat a row).
     with psycopg.connect(url, **connect) as conn, psycopg.connect(url, **connect) as lister:
-        keys = every_key(lister) if args.all else iter(args.call)
-        for key in keys:
-            result = rebuild_row(
-                conn, key.strip(), phone_region=settings.phone_region, transcript_grace=grace, dry_run=args.dry_run
-            )
+        rows = every_key(lister) if args.all else _given(args.call)
+        for row in rows:
+            if row.key is None:  # nothing names its events: there is nothing to rebuild it from
+                result = RebuildResult(f"row {row.row_id}", "skipped", reason=NO_KEY)
+            else:
+                result = rebuild_row(
+                    conn, row.key, phone_region=settings.phone_region, transcript_grace=grace, dry_run=args.dry_run
+                )
             counts[result.outcome] += 1
             for line in _report(result, quiet=args.all):
                 print(line, flush=True)

@@ -193,6 +193,36 @@ def test_reapply_by_filters_takes_what_list_shows(
     assert state_of(db, unmappable)[0] == "failed"
 
 
+def failed_status_updates(db: Conn, count: int) -> list[int]:
+    """``count`` distinct failed events of the booking call (its first status update, later each time; 4 per ms)."""
+    first = orjson.loads(load_call("inbound_booking")[0])
+    ids = []
+    for offset in range(count):
+        first["message"]["timestamp"] += 1
+        raw = orjson.dumps(first)
+        ids.append(
+            store_failed(db, raw, RuntimeError("deadlock detected"), received_at_ms=RECEIVED_AT_MS + offset // 4)
+        )
+    return ids
+
+
+def test_reapply_by_filters_takes_every_matching_event(
+    servers: None, capsys: pytest.CaptureFixture[str], db: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reapply --failed` takes every failed event, past list's 50 and page after page; --limit N the newest N."""
+    monkeypatch.setattr(event_ops, "ID_PAGE", 7)
+    ids = failed_status_updates(db, 60)
+    assert event_ops.matching_event_ids(db, failed=True) == ids[::-1]
+    assert event_ops.matching_event_ids(db, failed=True, limit=9) == ids[:-10:-1]
+    assert main(["events", "reapply", "--failed", "--limit", "12"]) == 0
+    assert capsys.readouterr().out == "applied 12 of 12\n"
+    assert {state_of(db, event_id)[0] for event_id in ids[-12:]} == {"applied"}
+    assert {state_of(db, event_id)[0] for event_id in ids[:-12]} == {"failed"}
+    assert main(["events", "reapply", "--failed", "--type", "status-update"]) == 0
+    assert capsys.readouterr().out == "applied 48 of 48\n"
+    assert event_stats(db).failed == 0
+
+
 def test_reapply_reports_each_failure_and_exits_non_zero(
     servers: None, capsys: pytest.CaptureFixture[str], db: Conn, unmappable: int, booking_report_failed: int
 ) -> None:

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,12 +27,12 @@ from starlette.testclient import TestClient
 from support.fixtures import load_call, load_event
 from support.live import web_server, worker_process
 
-from ingest import metrics, metrics_dir
+from ingest import metrics, metrics_dir, metrics_exposition, metrics_sources
 from ingest.app import create_app
 from ingest.apply import Event
 from ingest.errors import PermanentError
 from ingest.group_commit import GroupCommit
-from ingest.metrics_sources import Sources, snapshot
+from ingest.metrics_sources import SourceReaders, Sources
 from ingest.processing import event_from_body, process
 from ingest.settings import SettingsError
 from ingest.vocabulary import EventState
@@ -255,6 +256,43 @@ def _get_with_retry(url: str, token: str) -> str:
             time.sleep(0.2)
 
 
+def test_worker_port_serves_past_an_idle_connection_and_by_name(
+    tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle client holds up no scrape of the workers' port and is cut off; `?name[]=` picks families."""
+    from ingest.embedded import _free_port
+
+    directory = tmp_path / "worker"
+    record_in_subprocess(
+        directory,
+        "metrics.event_processed('hang', EventState.APPLIED, 0.01)\nmetrics.delivery('hang', 'queued', 0.001)",
+    )
+    monkeypatch.setattr(metrics_exposition._QuietHandler, "timeout", 1.0)
+    port = _free_port()
+    server = metrics_exposition.worker_metrics_server(
+        {"INGEST_WORKER_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    )
+    assert server is not None
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as idle:  # connects, never sends a request
+            idle.settimeout(5)
+            url = f"http://127.0.0.1:{port}/metrics"
+            everything = parse(httpx.get(url, timeout=2).text)
+            assert value(everything, "vapi_ingest_events_processed_total", type="hang", result="applied") == 1
+            assert value(everything, "vapi_ingest_deliveries_total", type="hang", outcome="queued") == 1
+            response = httpx.get(url, params={"name[]": "vapi_ingest_events_processed_total"}, timeout=2)
+            assert response.status_code == 200, response.text
+            assert names(parse(response.text)) == {"vapi_ingest_events_processed_total"}
+            started = time.monotonic()
+            assert idle.recv(1) == b""  # closed by the server after its socket timeout
+            assert time.monotonic() - started < 3
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _message(timestamp_ms: int) -> bytes:
     return orjson.dumps({"queue_name": QUEUE, "message_id": str(uuid.uuid4()), "message_timestamp": timestamp_ms})
 
@@ -386,11 +424,54 @@ def test_silent_servers_do_not_stall_a_scrape() -> None:
             connect_kwargs={},
         )
         started = time.monotonic()
-        snap = asyncio.run(snapshot(sources))
+        snap = asyncio.run(SourceReaders(sources).snapshot())
         elapsed = time.monotonic() - started
     assert snap.queues is None
     assert snap.events is None
     assert elapsed < 3  # the sources' own timeouts, not the deadline
+
+
+def test_a_stuck_source_is_down_without_a_second_read(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Postgres read that hangs is down on the next scrape at once, on no second thread; then it is read again."""
+    release, reads, read_events = threading.Event(), [], metrics_sources.read_events
+
+    def hanging(sources: Sources) -> Any:
+        reads.append(threading.current_thread().name)
+        if len(reads) == 1:
+            release.wait(30)
+        return read_events(sources)
+
+    monkeypatch.setattr(metrics_sources, "SOURCE_DEADLINE", 0.5)
+    monkeypatch.setattr(metrics_sources, "read_events", hanging)
+    with TestClient(create_app(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})) as client:
+        first = parse(client.get("/metrics").text)
+        started = time.monotonic()
+        second = parse(client.get("/metrics").text)
+        assert time.monotonic() - started < 0.4  # not waiting on the stuck read again
+        assert reads == ["metrics-postgres"]  # its own thread, not the event loop's shared pool
+        release.set()
+        deadline = time.monotonic() + 10
+        while any(thread.name == "metrics-postgres" for thread in threading.enumerate()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        third = parse(client.get("/metrics").text)
+    for samples in (first, second):
+        assert value(samples, "vapi_ingest_source_up", source="postgres") == 0
+        assert value(samples, "vapi_ingest_source_up", source="redis") == 1
+        assert "vapi_ingest_call_events" not in names(samples)
+    assert len(reads) == 2
+    assert value(third, "vapi_ingest_source_up", source="postgres") == 1
+    assert value(third, "vapi_ingest_call_events", state="failed") == 0
+
+
+def test_scrape_connection_has_client_side_timeouts() -> None:
+    """The scrape's Postgres connection gives up on a silent peer by itself: connect and TCP timeouts."""
+    timeouts = metrics_sources.postgres_timeouts()
+    assert timeouts["connect_timeout"] == 2
+    assert timeouts["keepalives"] == 1
+    assert "tcp_user_timeout" in timeouts  # the libpq here is 12 or newer
 
 
 def _sample(name: str, **labels: str) -> float:

@@ -12,6 +12,7 @@ from support.fixtures import all_calls, fixture_path, iter_bodies, load_call
 from support.ops_cli import store_failed, use_servers
 from support.rows import event_states, session_rows, usage
 
+from ingest import rebuild
 from ingest.cli import main
 from ingest.rebuild import ABSENT, Change, changes, rebuild_row
 
@@ -216,6 +217,53 @@ def test_row_without_events_is_left_alone(servers: None, db: Conn, capsys: pytes
     assert capsys.readouterr().out.endswith("rebuilt 1 row: 1 skipped\n")
     assert session_rows(db) == before
     assert main(["rebuild", "--call", "0b4c2f1e-0000-4000-8000-00000000000b"]) == 1  # neither row nor events
+
+
+def test_row_without_call_or_session_id_is_skipped(
+    servers: None, every_call: None, db: Conn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--all reports a row with neither a call id nor a session id as skipped, rebuilds the rest and sums up."""
+    assistant = "afe02bab-94fe-4612-ab34-f0fba929f065"
+    [(row_id,)] = db.execute("INSERT INTO user_sessions (assistant_id) VALUES (%s) RETURNING id::text", (assistant,))
+    live = session_rows(db)
+    assert main(["rebuild", "--all"]) == 0
+    rebuilt = len(EXPECTED["rows"])
+    assert capsys.readouterr().out.splitlines() == [
+        f"row {row_id}: skipped: no call or session id",
+        f"rebuilt {rebuilt + 1} rows: {rebuilt} unchanged, 1 skipped",
+    ]
+    assert session_rows(db) == live
+    assert db.execute("SELECT count(*) FROM user_sessions WHERE id = %s", (row_id,)).fetchone() == (1,)
+
+
+def test_deadlocks_are_retried_then_the_row_fails_and_the_run_goes_on(
+    servers: None, every_call: None, db: Conn, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A serialization failure is tried again; a row that keeps deadlocking fails after 3 tries and --all goes on."""
+    monkeypatch.setattr(rebuild, "CONFLICT_BACKOFF", 0.001)
+    derive, tries = rebuild._derive, {BOOKING: 0, VETS: 0}
+
+    def conflicting(conn: Conn, old: Any, events: Any, where: dict[str, Any], **kw: Any) -> Any:
+        if where["call_id"] == BOOKING:
+            tries[BOOKING] += 1
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        if where["call_id"] == VETS:
+            tries[VETS] += 1
+            if tries[VETS] == 1:
+                raise psycopg.errors.SerializationFailure("could not serialize access due to concurrent update")
+        return derive(conn, old, events, where, **kw)
+
+    monkeypatch.setattr(rebuild, "_derive", conflicting)
+    live, ids = session_rows(db), identities(db)
+    assert main(["rebuild", "--all"]) == 1
+    total = len(EXPECTED["rows"])
+    assert capsys.readouterr().out.splitlines() == [
+        f"{BOOKING}: failed: DeadlockDetected after 3 attempts: deadlock detected",
+        f"rebuilt {total} rows: {total - 1} unchanged, 1 failed",
+    ]
+    assert tries == {BOOKING: 3, VETS: 2}
+    assert session_rows(db) == live
+    assert identities(db) == ids
 
 
 def test_rebuild_needs_a_call_or_all(servers: None, capsys: pytest.CaptureFixture[str]) -> None:
