@@ -39,6 +39,7 @@ from psycopg_pool import ConnectionPool
 
 from ingest import queries
 from ingest.apply import apply_stored_event
+from ingest.errors import describe
 from ingest.mapping.call import as_uuid
 from ingest.vocabulary import EventState
 
@@ -178,7 +179,7 @@ def _reapply_one(pool: ConnectionPool, event_id: int, phone_region: str) -> str 
         if not outcome.claimed:
             return _unclaimed(conn, event_id)
     if outcome.error is not None:
-        return f"{type(outcome.error).__name__}: {outcome.error}"
+        return describe(outcome.error)
     if outcome.state == EventState.WAITING:
         return "waiting: its row cannot exist yet (no event of the call names an assistant)"
     return None  # applied, ignored (a type not mapped), or a duplicate of an applied event

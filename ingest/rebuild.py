@@ -45,7 +45,7 @@ from psycopg.rows import dict_row
 
 from ingest import queries
 from ingest.apply import apply_message, rebuild_transcript
-from ingest.errors import is_retryable
+from ingest.errors import describe, is_retryable
 from ingest.handlers import Context
 from ingest.mapping.call import as_uuid
 from ingest.vocabulary import EventState
@@ -206,7 +206,7 @@ def _rebuild_once(
             except Exception as exc:
                 if is_retryable(exc):
                     raise
-                raise _Abandon(RebuildResult(key, "failed", reason=f"{type(exc).__name__}: {exc}")) from exc
+                raise _Abandon(RebuildResult(key, "failed", reason=describe(exc))) from exc
             if new is None:
                 reason = "its events create no row (none names an assistant)"
                 raise _Abandon(RebuildResult(key, "failed" if old else "skipped", reason=reason))

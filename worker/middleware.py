@@ -98,12 +98,7 @@ class Resources(Middleware):
         # pending, which would hand it to the sweeper forever. Mark it failed instead.
         if exception is None or not message.failed or isinstance(exception, PermanentError):
             return
-        try:
-            event = event_from_body(*message.args)
-            with self.pool.connection() as conn:
-                record_failure(conn, event, exception, permanent=True)
-        except Exception as exc:
-            log.error("could not mark an exhausted event failed", extra={"error": type(exc).__name__})
+        self._record_failed(message, exception, "could not mark an exhausted event failed")
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         # AgeLimit dead-letters a message that waited longer than the actor's max_age without
@@ -111,10 +106,14 @@ class Resources(Middleware):
         # failed (an applied copy stays applied), to be seen and re-applied by an operator.
         if not message.failed:
             return
+        error = PermanentError("the queued message exceeded its age limit before a worker took it")
+        self._record_failed(message, error, "could not record an expired event")
+
+    def _record_failed(self, message: MessageProxy, error: BaseException, complaint: str) -> None:
+        """Keep the message's event in call_events as failed with ``error``; log if even that fails."""
         try:
             event = event_from_body(*message.args)
-            error = PermanentError("the queued message exceeded its age limit before a worker took it")
             with self.pool.connection() as conn:
                 record_failure(conn, event, error, permanent=True)
         except Exception as exc:
-            log.error("could not record an expired event", extra={"error": type(exc).__name__})
+            log.error(complaint, extra={"error": type(exc).__name__})
