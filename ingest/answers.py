@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from ingest.vocabulary import MessageType
+from ingest.vocabulary import ANSWER_FIELD, MessageType
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,20 @@ async def function_call(settings: AnswerSettings, message: dict[str, Any]) -> di
         settings, {"function": {"name": function.get("name"), "arguments": function.get("parameters")}}, message
     )
     return {"result": entry["result"]} if "result" in entry else {"result": entry["error"]}
+
+
+def with_answer_recorded(body: bytes, reply: dict[str, Any]) -> bytes:
+    """The queued body of an ``assistant-request`` with the assistant id we answered inside it.
+
+    The worker reads it (``ANSWER_FIELD``) as the call's assistant, since Vapi's later
+    messages may not name it. Only this small, rare message is re-encoded.
+    """
+    assistant_id = reply.get("assistantId")
+    if not isinstance(assistant_id, str):
+        return body
+    envelope = orjson.loads(body)
+    envelope["message"][ANSWER_FIELD] = {"assistantId": assistant_id}
+    return orjson.dumps(envelope)
 
 
 async def answer(settings: AnswerSettings, message: dict[str, Any]) -> dict[str, Any] | None:

@@ -22,9 +22,8 @@ from psycopg.types.json import Jsonb
 from ingest import queries
 from ingest.errors import describe, is_retryable
 from ingest.handlers import HANDLERS, Context
-from ingest.mapping.call import as_uuid
 from ingest.mapping.event_key import event_key
-from ingest.mapping.identity import call_id, session_id
+from ingest.mapping.identity import as_uuid, call_id, session_id
 from ingest.mapping.keywords import extract_keywords
 from ingest.mapping.sentiment import sentiment_of
 from ingest.mapping.timing import parse_instant
@@ -54,7 +53,11 @@ class Event:
 
     @classmethod
     def from_body(cls, body: dict[str, Any], received_at_ms: int) -> Event:
-        return cls(body["message"], datetime.fromtimestamp(received_at_ms / 1000, UTC))
+        """The body's ``message``; a ``call`` sent beside it (2024 bodies) is folded into it."""
+        message: dict[str, Any] = body["message"]
+        if isinstance(body.get("call"), dict) and not isinstance(message.get("call"), dict):
+            message = {**message, "call": body["call"]}
+        return cls(message, datetime.fromtimestamp(received_at_ms / 1000, UTC))
 
     @property
     def kind(self) -> str:

@@ -40,7 +40,7 @@ from psycopg_pool import ConnectionPool
 from ingest import queries
 from ingest.apply import apply_stored_event
 from ingest.errors import describe
-from ingest.mapping.call import as_uuid
+from ingest.mapping.identity import as_uuid
 from ingest.vocabulary import EventState
 
 Connection = psycopg.Connection[Any]

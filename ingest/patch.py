@@ -19,14 +19,17 @@ import orjson
 
 
 class Source(StrEnum):
-    """Where a value came from; a higher rank wins (ranks are declared in the SQL too)."""
+    """Where a value came from; a higher rank wins (``ingest_source_rank`` in ``sql/``)."""
 
-    STRUCTURED = "structured"  # the assistant's own structured analysis (rank 6)
-    REPORT = "report"  # the end-of-call report's top-level fields (rank 5)
-    SESSION = "session"  # a session or chat object (rank 4)
-    CALL = "call"  # the embedded call object, possibly a stale snapshot (rank 3)
-    STATUS = "status"  # a status-update message (rank 2)
-    TRANSCRIPTS = "transcripts"  # built from final transcript events (rank 1)
+    STRUCTURED = "structured"  # the assistant's own structured analysis (rank 9)
+    REPORT = "report"  # the end-of-call report's top-level fields (rank 8)
+    SESSION = "session"  # a session or chat object (rank 7)
+    CALL = "call"  # the embedded call object, possibly a stale snapshot (rank 6)
+    STATUS = "status"  # a status-update message (rank 5)
+    MESSAGES = "messages"  # times read off the report's conversation messages (rank 4)
+    TRANSCRIPTS = "transcripts"  # built from final transcript events (rank 3)
+    TIMESTAMP = "timestamp"  # a report's own timestamp standing in for the call's end (rank 2)
+    RECEIVED = "received"  # when a report that says nothing of time reached us (rank 1)
     EVENT = "event"  # identity facts repeated on every event (rank 0)
 
 

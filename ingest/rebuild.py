@@ -47,7 +47,7 @@ from ingest import queries
 from ingest.apply import apply_message, rebuild_transcript
 from ingest.errors import describe, is_retryable
 from ingest.handlers import Context
-from ingest.mapping.call import as_uuid
+from ingest.mapping.identity import as_uuid
 from ingest.vocabulary import EventState
 
 Connection = psycopg.Connection[Any]

@@ -49,6 +49,22 @@ REQUEST_TYPES = frozenset(
     }
 )
 
+# Where the answer this service gave to an ``assistant-request`` is recorded with that message
+# (``{"assistantId": …}``), so the worker knows the call's assistant even when Vapi's later
+# messages omit it. Vapi never sends this field.
+ANSWER_FIELD = "ingestAnswer"
+
+
+class AssistantKind(StrEnum):
+    """What runs a call: ``metadata.assistants[<id>].kind`` (``ingest.mapping.assistant``)."""
+
+    SAVED = "saved"  # an assistant with an id of its own
+    ANSWERED = "answered"  # the id this service answered to the call's assistant-request
+    TRANSIENT = "transient"  # an inline assistant without an id: a name-based id
+    SQUAD = "squad"
+    WORKFLOW = "workflow"
+
+
 # Transcript types seen on the wire, including the single-quoted variant of early 2025.
 TRANSCRIPT_TYPES = frozenset(
     {MessageType.TRANSCRIPT, MessageType.TRANSCRIPT_FINAL, "transcript[transcriptType='final']"}

@@ -23,7 +23,7 @@ from ingest.auth import verify
 from ingest.auth_settings import AuthSettings
 from ingest.intake import Intake, Unavailable
 from ingest.mapping.identity import call_id
-from ingest.vocabulary import REQUEST_TYPES
+from ingest.vocabulary import REQUEST_TYPES, MessageType
 
 log = logging.getLogger("ingest.webhook")
 
@@ -75,6 +75,8 @@ async def receive(request: Request) -> Response:
     kind = str(message["type"])
     call = call_id(message)
     reply = await answers.answer(hook.answers, message) if kind in REQUEST_TYPES else None
+    if reply is not None and kind == MessageType.ASSISTANT_REQUEST:
+        queued_body = answers.with_answer_recorded(queued_body, reply)
     # Nothing parsed is kept across the wait for Redis: a large report's object tree
     # would otherwise stay alive for every garbage collection in the meantime.
     del message, raw, decoded

@@ -13,6 +13,7 @@ from support.queue import queued_bodies
 
 from ingest.answers import AnswerConfigError, AnswerSettings
 from ingest.app import create_app
+from ingest.vocabulary import ANSWER_FIELD
 
 SECRET = "answers-secret"
 ASSISTANT = "9a1f3c52-0b4e-4f6d-8a7e-2c5d1e0f9b8a"
@@ -61,6 +62,23 @@ def test_assistant_request_routes_by_number_then_default(client: TestClient) -> 
     other = ask(client, {"type": "assistant-request", "phoneNumber": {"number": "+6495550111"}, "call": {"id": "c2"}})
     assert other == {"assistantId": ASSISTANT}
     valid("ServerMessageResponseAssistantRequest", other)
+
+
+def test_answered_assistant_is_recorded_with_the_queued_message(client: TestClient, env: dict[str, str]) -> None:
+    """The assistant id answered to an assistant-request travels with the event, for the worker."""
+    ask(client, {"type": "assistant-request", "phoneNumber": {"number": "+6495550100"}, "call": {"id": "c1"}})
+    ask(client, {"type": "assistant-request", "phoneNumber": {"number": "+6495550111"}, "call": {"id": "c2"}})
+    bodies = queued_bodies(env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"])
+    assert [b["message"][ANSWER_FIELD] for b in bodies] == [{"assistantId": ROUTED}, {"assistantId": ASSISTANT}]
+
+
+def test_spoken_error_answer_records_no_assistant(env: dict[str, str]) -> None:
+    """An assistant-request answered with an error is queued exactly as received."""
+    env = {**env, "VAPI_DEFAULT_ASSISTANT_ID": "", "VAPI_ASSISTANT_ROUTES": ""}
+    raw = load_event("assistant_request_phone.json")
+    with TestClient(create_app(env=env)) as client:
+        ask(client, orjson.loads(raw)["message"])
+    assert queued_bodies(env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"]) == [orjson.loads(raw)]
 
 
 def test_assistant_request_without_configuration_is_a_spoken_error(

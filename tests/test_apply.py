@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from support.rows import event_states, session_rows, usage
 from ingest.apply import Event, apply_event
 from ingest.errors import Unmappable
 from ingest.handlers import HANDLERS
-from ingest.vocabulary import EventState, MessageType
+from ingest.mapping.assistant import derived_id
+from ingest.vocabulary import AssistantKind, EventState, MessageType
 
 EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
 BOOKING = "44447e38-9fd3-4025-bc93-2132b1b437d0"
@@ -108,10 +110,17 @@ def test_presigned_urls_do_not_make_a_new_event(db: psycopg.Connection[Any]) -> 
     assert apply_bodies(db, [report, retried])[1] is None
 
 
+def without_inline_assistant(raw: bytes) -> bytes:
+    body = orjson.loads(raw)
+    body["message"].pop("assistant", None)
+    return orjson.dumps(body)
+
+
 def test_events_before_the_assistant_is_known_wait_then_apply(db: psycopg.Connection[Any]) -> None:
-    """Events with no assistant wait in call_events and are applied when a later event names it."""
+    """Events naming no assistant at all wait in call_events and are applied when a later event names it."""
     bodies = load_call("assistant_request_first")
     first_known = next(i for i, b in enumerate(bodies) if b'"assistantId":"afe02bab' in b)
+    bodies = [without_inline_assistant(b) for b in bodies[:first_known]] + bodies[first_known:]
     states = apply_bodies(db, bodies[:first_known])
     assert set(states) == {EventState.WAITING}
     assert session_rows(db) == {}
@@ -119,6 +128,50 @@ def test_events_before_the_assistant_is_known_wait_then_apply(db: psycopg.Connec
     assert event_states(db) == {"applied": len(bodies)}
     row = session_rows(db)["e0b9afa2-56ad-4ccd-8dec-38a1666fb01b"]
     assert row["server_messages"]["timeline"][0]["type"] == "assistant-request"
+
+
+TRANSIENT_CALLS = ("00000000-0000-4000-8000-0000000000a1", "00000000-0000-4000-8000-0000000000a2")
+ORG = "a1984baa-e6d2-4596-9058-a4648bb74a95"
+
+
+def transient_call(call_id: str, *, beside: bool = False) -> list[bytes]:
+    """A small call run by an inline assistant without an id; ``beside``: 2024's ``call`` beside ``message``."""
+    call = {"id": call_id, "orgId": ORG, "type": "inboundPhoneCall", "metadata": {"client_id": "client-transient"}}
+    assistant = {"name": "Evening reception", "model": {"provider": "openai", "model": "gpt-4o"}}
+    messages = [
+        {"type": "status-update", "status": "in-progress", "timestamp": 1790000000000},
+        {"type": "status-update", "status": "ended", "endedReason": "customer-ended-call", "timestamp": 1790000030000},
+    ]
+    bodies = []
+    for message in messages:
+        message["assistant"] = assistant
+        body = {"message": message, "call": call} if beside else {"message": {**message, "call": call}}
+        bodies.append(orjson.dumps(body))
+    return bodies
+
+
+def test_transient_assistant_calls_land_under_one_derived_id(db: psycopg.Connection[Any]) -> None:
+    """Calls by the same inline assistant land (no waiting), share one id, and its placeholder has the name."""
+    derived = derived_id(AssistantKind.TRANSIENT, ORG, "Evening reception")
+    for call_id in TRANSIENT_CALLS:
+        assert set(apply_bodies(db, transient_call(call_id))) == {EventState.APPLIED}
+    rows = session_rows(db)
+    assert {rows[c]["assistant_id"] for c in TRANSIENT_CALLS} == {derived}
+    assert rows[TRANSIENT_CALLS[0]]["metadata"]["assistants"] == {
+        derived: {"kind": "transient", "name": "Evening reception"}
+    }
+    assert rows[TRANSIENT_CALLS[0]]["duration_seconds"] == "30.000"
+    assert db.execute("SELECT name FROM assistants WHERE id = %s", (derived,)).fetchone() == ("Evening reception",)
+
+
+def test_call_beside_the_message_is_read(db: psycopg.Connection[Any]) -> None:
+    """A 2024 body with ``call`` beside ``message`` maps like one with it inside."""
+    apply_bodies(db, transient_call(TRANSIENT_CALLS[0], beside=True))
+    apply_bodies(db, transient_call(TRANSIENT_CALLS[1]))
+    rows = session_rows(db)
+    first, second = rows[TRANSIENT_CALLS[0]], rows[TRANSIENT_CALLS[1]]
+    for column in ("assistant_id", "client_id", "ended_at_utc", "duration_seconds", "type"):
+        assert first[column] == second[column]
 
 
 def test_web_call_has_no_phone_data(db: psycopg.Connection[Any]) -> None:
@@ -209,3 +262,61 @@ def test_rate_plan_prices_a_call_without_a_reported_cost(db: psycopg.Connection[
     row = session_rows(db)[call_id]
     assert (row["cost_total"], row["metadata"]["cost_source"]) == ("0.0871", "reported")
     assert usage(db) == [("client-kauri-vets", "2026-02-01", 1, "0.70", "0.0871")]
+
+
+ERA_CALLS = sorted(p for p in all_calls() if p.name.startswith("era_"))
+
+
+@pytest.mark.parametrize("path", ERA_CALLS, ids=lambda path: path.stem)
+def test_every_era_call_lands_ended_costed_and_counted_once(db: psycopg.Connection[Any], path: Path) -> None:
+    """Each payload era, shuffled with repeats, ends with its row: ended, costed, one usage row of one call."""
+    bodies = list(iter_bodies(path))
+    call_id = next(str(uuid) for uuid in EXPECTED["rows"] if uuid in b"".join(bodies).decode())
+    expected = EXPECTED["rows"][call_id]
+    client = expected["client_id"]
+    db.execute(
+        "INSERT INTO client_subscriptions (client_id, plan, rate_per_minute) VALUES (%s, 'pay-as-you-go', 0.30)",
+        (client,),
+    )
+    rng = random.Random(path.name)
+    stream = bodies + rng.sample(bodies, len(bodies) // 2)
+    rng.shuffle(stream)
+    apply_bodies(db, stream)
+    row = session_rows(db)[call_id]
+    assert row["ended_at_utc"] is not None
+    assert row["duration_seconds"] is not None
+    assert row["cost_total"] is not None
+    for column in ("assistant_id", "started_at_utc", "ended_at_utc", "duration_seconds", "call_outcome", "type"):
+        assert row[column] == expected[column], column
+    [(usage_client, _, calls, _, cost)] = usage(db)
+    assert (usage_client, calls, cost) == (client, 1, str(Decimal(row["cost_total"]).quantize(Decimal("0.0001"))))
+
+
+def test_2024_report_without_times_is_priced_from_the_rate_plan(db: psycopg.Connection[Any]) -> None:
+    """A 2024 call known only from its report ends at its messages' end and is priced by the rate plan."""
+    db.execute(
+        "INSERT INTO client_subscriptions (client_id, plan, rate_per_minute)"
+        " VALUES ('client-era-kereru-accounting', 'pay-as-you-go', 0.30)"
+    )
+    apply_bodies(db, load_call("era_2024_report"))
+    row = session_rows(db)["d6e14447-3989-4553-9fbd-3823c6a328b7"]
+    assert (row["started_at_utc"], row["ended_at_utc"]) == (
+        "2024-11-14T00:28:53.241000+00:00",
+        "2024-11-14T00:29:20.161000+00:00",
+    )
+    assert row["metadata"]["provenance"]["ended_at_utc"] == "messages"
+    assert (row["duration_seconds"], row["cost_total"], row["metadata"]["cost_source"]) == (
+        "26.920",
+        "0.1346",
+        "rate_plan",
+    )
+    assert usage(db) == [("client-era-kereru-accounting", "2024-11-01", 1, "0.45", "0.1346")]
+
+
+def test_answered_assistant_wins_in_any_order(db: psycopg.Connection[Any]) -> None:
+    """The assistant this service answered names the call, even when every later message lacks it."""
+    bodies = load_call("era_transient_assistant_request")
+    apply_bodies(db, list(reversed(bodies)))
+    row = session_rows(db)["1d0ae8ee-f6b3-40a7-a335-9d61a49f2c90"]
+    assert row["assistant_id"] == "18003048-2fe5-4a45-9299-d06afbf2ef98"
+    assert row["metadata"]["assistants"]["18003048-2fe5-4a45-9299-d06afbf2ef98"] == {"kind": "answered"}

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from support.fixtures import load_call, load_event, parse_body
 
 from ingest.mapping.timing import (
+    conversation_span,
     duration_seconds,
     local_month,
     local_wallclock,
@@ -288,3 +289,33 @@ def test_reported_and_computed_durations_agree_on_the_fixtures() -> None:
         message = report(call)
         computed = duration_seconds(parse_instant(message["startedAt"]), parse_instant(message["endedAt"]))
         assert reported_duration_seconds(message) == computed, call
+
+
+def test_conversation_span_from_2024_messages_in_seconds() -> None:
+    """Start is time - secondsFromStart; end is time + duration, read as seconds when below 100."""
+    messages = [
+        {"role": "system", "message": "prompt", "time": 1718000000000, "secondsFromStart": 0},
+        {"role": "bot", "message": "Hi", "time": 1718000001500, "secondsFromStart": 1.5, "duration": 2.82},
+        {"role": "user", "message": "Hello", "time": 1718000006000, "secondsFromStart": 6, "duration": 1.5},
+        "not a message",
+        {"role": "user", "message": "no time"},
+    ]
+    start, end = conversation_span(messages)
+    assert start == utc("2024-06-10T06:13:20")
+    assert end == utc("2024-06-10T06:13:27.500")
+
+
+def test_conversation_span_prefers_end_time_and_reads_ms_durations() -> None:
+    """endTime wins; a duration of 100 or more is milliseconds (today's unit)."""
+    messages = [
+        {"role": "bot", "time": 1750183774317, "endTime": 1750183777137, "secondsFromStart": 3.7, "duration": 2820},
+        {"role": "user", "time": 1750183777327, "secondsFromStart": 6.71, "duration": 3020},
+    ]
+    start, end = conversation_span(messages)
+    assert start == parse_instant(1750183770617)
+    assert end == parse_instant(1750183780347)
+
+
+def test_conversation_span_without_times() -> None:
+    """No message with a time: nothing to say."""
+    assert conversation_span([{"role": "user", "message": "hi"}, None]) == (None, None)

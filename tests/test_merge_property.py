@@ -13,6 +13,11 @@ from support.apply import apply_bodies
 from support.rows import session_rows, usage
 
 ASSISTANTS = ("0f6d7a64-1a7c-4b8e-9c55-3e2f1d0c9b8a", "7b3e1f20-9c4d-4e8a-b1f2-3a4b5c6d7e8f")
+SQUAD = "5d2b8c1e-3f4a-4b6c-9d8e-7f6a5b4c3d2e"
+# What message.assistant may say on a call without an assistant id: a squad's members (one
+# saved, one inline) or a transient assistant given inline.
+MEMBERS = ({"id": ASSISTANTS[1], "name": "Front desk"}, {"name": "Billing"})
+TRANSIENT = {"name": "Evening reception", "firstMessage": "Kia ora!"}
 REASONS = (
     "customer-ended-call",
     "assistant-ended-call",
@@ -48,14 +53,23 @@ def call_streams(draw: st.DrawFn) -> tuple[bool, list[bytes]]:
     client = draw(st.sampled_from([None, CLIENT]))
     kind = draw(st.sampled_from(["inboundPhoneCall", "outboundPhoneCall", "webCall"]))
     assistant = draw(st.sampled_from(ASSISTANTS))
+    # Who runs the call: a saved assistant (by id), a squad, or a transient inline assistant.
+    identity = draw(st.sampled_from(["saved", "squad", "transient"]))
+    # What an end-of-call report says of time: its own startedAt/endedAt (today), or, as in
+    # 2024, only its messages' times (duration in s or ms), only its timestamp, or nothing.
+    report_times = draw(st.sampled_from(["given", "messages", "timestamp", "none"]))
     start = draw(st.integers(1_767_225_600_000, 1_798_761_600_000))  # during 2026
     length = draw(st.integers(5_000, 900_000))
     end = start + length
 
     def call(with_assistant: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"id": call_id, "orgId": ASSISTANTS[0], "type": kind}
-        if with_assistant:
+        if with_assistant and identity == "saved":
             body["assistantId"] = assistant
+        elif identity == "squad":
+            body["squadId"] = SQUAD
+        elif with_assistant:
+            body["assistant"] = TRANSIENT
         if client:
             body["metadata"] = {"client_id": client}
         if kind != "webCall":
@@ -64,6 +78,10 @@ def call_streams(draw: st.DrawFn) -> tuple[bool, list[bytes]]:
 
     def event(message: dict[str, Any]) -> bytes:
         message["call"] = call(draw(st.booleans()) or message["type"] == "end-of-call-report")
+        if identity == "squad" and draw(st.booleans()):
+            message["assistant"] = draw(st.sampled_from(MEMBERS))
+        elif identity == "transient" and draw(st.booleans()):
+            message["assistant"] = TRANSIENT
         return orjson.dumps({"message": message})
 
     events = []
@@ -118,6 +136,21 @@ def call_streams(draw: st.DrawFn) -> tuple[bool, list[bytes]]:
                 "transcript": "".join(f"{'User' if r == 'user' else 'AI'}: {' '.join(w)}\n" for r, w in finals)
             },
         }
+        if report_times != "given":
+            del report["startedAt"], report["endedAt"]
+        if report_times == "messages":
+            report["messages"] = [
+                {"role": "system", "message": "prompt", "time": start, "secondsFromStart": 0},
+                {
+                    "role": "user",
+                    "message": "Hello",
+                    "time": start + 1200,
+                    "secondsFromStart": 1.2,
+                    "duration": draw(st.sampled_from([2.5, 2500])),
+                },
+            ]
+        if report_times == "none":
+            del report["timestamp"]
         if draw(st.booleans()):
             report["cost"] = draw(st.decimals(0, 5, places=4).map(float))
         if draw(st.booleans()):

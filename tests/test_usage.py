@@ -107,7 +107,8 @@ def test_client_change_moves_the_whole_contribution(db: Conn) -> None:
     session = ended_session(db)
     update_session(db, session, client_id="c2")
     assert nonzero_usage(db) == {("c2", NOV): (1, Decimal("5.00"), Decimal("1.5000"))}
-    assert usage(db)[("c1", NOV)] == (0, Decimal("0.00"), Decimal("0.0000"))
+    # The emptied month is removed, not left at zero: usage must not depend on event order.
+    assert usage(db) == nonzero_usage(db)
 
 
 def test_start_correction_moves_to_the_local_month(db: Conn) -> None:
@@ -149,6 +150,13 @@ def test_deleting_a_session_removes_its_contribution(db: Conn) -> None:
     db.execute("DELETE FROM user_sessions WHERE id = %s", (drop,))
     assert usage(db) == {("c1", NOV): (1, Decimal("5.00"), Decimal("1.5000"))}
     assert db.execute("SELECT session_id::text FROM session_usage_ledger").fetchall() == [(keep,)]
+
+
+def test_moving_the_only_call_out_of_a_month_leaves_no_empty_row(db: Conn) -> None:
+    """A call first counted in its end's month moves to its start's month without a zero row behind."""
+    session = insert_session(db, client_id="c1", ended_at_utc="2026-12-02T11:00:00Z", duration_seconds=60)
+    update_session(db, session, started_at_utc="2026-11-02T10:59:00Z")
+    assert usage(db) == {("c1", NOV): (1, Decimal("1.00"), Decimal("0.0000"))}
 
 
 def test_reopened_session_is_uncounted(db: Conn) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from support.apply import ANSWER_ENV
 from support.fixtures import all_calls, fixture_path, iter_bodies, load_event
 from support.live import kill_group, web_server, worker_process
 from support.queue import dead_letters, enqueue
@@ -48,6 +49,7 @@ def worker_env(db_url: str, redis_url: str, namespace: str) -> dict[str, str]:
         "SWEEP_INTERVAL_SECONDS": "1",
         "SWEEP_GRACE_SECONDS": "5",
         "WORKER_HEARTBEAT_TIMEOUT_MS": "3000",
+        **ANSWER_ENV,
     }
 
 

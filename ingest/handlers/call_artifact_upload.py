@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ingest.handlers.common import Context, lifecycle_event, with_metadata
-from ingest.mapping.call import obj
+from ingest.mapping.identity import obj
 from ingest.patch import Patch
 
 

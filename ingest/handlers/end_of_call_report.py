@@ -15,12 +15,12 @@ from typing import Any
 
 from ingest.handlers.common import Context, call_event, timeline_entry, with_metadata, with_timeline
 from ingest.mapping.artifacts import performance_metrics, stable_recording_urls
-from ingest.mapping.call import obj
 from ingest.mapping.costs import cost_metadata, reported_cost
+from ingest.mapping.identity import obj
 from ingest.mapping.keywords import extract_keywords, normalise_keywords
 from ingest.mapping.outcome import normalise_outcome, outcome_from_ended_reason
 from ingest.mapping.sentiment import normalise_sentiment, sentiment_of
-from ingest.mapping.timing import parse_instant, reported_duration_seconds
+from ingest.mapping.timing import conversation_span, parse_instant, reported_duration_seconds
 from ingest.mapping.transcript import customer_lines, customer_utterances, transcript_from_messages
 from ingest.patch import Patch, Source
 
@@ -74,11 +74,38 @@ def _analysis(patch: Patch, message: dict[str, Any], transcript: str | None, rea
     return patch.with_value("keywords", extract_keywords(transcript) if transcript else None, Source.REPORT)
 
 
+def _times(patch: Patch, message: dict[str, Any], context: Context) -> Patch:
+    """Start and end: the report's own, else read off its messages, its timestamp, its arrival.
+
+    2024 reports carry no ``startedAt`` / ``endedAt`` (only ``timestamp``, sometimes not even
+    that, and ``messages`` with their own times). A report means the call is over, so it
+    always ends the row; each fallback is ranked below a status update's end and keeps its
+    source in ``metadata.provenance``.
+    """
+    started = parse_instant(message.get("startedAt"))
+    ended = parse_instant(message.get("endedAt"))
+    patch = patch.with_value("started_at_utc", started, Source.REPORT)
+    patch = patch.with_value("ended_at_utc", ended, Source.REPORT)
+    if started is not None and ended is not None:
+        return patch
+    first, last = conversation_span(_messages(message))
+    if started is None:
+        patch = patch.with_value("started_at_utc", first, Source.MESSAGES)
+    if ended is None:
+        stamped = parse_instant(message.get("timestamp"))
+        if last is not None:
+            patch = patch.with_value("ended_at_utc", last, Source.MESSAGES)
+        elif stamped is not None:
+            patch = patch.with_value("ended_at_utc", stamped, Source.TIMESTAMP)
+        else:
+            patch = patch.with_value("ended_at_utc", context.received_at, Source.RECEIVED)
+    return patch
+
+
 def handle(message: dict[str, Any], context: Context) -> Patch:
     reason = _text(message.get("endedReason"))
     patch = with_timeline(call_event(message, context), timeline_entry(message, endedReason=reason))
-    patch = patch.with_value("started_at_utc", parse_instant(message.get("startedAt")), Source.REPORT)
-    patch = patch.with_value("ended_at_utc", parse_instant(message.get("endedAt")), Source.REPORT)
+    patch = _times(patch, message, context)
     patch = patch.with_value("ended_reason", reason, Source.REPORT)
     patch = patch.with_value("duration", reported_duration_seconds(message), Source.REPORT)
     patch = patch.with_value("cost_total", reported_cost(message), Source.REPORT)

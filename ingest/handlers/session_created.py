@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ingest.handlers.common import Context, timeline_entry, with_timeline
-from ingest.mapping.call import obj
+from ingest.mapping.identity import obj
 from ingest.mapping.session import session_patch
 from ingest.patch import Patch
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ingest.handlers.common import Context, call_event, iso, timeline_entry, with_metadata, with_timeline
-from ingest.mapping.call import obj
+from ingest.mapping.identity import obj
 from ingest.mapping.outcome import outcome_from_ended_reason
 from ingest.mapping.timing import parse_instant
 from ingest.patch import Patch, Source

@@ -11,11 +11,11 @@ assistant's, depending on how the agency set the call up.
 from __future__ import annotations
 
 import functools
-import uuid
 from typing import Any
 
 from ingest.errors import Unmappable
-from ingest.mapping.identity import call_id
+from ingest.mapping.assistant import assistant_identity
+from ingest.mapping.identity import as_uuid, call_id, obj
 from ingest.mapping.phone import PhoneNumber, normalise_number
 from ingest.patch import Patch, Source
 
@@ -27,26 +27,14 @@ CALL_TYPES = {
 }
 
 
-def obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def as_uuid(value: Any) -> str | None:
-    """The canonical text of a UUID, or None for anything else."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return str(uuid.UUID(value.strip()))
-    except ValueError:
-        return None
-
-
 def metadata_value(message: dict[str, Any], key: str) -> str | None:
     """``key`` from the call's metadata, else the assistant overrides', else the assistant's."""
     call = obj(message.get("call"))
     places = (
         obj(call.get("metadata")),
         obj(obj(call.get("assistantOverrides")).get("metadata")),
+        obj(obj(call.get("squadOverrides")).get("metadata")),
+        obj(obj(call.get("workflowOverrides")).get("metadata")),
         obj(obj(message.get("assistant")).get("metadata")),
         obj(obj(call.get("assistant")).get("metadata")),
     )
@@ -55,16 +43,6 @@ def metadata_value(message: dict[str, Any], key: str) -> str | None:
         if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
             return str(value).strip()
     return None
-
-
-def _assistant(message: dict[str, Any]) -> tuple[str | None, Source]:
-    call = obj(message.get("call"))
-    from_call = as_uuid(call.get("assistantId"))
-    if from_call:
-        return from_call, Source.CALL
-    return as_uuid(obj(message.get("assistant")).get("id")) or as_uuid(
-        obj(call.get("assistant")).get("id")
-    ), Source.EVENT
 
 
 @functools.lru_cache(maxsize=4096)
@@ -82,8 +60,10 @@ def _numbers(patch: Patch, message: dict[str, Any], region: str) -> Patch:
     phone = obj(message.get("phoneNumber")) or obj(call.get("phoneNumber"))
     customer = obj(message.get("customer")) or obj(call.get("customer"))
     raw_numbers: dict[str, str] = {}
-    business_raw = phone.get("number") or phone.get("twilioPhoneNumber")
-    for column, raw in (("business_number", business_raw), ("customer_number", customer.get("number"))):
+    business_raw = phone.get("number") or phone.get("twilioPhoneNumber") or phone.get("sipUri")
+    # A SIP caller may have only ``customer.sipUri``: its user part is often a number.
+    customer_raw = customer.get("number") or customer.get("sipUri")
+    for column, raw in (("business_number", business_raw), ("customer_number", customer_raw)):
         number = _number(raw, region)
         patch = patch.with_value(column, number.e164, Source.EVENT)
         if number.e164 is None and number.raw:
@@ -102,8 +82,12 @@ def call_identity(message: dict[str, Any], region: str) -> Patch:
         raise Unmappable(f"call.id {raw_id[:64]!r} is not a UUID")
     call = obj(message.get("call"))
     patch = Patch(call_id=key)
-    assistant_id, source = _assistant(message)
-    patch = patch.with_value("assistant_id", assistant_id, source)
+    assistant = assistant_identity(message)
+    if assistant is not None:
+        patch = patch.with_value("assistant_id", assistant.id, assistant.source)
+        described = assistant.description()
+        if described:
+            patch = Patch(patch.call_id, patch.session_id, patch.values, {"assistants": {assistant.id: described}})
     patch = _numbers(patch, message, region)
     patch = patch.with_value("type", CALL_TYPES.get(str(call.get("type"))), Source.EVENT)
     patch = patch.with_value("client_id", metadata_value(message, "client_id"), Source.EVENT)

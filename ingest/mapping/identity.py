@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def obj(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (2024 payloads send ``null``s)."""
     return value if isinstance(value, dict) else {}
+
+
+def as_uuid(value: Any) -> str | None:
+    """The canonical text of a UUID, or None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return None
 
 
 def _text(value: Any) -> str | None:
@@ -17,7 +29,7 @@ def _text(value: Any) -> str | None:
 
 def call_id(message: dict[str, Any]) -> str | None:
     """Vapi's ``call.id``; session and chat events have none."""
-    return _text(_dict(message.get("call")).get("id"))
+    return _text(obj(message.get("call")).get("id"))
 
 
 def session_id(message: dict[str, Any]) -> str | None:
@@ -26,8 +38,8 @@ def session_id(message: dict[str, Any]) -> str | None:
     ``session.*`` events carry ``session.id``; ``chat.*`` events carry a ``chat`` whose
     ``sessionId`` links it to a session when there is one, else the chat stands alone.
     """
-    session = _text(_dict(message.get("session")).get("id"))
+    session = _text(obj(message.get("session")).get("id"))
     if session:
         return session
-    chat = _dict(message.get("chat"))
+    chat = obj(message.get("chat"))
     return _text(chat.get("sessionId")) or _text(chat.get("id"))

@@ -11,8 +11,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ingest.mapping.call import as_uuid, obj
-from ingest.mapping.identity import session_id
+from ingest.mapping.identity import as_uuid, obj, session_id
 from ingest.mapping.phone import normalise_number
 from ingest.mapping.timing import parse_instant
 from ingest.patch import Patch, Source

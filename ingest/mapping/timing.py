@@ -18,6 +18,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 __all__ = [
+    "conversation_span",
     "duration_seconds",
     "local_month",
     "local_wallclock",
@@ -161,3 +162,38 @@ def _fit_seconds(seconds: Decimal) -> Decimal | None:
         return None
     rounded = seconds.quantize(_MILLI, rounding=ROUND_HALF_UP)
     return rounded if rounded <= _MAX_DURATION else None
+
+
+# A conversation message's ``duration`` was seconds in 2024 (``2.82``) and is milliseconds
+# since (``2820``, ``30695.0009765625``): no utterance lasts 100 s, none is shorter than 0.1 s.
+_DURATION_SECONDS_BELOW: Final = Decimal(100)
+
+
+def conversation_span(messages: list[Any]) -> tuple[datetime | None, datetime | None]:
+    """When a conversation started and ended, read off its messages; for reports without times.
+
+    The start is the earliest ``time - secondsFromStart`` (the system message has
+    ``secondsFromStart: 0``), else the earliest ``time``. The end is the latest ``endTime``,
+    else ``time + duration`` (``duration`` in seconds below 100, else milliseconds), else
+    ``time``. Messages without a usable ``time`` are skipped; (None, None) when none has one.
+    """
+    starts: list[datetime] = []
+    ends: list[datetime] = []
+    for item in messages:
+        if not isinstance(item, dict):
+            continue
+        at = parse_instant(item.get("time"))
+        if at is None:
+            continue
+        offset = _number(item.get("secondsFromStart"))
+        starts.append(at - timedelta(seconds=float(offset)) if offset is not None and 0 <= offset < 10**6 else at)
+        end = parse_instant(item.get("endTime"))
+        if end is None:
+            length = _number(item.get("duration"))
+            if length is not None and 0 <= length < 10**9:
+                seconds = length if length < _DURATION_SECONDS_BELOW else length / 1000
+                end = at + timedelta(seconds=float(seconds))
+        ends.append(max(end or at, at))
+    if not starts:
+        return None, None
+    return min(starts), max(ends)

@@ -28,15 +28,14 @@ def queued_bodies(redis_url: str, namespace: str, queue: str = QUEUE) -> list[di
 
 def enqueue(redis_url: str, namespace: str, bodies: list[bytes], received_at_ms: int, queue: str = QUEUE) -> None:
     """Queue raw webhook bodies exactly as the endpoint does (same message encoding)."""
-    from ingest.body import parse_envelope
     from ingest.enqueue import encode_message
+    from support.apply import queued_body
 
     client = redis.Redis.from_url(redis_url)
     try:
         pipe = client.pipeline(transaction=True)
         for raw in bodies:
-            _, body = parse_envelope(raw)
-            redis_id, data = encode_message(queue, body, received_at_ms)
+            redis_id, data = encode_message(queue, queued_body(raw), received_at_ms)
             pipe.hset(f"{namespace}:{queue}.msgs", redis_id, data)
             pipe.rpush(f"{namespace}:{queue}", redis_id)
         pipe.execute()
