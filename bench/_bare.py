@@ -1,6 +1,6 @@
 """The baseline: a bare Starlette app that reads the body, parses it with orjson and answers 200.
 
-Served exactly like ``ingest web`` serves ours (``ingest/processes.py``): uvicorn, one worker
+Served exactly like ``ingest web`` serves ours (``ingest/cli/serve.py``): uvicorn, one worker
 process, uvloop, httptools, no access log, no uvicorn logging configuration.
 
     python bench/_bare.py --host 127.0.0.1 --port 8101

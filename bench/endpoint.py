@@ -6,7 +6,7 @@ Servers (each a subprocess on a free 127.0.0.1 port, served the way ``ingest web
 uvicorn, 1 worker process, uvloop, httptools, no access log):
 
 - ``bare``: bench/_bare.py, a Starlette app that reads the body, parses it with orjson, answers 200.
-- ``ours``: ``ingest web`` (``ingest.app:create_app``) with HMAC on (``VAPI_HMAC_SECRET``, the
+- ``ours``: ``ingest web`` (``ingest.web.app:create_app``) with HMAC on (``VAPI_HMAC_SECRET``, the
   default ``{timestamp}.{body}`` template), enqueueing to real Redis; run once with
   ``LOG_LEVEL=WARNING`` and once with ``LOG_LEVEL=INFO`` (production's level: one JSON line per
   delivery, written to a file).
@@ -18,7 +18,7 @@ CPU 0 and wrk to CPU 1 when the machine has two or more cores.
 
 Bodies: a ~20 KB ``status-update`` and a ~200 KB ``end-of-call-report`` built from
 tests/fixtures/calls/long_call.jsonl (bench/_payloads.py). Signatures are made with
-``ingest.auth.sign`` right before each wrk run (one signature per run, not per request), so
+``ingest.web.auth.sign`` right before each wrk run (one signature per run, not per request), so
 every request is authentic and fresh within the 300 s tolerance.
 
 Scratch data: a fresh Postgres database (migrated, dropped at the end) and a unique Redis key
@@ -484,8 +484,8 @@ class Bench:
         return server
 
     def sign(self, body: bytes) -> dict[str, str]:
-        from ingest.auth import sign
-        from ingest.auth_settings import AuthSettings
+        from ingest.web.auth import sign
+        from ingest.web.auth_settings import AuthSettings
 
         return sign(AuthSettings.from_env({"VAPI_HMAC_SECRET": self.hmac_secret}), body, now=time.time())
 
@@ -881,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
         "half_connections": options.half_connections,
         "pinning": f"server on CPU {SERVER_CPU}, wrk on CPU {LOADGEN_CPU}" if options.pin else "no CPU pinning",
         "signing": "VAPI_HMAC_SECRET set, default template {timestamp}.{body} (x-signature hex sha256 + "
-        "x-timestamp), signed once per wrk run with ingest.auth.sign",
+        "x-timestamp), signed once per wrk run with ingest.web.auth.sign",
         "elapsed_s": round(time.monotonic() - started, 1),
     }
     summary = summarize(results)

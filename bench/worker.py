@@ -38,10 +38,11 @@ from psycopg.types.json import Jsonb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest.apply import Event, apply_event  # noqa: E402
-from ingest.enqueue import encode_message  # noqa: E402
+from ingest.apply import apply_event  # noqa: E402
+from ingest.event import Event  # noqa: E402
 from ingest.mapping.event_key import event_key  # noqa: E402
 from ingest.migrate import migrate  # noqa: E402
+from ingest.web.enqueue import encode_message  # noqa: E402
 
 TEMPLATE_CALL = ROOT / "tests" / "fixtures" / "calls" / "long_call.jsonl"
 TEMPLATE_ID = b"33ac20f6-19cb-4bb2-a2d2-37ac3a048062"

@@ -12,18 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 
 from ingest import queries
 from ingest.errors import describe, is_retryable
+from ingest.event import Event
 from ingest.handlers import HANDLERS, Context
-from ingest.mapping.event_key import event_key
-from ingest.mapping.identity import as_uuid, call_id, session_id
 from ingest.mapping.keywords import extract_keywords
 from ingest.mapping.sentiment import sentiment_of
 from ingest.mapping.timing import parse_instant
@@ -38,51 +34,6 @@ Connection = psycopg.Connection[Any]
 # Events after which a call that ended without a report transcript gets one rebuilt from
 # its final transcript events.
 REBUILD_SOURCES = (None, Source.TRANSCRIPTS.value)
-
-
-def _jsonb(value: Any) -> Jsonb:
-    return Jsonb(value, dumps=lambda v: orjson.dumps(v).decode())
-
-
-@dataclass(frozen=True)
-class Event:
-    """One received server message, as the worker sees it."""
-
-    message: dict[str, Any]
-    received_at: datetime
-
-    @classmethod
-    def from_body(cls, body: dict[str, Any], received_at_ms: int) -> Event:
-        """The body's ``message``; a ``call`` sent beside it (2024 bodies) is folded into it."""
-        message: dict[str, Any] = body["message"]
-        if isinstance(body.get("call"), dict) and not isinstance(message.get("call"), dict):
-            message = {**message, "call": body["call"]}
-        return cls(message, datetime.fromtimestamp(received_at_ms / 1000, UTC))
-
-    @property
-    def kind(self) -> str:
-        return str(self.message.get("type"))
-
-    @property
-    def key(self) -> str:
-        """The row this event belongs to (call id, else session id), for ordering batches."""
-        return call_id(self.message) or session_id(self.message) or ""
-
-    def context(self, phone_region: str) -> Context:
-        return Context(received_at=self.received_at, phone_region=phone_region)
-
-    def row(self, state: EventState, error: str | None = None) -> dict[str, Any]:
-        raw_call_id = call_id(self.message)
-        return {
-            "received_at": self.received_at,
-            "call_id": as_uuid(raw_call_id) or raw_call_id,
-            "session_id": session_id(self.message),
-            "message_type": self.kind,
-            "dedupe_key": event_key(self.message),
-            "message": _jsonb(self.message),
-            "state": state.value,
-            "last_error": error,
-        }
 
 
 def _is_final_transcript(message: dict[str, Any]) -> bool:
@@ -190,7 +141,7 @@ def apply_event(conn: Connection, event: Event, phone_region: str, *, savepoint:
     transcript follow only when the merge calls for them. With ``savepoint=False`` the
     caller's transaction is used as it is (the caller rolls it all back on an error).
     """
-    context = event.context(phone_region)
+    context = Context(received_at=event.received_at, phone_region=phone_region)
     patch = _patch(event.message, context)
     params = {**event.row(EventState.PENDING), "patch": patch.to_json().decode() if patch else None}
     with conn.transaction() if savepoint else contextlib.nullcontext():

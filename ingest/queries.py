@@ -109,7 +109,7 @@ ORDER BY s.ended_at_utc
 LIMIT %(limit)s
 """
 
-# --- ops: what the event log holds (ingest.queue_stats) ---
+# --- ops: what the event log holds (ingest.ops.backlog) ---
 
 # Only the unfinished states, which the partial index on received_at covers; applied and
 # ignored events are the bulk of the table and are not counted here.
@@ -133,7 +133,7 @@ SELECT count(*) FROM call_events
 WHERE applied_at > now() - make_interval(secs => %(seconds)s)
 """
 
-# --- ops: inspecting, re-applying and discarding events (ingest.event_ops) ---
+# --- ops: inspecting, re-applying and discarding events (ingest.ops.events) ---
 
 # ``states`` is pending+waiting or failed: both served by the partial index on received_at.
 LIST_EVENTS = """
@@ -161,7 +161,7 @@ EVENT_STATE = "SELECT state FROM call_events WHERE id = %(id)s"
 # Giving up on failed events: 'ignored' stops them counting as failed; the error is kept.
 DISCARD_FAILED_EVENTS = "UPDATE call_events SET state = 'ignored' WHERE id = ANY(%(ids)s) AND state = 'failed'"
 
-# --- ops: re-deriving user_sessions rows from call_events (ingest.rebuild) ---
+# --- ops: re-deriving user_sessions rows from call_events (ingest.ops.rebuild) ---
 
 # The row a key names: by call id first, else by session id; locked for the rebuild.
 SESSION_ROW_FOR_REBUILD = """
@@ -209,7 +209,7 @@ ORDER BY id
 LIMIT %(limit)s
 """
 
-# --- ops page: recent calls, one call's row and its events (ingest.ops_data) ---
+# --- ops page: recent calls, one call's row and its events (ingest.ops.page.data) ---
 
 OPS_RECENT_SESSIONS = """
 SELECT call_id, session_id, type, customer_number, business_number, started_at_utc, ended_at_utc, ended_reason,

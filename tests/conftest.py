@@ -22,7 +22,7 @@ import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ingest.embedded import EmbeddedPostgres, EmbeddedRedis
+from ingest.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from ingest.migrate import MIGRATIONS_DIR, migrate
 
 # Hypothesis runs third-party "hypothesis" entry points on import; trio (pulled in by the

@@ -11,9 +11,9 @@ from starlette.testclient import TestClient
 from support.fixtures import load_event, server_message_validator
 from support.queue import queued_bodies
 
-from ingest.answers import AnswerConfigError, AnswerSettings
-from ingest.app import create_app
 from ingest.vocabulary import ANSWER_FIELD
+from ingest.web.answers import AnswerConfigError, AnswerSettings
+from ingest.web.app import create_app
 
 SECRET = "answers-secret"
 ASSISTANT = "9a1f3c52-0b4e-4f6d-8a7e-2c5d1e0f9b8a"

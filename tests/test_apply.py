@@ -14,8 +14,9 @@ from support.apply import RECEIVED_AT_MS, apply_bodies
 from support.fixtures import all_calls, fixture_path, iter_bodies, load_call, load_event
 from support.rows import event_states, session_rows, usage
 
-from ingest.apply import Event, apply_event
+from ingest.apply import apply_event
 from ingest.errors import Unmappable
+from ingest.event import Event
 from ingest.handlers import HANDLERS
 from ingest.mapping.assistant import derived_id
 from ingest.vocabulary import AssistantKind, EventState, MessageType

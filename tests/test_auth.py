@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
-from ingest.auth import AuthResult, Reason, Scheme, sign, verify
-from ingest.auth_settings import AuthConfigError, AuthSettings
+from ingest.web.auth import AuthResult, Reason, Scheme, sign, verify
+from ingest.web.auth_settings import AuthConfigError, AuthSettings
 
 NOW = 1_750_000_000.0
 BODY = b'{"message":{"type":"status-update","status":"in-progress"}}'

@@ -23,9 +23,9 @@ import pytest
 import redis
 from support.fixtures import CALLS_DIR, EVENTS_DIR, all_calls, iter_bodies
 
-from ingest import demo, devstack
-from ingest.devstack import OPS_PASSWORD_FILE, banner, base_url, child_env
-from ingest.embedded import _free_port
+from ingest.dev import demo, stack
+from ingest.dev.embedded import _free_port
+from ingest.dev.stack import OPS_PASSWORD_FILE, banner, base_url, child_env
 from ingest.migrate import discover
 from ingest.settings import Settings
 
@@ -249,7 +249,7 @@ def test_sigterm_in_the_middle_of_the_demo_stops_everything(tmp_path: Path) -> N
 
 def test_sigterm_inside_an_event_loop_callback_still_interrupts() -> None:
     """SIGTERM raises KeyboardInterrupt, which asyncio lets out of a callback (other exceptions it only logs)."""
-    previous = signal.signal(signal.SIGTERM, devstack._interrupt)
+    previous = signal.signal(signal.SIGTERM, stack._interrupt)
 
     async def main() -> None:
         asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)

@@ -21,9 +21,9 @@ from support.live import worker_process
 from support.ops_cli import use_servers
 from support.rows import session_rows
 
-from ingest import dead_letters
 from ingest.cli import main
-from ingest.enqueue import ACTOR_NAME, encode_message
+from ingest.ops import dead_letters
+from ingest.web.enqueue import ACTOR_NAME, encode_message
 
 QUEUE = "vapi-events"
 DAY_MS = 86_400_000

@@ -12,9 +12,9 @@ import orjson
 import pytest
 import redis
 
-from ingest.embedded import EmbeddedRedis, _free_port
-from ingest.enqueue import EnqueueError, Enqueuer
-from ingest.redis_pipe import RedisPipe, RedisPipeError, ReplyError, pack
+from ingest.dev.embedded import EmbeddedRedis, _free_port
+from ingest.web.enqueue import EnqueueError, Enqueuer
+from ingest.web.redis_pipe import RedisPipe, RedisPipeError, ReplyError, pack
 
 QUEUE = "vapi-events"
 

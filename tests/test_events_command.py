@@ -1,4 +1,4 @@
-"""`ingest events` and ingest.event_ops against real Postgres: list, show, re-apply, discard."""
+"""`ingest events` and ingest.ops.events against real Postgres: list, show, re-apply, discard."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from support.fixtures import fixture_path, load_call, load_event
 from support.ops_cli import RECEIVED_AT_MS, store_failed, store_pending, use_servers
 from support.rows import session_rows
 
-from ingest import event_ops
 from ingest.cli import main
-from ingest.console import parse_since
+from ingest.cli.output import parse_since
 from ingest.errors import Unmappable
-from ingest.queue_stats import event_stats
+from ingest.ops import events
+from ingest.ops.backlog import event_stats
 from ingest.vocabulary import EventState
 
 EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
@@ -64,8 +64,8 @@ def state_of(db: Conn, event_id: int) -> tuple[str, int, str | None]:
 def test_list_api_separates_unfinished_from_failed(db: Conn, booking_report_failed: int, unmappable: int) -> None:
     """Unfinished events and failed ones are two lists; failed ones carry their error's first line, newest first."""
     pending = store_pending(db, load_call("voicemail")[0], received_at_ms=RECEIVED_AT_MS + 60_000)
-    assert [e.id for e in event_ops.list_events(db)] == [pending]
-    failed = event_ops.list_events(db, failed=True)
+    assert [e.id for e in events.list_events(db)] == [pending]
+    failed = events.list_events(db, failed=True)
     assert [e.id for e in failed] == [unmappable, booking_report_failed]  # same received time: higher id first
     report = failed[1]
     assert report.state is EventState.FAILED
@@ -79,15 +79,15 @@ def test_list_api_separates_unfinished_from_failed(db: Conn, booking_report_fail
 
 def test_list_filters(db: Conn, booking_report_failed: int, unmappable: int) -> None:
     """--type, --call (call or session id, any case), --since and --limit narrow the list."""
-    assert [e.id for e in event_ops.list_events(db, failed=True, message_type="status-update")] == [unmappable]
-    assert [e.id for e in event_ops.list_events(db, failed=True, call=BOOKING.upper())] == [booking_report_failed]
-    assert [e.id for e in event_ops.list_events(db, failed=True, call=BAD_CALL)] == [unmappable]
+    assert [e.id for e in events.list_events(db, failed=True, message_type="status-update")] == [unmappable]
+    assert [e.id for e in events.list_events(db, failed=True, call=BOOKING.upper())] == [booking_report_failed]
+    assert [e.id for e in events.list_events(db, failed=True, call=BAD_CALL)] == [unmappable]
     received = datetime.fromtimestamp(RECEIVED_AT_MS / 1000, UTC)
-    assert len(event_ops.list_events(db, failed=True, since=received)) == 2
-    assert event_ops.list_events(db, failed=True, since=received + timedelta(seconds=1)) == []
-    assert len(event_ops.list_events(db, failed=True, limit=1)) == 1
+    assert len(events.list_events(db, failed=True, since=received)) == 2
+    assert events.list_events(db, failed=True, since=received + timedelta(seconds=1)) == []
+    assert len(events.list_events(db, failed=True, limit=1)) == 1
     with pytest.raises(ValueError, match="limit"):
-        event_ops.list_events(db, limit=0)
+        events.list_events(db, limit=0)
 
 
 def test_list_command_table_and_json(
@@ -155,7 +155,7 @@ def test_show_prints_error_and_message(
     assert shown["message"] == message
     assert shown["state"] == "failed"
     assert shown["dedupe_key"]
-    detail = event_ops.get_event(db, booking_report_failed)
+    detail = events.get_event(db, booking_report_failed)
     assert detail is not None
     assert detail.message == message
 
@@ -164,7 +164,7 @@ def test_show_unknown_event(servers: None, capsys: pytest.CaptureFixture[str], d
     """An id that is not recorded is exit status 1 with a message, and get_event answers None."""
     assert main(["events", "show", "424242"]) == 1
     assert "no event 424242" in capsys.readouterr().err
-    assert event_ops.get_event(db, 424242) is None
+    assert events.get_event(db, 424242) is None
 
 
 # -- reapply ------------------------------------------------------------------------------------
@@ -210,10 +210,10 @@ def test_reapply_by_filters_takes_every_matching_event(
     servers: None, capsys: pytest.CaptureFixture[str], db: Conn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`reapply --failed` takes every failed event, past list's 50 and page after page; --limit N the newest N."""
-    monkeypatch.setattr(event_ops, "ID_PAGE", 7)
+    monkeypatch.setattr(events, "ID_PAGE", 7)
     ids = failed_status_updates(db, 60)
-    assert event_ops.matching_event_ids(db, failed=True) == ids[::-1]
-    assert event_ops.matching_event_ids(db, failed=True, limit=9) == ids[:-10:-1]
+    assert events.matching_event_ids(db, failed=True) == ids[::-1]
+    assert events.matching_event_ids(db, failed=True, limit=9) == ids[:-10:-1]
     assert main(["events", "reapply", "--failed", "--limit", "12"]) == 0
     assert capsys.readouterr().out == "applied 12 of 12\n"
     assert {state_of(db, event_id)[0] for event_id in ids[-12:]} == {"applied"}
@@ -245,7 +245,7 @@ def test_reapply_api_outcomes(db_url: str, db: Conn, booking_report_failed: int)
     waiting = store_pending(db, first)
     applied = int(db.execute("SELECT min(id) FROM call_events WHERE state = 'applied'").fetchone()[0])  # type: ignore[index]
     with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
-        result = event_ops.reapply(pool, [applied, waiting, applied, booking_report_failed], phone_region="NZ")
+        result = events.reapply(pool, [applied, waiting, applied, booking_report_failed], phone_region="NZ")
     assert (result.applied, result.total) == (2, 3)  # ids are taken once each
     assert [event_id for event_id, _ in result.failures] == [waiting]
     assert result.failures[0][1].startswith("waiting")
@@ -277,5 +277,5 @@ def test_discard_marks_failed_events_ignored(
     assert "not a UUID" in error
     assert state_of(db, pending)[0] == "pending"
     assert event_stats(db).failed == 0
-    assert event_ops.discard(db, [unmappable]) == 0  # already discarded
-    assert event_ops.discard(db, []) == 0
+    assert events.discard(db, [unmappable]) == 0  # already discarded
+    assert events.discard(db, []) == 0

@@ -13,11 +13,11 @@ from support.apply import queued_body
 from support.fixtures import all_calls, fixture_path, iter_bodies, load_event
 from support.rows import event_states, session_rows
 
-from ingest.apply import Event
 from ingest.body import loads_storable
 from ingest.errors import Unmappable, is_retryable
-from ingest.group_commit import GroupCommit, GroupCommitClosed, _Slot
+from ingest.event import Event
 from ingest.vocabulary import EventState
+from worker.group_commit import GroupCommit, GroupCommitClosed, _Slot
 
 EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
 

@@ -27,15 +27,15 @@ from starlette.testclient import TestClient
 from support.fixtures import load_call, load_event
 from support.live import web_server, worker_process
 
-from ingest import metrics, metrics_dir, metrics_exposition, metrics_sources
-from ingest.app import create_app
-from ingest.apply import Event
 from ingest.errors import PermanentError
-from ingest.group_commit import GroupCommit
-from ingest.metrics_sources import SourceReaders, Sources
-from ingest.processing import event_from_body, process
+from ingest.event import Event
+from ingest.metrics import counters, exposition, gauges, multiprocess
+from ingest.metrics.gauges import SourceReaders, Sources
 from ingest.settings import SettingsError
 from ingest.vocabulary import EventState
+from ingest.web.app import create_app
+from worker.group_commit import GroupCommit
+from worker.process import event_from_body, process
 
 SECRET = "metrics-secret"
 CALL = "6b1f6a36-6f0a-4c89-9a51-6f3b0b8f8c11"
@@ -88,8 +88,8 @@ def env(db_url: str, redis_server_url: str, redis_namespace: str, tmp_path: Path
 
 
 def record_in_subprocess(directory: Path, code: str) -> None:
-    """Run ``code`` (with ``metrics`` imported) in a fresh Python writing into ``directory``."""
-    script = f"from ingest import metrics\nfrom ingest.vocabulary import EventState\n{code}"
+    """Run ``code`` (with ``counters`` imported) in a fresh Python writing into ``directory``."""
+    script = f"from ingest.metrics import counters\nfrom ingest.vocabulary import EventState\n{code}"
     environment = {"PATH": "/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": str(directory)}
     subprocess.run([sys.executable, "-c", script], env=environment, check=True, timeout=60)
 
@@ -102,11 +102,11 @@ def scrape(base: str, **headers: str) -> Samples:
 
 def test_type_labels_are_bounded() -> None:
     """Known types keep their name, anything else is `other`, and no type at all is `unknown`."""
-    assert metrics.type_label("status-update") == "status-update"
-    assert metrics.type_label('transcript[transcriptType="final"]') == 'transcript[transcriptType="final"]'
-    assert metrics.type_label("made-up-type") == "other"
-    assert metrics.type_label(42) == "other"
-    assert metrics.type_label(None) == "unknown"
+    assert counters.type_label("status-update") == "status-update"
+    assert counters.type_label('transcript[transcriptType="final"]') == 'transcript[transcriptType="final"]'
+    assert counters.type_label("made-up-type") == "other"
+    assert counters.type_label(42) == "other"
+    assert counters.type_label(None) == "unknown"
 
 
 def test_deliveries_are_counted_by_type_and_outcome(env: dict[str, str]) -> None:
@@ -171,13 +171,13 @@ def test_fallback_outcomes_are_counted(env: dict[str, str]) -> None:
 def test_counts_of_several_processes_are_summed(tmp_path: Path, env: dict[str, str]) -> None:
     """Two processes writing into one directory show up as one total, counters and histograms alike."""
     directory = tmp_path / "shared"
-    record_in_subprocess(directory, "for _ in range(3): metrics.delivery('status-update', 'queued', 0.003)")
+    record_in_subprocess(directory, "for _ in range(3): counters.delivery('status-update', 'queued', 0.003)")
     record_in_subprocess(
         directory,
-        "for _ in range(2): metrics.delivery('status-update', 'queued', 0.002)\n"
-        "metrics.delivery(None, 'unauthorized', 0.0001)\n"
-        "metrics.event_processed('hang', EventState.APPLIED, 0.01)\n"
-        "metrics.event_failed('hang', permanent=True, seconds=0.02)",
+        "for _ in range(2): counters.delivery('status-update', 'queued', 0.002)\n"
+        "counters.delivery(None, 'unauthorized', 0.0001)\n"
+        "counters.event_processed('hang', EventState.APPLIED, 0.01)\n"
+        "counters.event_failed('hang', permanent=True, seconds=0.02)",
     )
     assert len(list(directory.glob("counter_*.db"))) == 2
     with TestClient(create_app(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(directory)})) as client:
@@ -195,8 +195,8 @@ def test_counts_of_several_processes_are_summed(tmp_path: Path, env: dict[str, s
 def test_web_clears_its_earlier_run_and_reads_the_workers(tmp_path: Path, env: dict[str, str]) -> None:
     """`ingest web` drops an earlier run's files at start, leaves the worker directory alone and shows it."""
     root = tmp_path / "metrics"
-    record_in_subprocess(root / "web", "for _ in range(5): metrics.delivery('hang', 'queued', 0.001)")
-    record_in_subprocess(root / "worker", "metrics.event_processed('hang', EventState.APPLIED, 0.01)")
+    record_in_subprocess(root / "web", "for _ in range(5): counters.delivery('hang', 'queued', 0.001)")
+    record_in_subprocess(root / "worker", "counters.event_processed('hang', EventState.APPLIED, 0.01)")
     with web_server(env) as base:
         samples = scrape(base)
     assert value(samples, "vapi_ingest_deliveries_total", type="hang", outcome="queued") is None
@@ -207,7 +207,7 @@ def test_web_clears_its_earlier_run_and_reads_the_workers(tmp_path: Path, env: d
 @pytest.mark.slow
 def test_web_shows_what_live_workers_applied(env: dict[str, str], db_url: str, tmp_path: Path) -> None:
     """Through real `ingest web` and `ingest worker` processes: deliveries, applied and failed events, worker port."""
-    from ingest.embedded import _free_port
+    from ingest.dev.embedded import _free_port
 
     worker_port = _free_port()
     calls = [*load_call("voicemail"), load_event("status_update_bad_call_id.json")]
@@ -260,16 +260,16 @@ def test_worker_port_serves_past_an_idle_connection_and_by_name(
     tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An idle client holds up no scrape of the workers' port and is cut off; `?name[]=` picks families."""
-    from ingest.embedded import _free_port
+    from ingest.dev.embedded import _free_port
 
     directory = tmp_path / "worker"
     record_in_subprocess(
         directory,
-        "metrics.event_processed('hang', EventState.APPLIED, 0.01)\nmetrics.delivery('hang', 'queued', 0.001)",
+        "counters.event_processed('hang', EventState.APPLIED, 0.01)\ncounters.delivery('hang', 'queued', 0.001)",
     )
-    monkeypatch.setattr(metrics_exposition._QuietHandler, "timeout", 1.0)
+    monkeypatch.setattr(exposition._QuietHandler, "timeout", 1.0)
     port = _free_port()
-    server = metrics_exposition.worker_metrics_server(
+    server = exposition.worker_metrics_server(
         {"INGEST_WORKER_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(directory)}
     )
     assert server is not None
@@ -370,7 +370,7 @@ def test_empty_queue_has_no_age(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_token_protects_the_endpoint(env: dict[str, str], tmp_path: Path) -> None:
-    """With INGEST_METRICS_TOKEN set, only `Authorization: Bearer <token>` gets the metrics."""
+    """With INGEST_METRICS_TOKEN set, only `Authorization: Bearer <token>` gets the counters."""
     app_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "INGEST_METRICS_TOKEN": "t0ken"}
     with TestClient(create_app(env=app_env)) as client:
         assert client.get("/metrics").status_code == 401
@@ -435,7 +435,7 @@ def test_a_stuck_source_is_down_without_a_second_read(
     env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Postgres read that hangs is down on the next scrape at once, on no second thread; then it is read again."""
-    release, reads, read_events = threading.Event(), [], metrics_sources.read_events
+    release, reads, read_events = threading.Event(), [], gauges.read_events
 
     def hanging(sources: Sources) -> Any:
         reads.append(threading.current_thread().name)
@@ -443,8 +443,8 @@ def test_a_stuck_source_is_down_without_a_second_read(
             release.wait(30)
         return read_events(sources)
 
-    monkeypatch.setattr(metrics_sources, "SOURCE_DEADLINE", 0.5)
-    monkeypatch.setattr(metrics_sources, "read_events", hanging)
+    monkeypatch.setattr(gauges, "SOURCE_DEADLINE", 0.5)
+    monkeypatch.setattr(gauges, "read_events", hanging)
     with TestClient(create_app(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})) as client:
         first = parse(client.get("/metrics").text)
         started = time.monotonic()
@@ -468,7 +468,7 @@ def test_a_stuck_source_is_down_without_a_second_read(
 
 def test_scrape_connection_has_client_side_timeouts() -> None:
     """The scrape's Postgres connection gives up on a silent peer by itself: connect and TCP timeouts."""
-    timeouts = metrics_sources.postgres_timeouts()
+    timeouts = gauges.postgres_timeouts()
     assert timeouts["connect_timeout"] == 2
     assert timeouts["keepalives"] == 1
     assert "tcp_user_timeout" in timeouts  # the libpq here is 12 or newer
@@ -515,23 +515,23 @@ def test_directory_defaults(tmp_path: Path) -> None:
     (tmp_path / "metrics" / "worker").mkdir()
     (tmp_path / "metrics" / "worker" / f"counter_{dead_pid}.db").write_bytes(b"")
     environment: dict[str, str] = {}
-    path = metrics_dir.prepare(metrics_dir.WEB, tmp_path, environment)
+    path = multiprocess.prepare(multiprocess.WEB, tmp_path, environment)
     assert path == web.resolve()
     root = str((tmp_path / "metrics").resolve())
     assert environment == {"INGEST_METRICS_DIR": root, "PROMETHEUS_MULTIPROC_DIR": str(path)}
     assert [file.name for file in path.glob("*.db")] == [f"histogram_{os.getpid()}.db"]  # a running process's
     assert (tmp_path / "metrics" / "worker" / f"counter_{dead_pid}.db").exists()  # not the web's to clear
-    assert [p.name for p in metrics_dir.reading_dirs(environment)] == ["web", "worker"]
-    assert [p.name for p in metrics_dir.reading_dirs(environment, siblings=False)] == ["web"]
+    assert [p.name for p in multiprocess.reading_dirs(environment)] == ["web", "worker"]
+    assert [p.name for p in multiprocess.reading_dirs(environment, siblings=False)] == ["web"]
 
     own = tmp_path / "own"
     own.mkdir()
     (own / "counter_3.db").write_bytes(b"mine")
     by_hand = {"PROMETHEUS_MULTIPROC_DIR": str(own)}
-    assert metrics_dir.prepare(metrics_dir.WORKER, tmp_path, by_hand) == own
+    assert multiprocess.prepare(multiprocess.WORKER, tmp_path, by_hand) == own
     assert by_hand == {"PROMETHEUS_MULTIPROC_DIR": str(own)}
     assert (own / "counter_3.db").exists()
-    assert metrics_dir.reading_dirs({}) == ()
+    assert multiprocess.reading_dirs({}) == ()
 
 
 def test_unwritable_directories(tmp_path: Path) -> None:
@@ -539,16 +539,16 @@ def test_unwritable_directories(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_bytes(b"")
     environment: dict[str, str] = {}
-    assert metrics_dir.prepare(metrics_dir.WEB, blocker, environment) is None
+    assert multiprocess.prepare(multiprocess.WEB, blocker, environment) is None
     assert environment == {}
     with pytest.raises(SettingsError, match="PROMETHEUS_MULTIPROC_DIR"):
-        metrics_dir.prepare(metrics_dir.WEB, tmp_path, {"PROMETHEUS_MULTIPROC_DIR": str(blocker / "metrics")})
+        multiprocess.prepare(multiprocess.WEB, tmp_path, {"PROMETHEUS_MULTIPROC_DIR": str(blocker / "metrics")})
 
 
 @pytest.mark.parametrize("raw", ["http", "0", "70000", "-1"])
 def test_bad_worker_port_is_refused(raw: str) -> None:
     """INGEST_WORKER_METRICS_PORT must be a port number."""
     with pytest.raises(SettingsError, match="INGEST_WORKER_METRICS_PORT"):
-        metrics_dir.worker_metrics_port({"INGEST_WORKER_METRICS_PORT": raw})
-    assert metrics_dir.worker_metrics_port({"INGEST_WORKER_METRICS_PORT": "9191"}) == 9191
-    assert metrics_dir.worker_metrics_port({}) is None
+        multiprocess.worker_metrics_port({"INGEST_WORKER_METRICS_PORT": raw})
+    assert multiprocess.worker_metrics_port({"INGEST_WORKER_METRICS_PORT": "9191"}) == 9191
+    assert multiprocess.worker_metrics_port({}) is None

@@ -21,9 +21,9 @@ from support.ops_page_data import (
     seed,
 )
 
-from ingest.app import create_app
-from ingest.embedded import _free_port
+from ingest.dev.embedded import _free_port
 from ingest.settings import SettingsError
+from ingest.web.app import create_app
 
 USER, PASSWORD, TOKEN = "oncall", "correct horse battery", "ops-token-123"
 ORIGIN = "http://testserver"

@@ -12,10 +12,10 @@ from support.fixtures import load_call, load_event
 from support.rows import event_states
 
 from ingest import queries
-from ingest.apply import Event
 from ingest.errors import PermanentError, Unmappable, is_retryable
-from ingest.group_commit import GroupCommit
-from ingest.processing import event_from_body, process
+from ingest.event import Event
+from worker.group_commit import GroupCommit
+from worker.process import event_from_body, process
 
 
 @pytest.mark.parametrize(

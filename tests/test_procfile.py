@@ -19,10 +19,10 @@ from psycopg.conninfo import conninfo_to_dict
 from support.fixtures import load_call
 from support.live import wait_for
 
-from ingest.auth import sign
-from ingest.auth_settings import AuthSettings
-from ingest.embedded import _free_port
+from ingest.dev.embedded import _free_port
 from ingest.migrate import discover
+from ingest.web.auth import sign
+from ingest.web.auth_settings import AuthSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -16,10 +16,9 @@ from support.apply import apply_bodies
 from support.fixtures import load_call, load_event
 from support.ops_cli import store_failed, store_pending, use_servers
 
-from ingest import queue_command
-from ingest.cli import main
-from ingest.enqueue import ACTOR_NAME
+from ingest.cli import main, queue
 from ingest.errors import Unmappable
+from ingest.web.enqueue import ACTOR_NAME
 
 QUEUE = "vapi-events"
 OLDEST_AGE_S = 95
@@ -149,18 +148,18 @@ def test_watch_redraws_in_place_until_ctrl_c(
         else:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(queue_command, "sleep", pause)
+    monkeypatch.setattr(queue, "sleep", pause)
     assert main(["queue", "--watch", "0.5"]) == 0
     out = capsys.readouterr().out
     assert pauses == [0.5, 0.5]
-    assert out.startswith(queue_command.CLEAR)
-    frames = out.split(queue_command.HOME)[1:]
+    assert out.startswith(queue.CLEAR)
+    frames = out.split(queue.HOME)[1:]
     assert len(frames) == 3  # CLEAR ends with HOME, then one per frame
     first, second = frames[1], frames[2]
     assert f"{QUEUE}      3" in first
     assert f"{QUEUE}      4" in second
-    assert all(line.endswith(queue_command.ERASE_LINE) for line in second.split("\n")[:-2])
-    assert second.endswith(queue_command.ERASE_BELOW + "\n")
+    assert all(line.endswith(queue.ERASE_LINE) for line in second.split("\n")[:-2])
+    assert second.endswith(queue.ERASE_BELOW + "\n")
 
 
 def test_watch_json_prints_one_document_per_refresh(
@@ -174,10 +173,10 @@ def test_watch_json_prints_one_document_per_refresh(
         if len(calls) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(queue_command, "sleep", pause)
+    monkeypatch.setattr(queue, "sleep", pause)
     assert main(["queue", "--watch", "--json"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert calls == [queue_command.DEFAULT_INTERVAL] * 2
+    assert calls == [queue.DEFAULT_INTERVAL] * 2
     assert [orjson.loads(line)["queues"][0]["ready"] for line in lines] == [3, 3]
     assert "\x1b" not in "".join(lines)
 

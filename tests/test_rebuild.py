@@ -12,9 +12,9 @@ from support.fixtures import all_calls, fixture_path, iter_bodies, load_call
 from support.ops_cli import store_failed, use_servers
 from support.rows import event_states, session_rows, usage
 
-from ingest import rebuild
 from ingest.cli import main
-from ingest.rebuild import ABSENT, Change, changes, rebuild_row
+from ingest.ops import rebuild
+from ingest.ops.rebuild import ABSENT, Change, changes, rebuild_row
 
 EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
 BOOKING = "44447e38-9fd3-4025-bc93-2132b1b437d0"  # client-harbourside-dental, a reported cost

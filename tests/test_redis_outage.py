@@ -10,8 +10,8 @@ import psycopg
 from starlette.testclient import TestClient
 from support.queue import queued_bodies
 
-from ingest.app import create_app
-from ingest.embedded import EmbeddedRedis, _free_port
+from ingest.dev.embedded import EmbeddedRedis, _free_port
+from ingest.web.app import create_app
 
 SECRET = "outage-secret"
 

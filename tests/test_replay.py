@@ -14,7 +14,7 @@ from support.fixtures import all_calls, all_events, fixture_path
 from support.live import web_server
 from support.queue import queued_bodies
 
-from ingest.replay import ReplayError, iter_bodies, load
+from ingest.cli.replay import ReplayError, iter_bodies, load
 
 HMAC = {"VAPI_HMAC_SECRET": "replay-hmac-key", "VAPI_HMAC_PREFIX": "sha256="}
 

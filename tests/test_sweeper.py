@@ -13,9 +13,9 @@ from support.fixtures import load_call
 from support.rows import event_states, session_rows
 
 from ingest import queries
-from ingest.apply import Event
-from ingest.sweeper import Sweeper, rebuild_missing_transcripts, sweep_once
+from ingest.event import Event
 from ingest.vocabulary import EventState
+from worker.sweeper import Sweeper, rebuild_missing_transcripts, sweep_once
 
 CALL = "29e81e6b-26b0-4097-8509-32a0d88f1a97"  # the voicemail call
 

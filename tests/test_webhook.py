@@ -17,10 +17,10 @@ from starlette.testclient import TestClient
 from support.fixtures import load_event
 from support.queue import queued, queued_bodies
 
-from ingest.app import create_app
-from ingest.auth import sign
-from ingest.auth_settings import AuthSettings
-from ingest.enqueue import ACTOR_NAME
+from ingest.web.app import create_app
+from ingest.web.auth import sign
+from ingest.web.auth_settings import AuthSettings
+from ingest.web.enqueue import ACTOR_NAME
 from worker.encoder import OrjsonEncoder
 
 SECRET = "s3cret-current"

@@ -17,7 +17,7 @@ from support.live import kill_group, web_server, worker_process
 from support.queue import dead_letters, enqueue
 from support.rows import event_states, session_rows, usage
 
-from ingest.replay import load
+from ingest.cli.replay import load
 
 EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
 RECEIVED_AT_MS = 1_790_000_000_000
@@ -66,8 +66,8 @@ def test_fixture_calls_through_endpoint_and_workers(db_url: str, redis_server_ur
     with web_server(env) as base, worker_process(env, processes=1, threads=4):
         import asyncio
 
-        from ingest.auth_settings import AuthSettings
-        from ingest.replay import send_all
+        from ingest.cli.replay import send_all
+        from ingest.web.auth_settings import AuthSettings
 
         summary = asyncio.run(send_all(f"{base}/webhooks/vapi", bodies, AuthSettings.from_env(env), progress=False))
         assert summary.ok, summary.render()

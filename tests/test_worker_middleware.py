@@ -15,10 +15,10 @@ from dramatiq.brokers.redis import RedisBroker
 from support.fixtures import load_event
 
 from ingest.body import loads_storable, parse_envelope
-from ingest.processing import event_from_body, process
 from ingest.settings import Settings
 from worker.factory import make_broker
 from worker.middleware import Resources
+from worker.process import event_from_body, process
 
 QUEUE = "middleware-test"
 

@@ -1,4 +1,4 @@
-"""Dramatiq actors: thin wrappers over ``ingest.processing``.
+"""Dramatiq actors: thin wrappers over ``worker.process``.
 
 Retries are tuned for a webhook stream rather than Dramatiq's defaults (20 retries over
 about five weeks): 10 retries, backoff from 1 s up to an hour, and messages older than a
@@ -12,10 +12,10 @@ from typing import Any
 
 import dramatiq
 
-from ingest.enqueue import ACTOR_NAME
 from ingest.errors import PermanentError
-from ingest.processing import event_from_body, process
+from ingest.web.enqueue import ACTOR_NAME
 from worker.broker import resources, settings  # first: configures the broker
+from worker.process import event_from_body, process
 
 MAX_RETRIES = 10
 MIN_BACKOFF_MS = 1_000

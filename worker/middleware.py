@@ -22,14 +22,14 @@ from psycopg_pool import ConnectionPool
 from ingest.apply import record_failure
 from ingest.db import sync_pool
 from ingest.errors import PermanentError
-from ingest.group_commit import GroupCommit
 from ingest.logs import configure_logging
-from ingest.metrics_dir import worker_metrics_port
-from ingest.metrics_exposition import serve_worker_metrics
-from ingest.processing import event_from_body
+from ingest.metrics.exposition import serve_worker_metrics
+from ingest.metrics.multiprocess import worker_metrics_port
 from ingest.settings import Settings
-from ingest.sweeper import Sweeper
+from worker.group_commit import GroupCommit
+from worker.process import event_from_body
 from worker.reclaim import reclaim
+from worker.sweeper import Sweeper
 
 log = logging.getLogger("ingest.worker")
 

@@ -7,10 +7,11 @@ from typing import Any
 
 import psycopg
 
-from ingest.answers import AnswerSettings, assistant_request, with_answer_recorded
-from ingest.apply import Event, apply_event
+from ingest.apply import apply_event
 from ingest.body import loads_storable, parse_envelope
+from ingest.event import Event
 from ingest.vocabulary import EventState, MessageType
+from ingest.web.answers import AnswerSettings, assistant_request, with_answer_recorded
 
 RECEIVED_AT_MS = 1_790_000_000_000
 

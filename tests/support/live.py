@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 
 import httpx
 
-from ingest.embedded import _free_port
+from ingest.dev.embedded import _free_port
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

@@ -8,8 +8,9 @@ import psycopg
 import pytest
 
 from ingest import queries
-from ingest.apply import Event, record_failure
+from ingest.apply import record_failure
 from ingest.body import loads_storable, parse_envelope
+from ingest.event import Event
 from ingest.vocabulary import EventState
 
 RECEIVED_AT_MS = 1_790_000_000_000

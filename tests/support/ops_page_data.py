@@ -11,11 +11,12 @@ import orjson
 import psycopg
 import redis
 
-from ingest.apply import Event, record_failure
+from ingest.apply import record_failure
 from ingest.body import loads_storable, parse_envelope
 from ingest.errors import Unmappable
+from ingest.event import Event
 from ingest.mapping.event_key import event_key
-from ingest.queue_stats import queue_keys
+from ingest.ops.backlog import queue_keys
 from support.apply import RECEIVED_AT_MS, apply_bodies
 from support.fixtures import load_call, load_event, parse_body
 

@@ -28,7 +28,7 @@ def queued_bodies(redis_url: str, namespace: str, queue: str = QUEUE) -> list[di
 
 def enqueue(redis_url: str, namespace: str, bodies: list[bytes], received_at_ms: int, queue: str = QUEUE) -> None:
     """Queue raw webhook bodies exactly as the endpoint does (same message encoding)."""
-    from ingest.enqueue import encode_message
+    from ingest.web.enqueue import encode_message
     from support.apply import queued_body
 
     client = redis.Redis.from_url(redis_url)

@@ -21,11 +21,11 @@ import orjson
 from psycopg_pool import AsyncConnectionPool
 
 from ingest import queries
-from ingest.apply import Event
 from ingest.body import loads_storable
-from ingest.enqueue import EnqueueError, Enqueuer
 from ingest.errors import describe
+from ingest.event import Event
 from ingest.vocabulary import EventState
+from ingest.web.enqueue import EnqueueError, Enqueuer
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import uuid
 
 import orjson
 
-from ingest.redis_pipe import Arg, RedisPipe, RedisPipeError
+from ingest.web.redis_pipe import Arg, RedisPipe, RedisPipeError
 
 ACTOR_NAME = "apply_event"
 DEFAULT_NAMESPACE = "dramatiq"

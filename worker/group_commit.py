@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import ConnectionPool
 
-from ingest.apply import Connection, Event, apply_event
+from ingest.apply import Connection, apply_event
 from ingest.errors import Transient
+from ingest.event import Event
 from ingest.vocabulary import EventState
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ with retry / discard, recent calls with their events and resulting row.
 
 Server-rendered (Jinja2, autoescaped: errors and transcripts are untrusted text) with a few
 lines of inline JavaScript polling ``/ops/stats.json``. Who may use it is decided in
-``ingest.ops_auth`` and enforced by ``ingest.ops_http.guard``. Every database and Redis
+``ingest.ops.page.auth`` and enforced by ``ingest.ops.page.guard.guard``. Every database and Redis
 call is synchronous and runs in a worker thread, on a small pool of its own, so the event
 loop answering webhooks never waits on this page.
 """
@@ -26,13 +26,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ingest import event_ops, ops_data
 from ingest.db import connection_kwargs, require
-from ingest.ops_auth import OpsAuth
-from ingest.ops_http import BASE, action_form, guard, notice, problem, wants_json
-from ingest.ops_templates import templates
+from ingest.ops import events
+from ingest.ops.page import data
+from ingest.ops.page.auth import OpsAuth
+from ingest.ops.page.guard import BASE, action_form, guard, notice, problem, wants_json
+from ingest.ops.page.templates import templates
 from ingest.settings import Settings
-from ingest.webhook import json_response
+from ingest.web.webhook import json_response
 
 log = logging.getLogger("ingest.ops")
 
@@ -122,23 +123,23 @@ class OpsPage:
     def _overview_data(self) -> dict[str, Any]:
         pool, client = self._resources()
         settings = self.settings
-        stats = ops_data.read_stats(pool, client, settings.queue_namespace, settings.queue_name)
-        data: dict[str, Any] = {"stats": stats, "failures": [], "calls": [], "problems": []}
-        data["problems"] += [f"Could not read {error}" for error in stats["errors"]]
+        stats = data.read_stats(pool, client, settings.queue_namespace, settings.queue_name)
+        overview: dict[str, Any] = {"stats": stats, "failures": [], "calls": [], "problems": []}
+        overview["problems"] += [f"Could not read {error}" for error in stats["errors"]]
         if stats["events"] is None:
-            return data  # Postgres did not answer just now: do not wait for it a second time
+            return overview  # Postgres did not answer just now: do not wait for it a second time
         try:
             with pool.connection() as conn:
-                data["failures"] = event_ops.list_events(conn, failed=True, limit=FAILURES_SHOWN)
-                data["calls"] = ops_data.recent_calls(conn, CALLS_SHOWN)
+                overview["failures"] = events.list_events(conn, failed=True, limit=FAILURES_SHOWN)
+                overview["calls"] = data.recent_calls(conn, CALLS_SHOWN)
         except psycopg.Error as exc:
-            data["problems"].append(f"Could not read failures and calls: postgres: {type(exc).__name__}")
-        return data
+            overview["problems"].append(f"Could not read failures and calls: postgres: {type(exc).__name__}")
+        return overview
 
     async def overview(self, request: Request) -> Response:
-        data = await run_in_threadpool(self._overview_data)
+        overview = await run_in_threadpool(self._overview_data)
         context = {
-            **data,
+            **overview,
             "queue_name": self.settings.queue_name,
             "poll_seconds": POLL_SECONDS,
             "chart_points": CHART_POINTS,
@@ -149,7 +150,7 @@ class OpsPage:
     async def stats(self, request: Request) -> Response:
         def read() -> dict[str, Any]:
             pool, client = self._resources()
-            return ops_data.read_stats(pool, client, self.settings.queue_namespace, self.settings.queue_name)
+            return data.read_stats(pool, client, self.settings.queue_namespace, self.settings.queue_name)
 
         return Response(orjson.dumps(await run_in_threadpool(read)), media_type="application/json")
 
@@ -158,10 +159,10 @@ class OpsPage:
         if not 0 < len(key) <= 200:
             return problem(request, 404, "not_found", "no such call")
 
-        def read() -> tuple[ops_data.CallDetail | None, list[ops_data.CallEvent]]:
+        def read() -> tuple[data.CallDetail | None, list[data.CallEvent]]:
             pool, _ = self._resources()
             with pool.connection() as conn:
-                return ops_data.call_detail(conn, key), ops_data.call_events(conn, key, EVENTS_PER_CALL)
+                return data.call_detail(conn, key), data.call_events(conn, key, EVENTS_PER_CALL)
 
         detail, events = await run_in_threadpool(read)
         context = {"key": key, "detail": detail, "events": events, "events_limit": EVENTS_PER_CALL}
@@ -182,9 +183,9 @@ class OpsPage:
             return form
         ids, target = form
 
-        def run() -> event_ops.ReapplyResult:
+        def run() -> events.ReapplyResult:
             pool, _ = self._resources()
-            return event_ops.reapply(pool, ids, phone_region=self.settings.phone_region)
+            return events.reapply(pool, ids, phone_region=self.settings.phone_region)
 
         result = await run_in_threadpool(run)
         fields = {"event_ids": ids[:50], "events": len(ids), "applied": result.applied, "scheme": request.state.scheme}
@@ -202,7 +203,7 @@ class OpsPage:
         def run() -> int:
             pool, _ = self._resources()
             with pool.connection() as conn:
-                return event_ops.discard(conn, ids)
+                return events.discard(conn, ids)
 
         discarded = await run_in_threadpool(run)
         fields = {"event_ids": ids[:50], "events": len(ids), "discarded": discarded, "scheme": request.state.scheme}

@@ -24,11 +24,11 @@ import orjson
 import psycopg
 
 from ingest import queries
-from ingest.auth_settings import AuthSettings
 from ingest.body import loads_storable, parse_envelope
+from ingest.cli.replay import Summary, iter_bodies, send_all
 from ingest.mapping.event_key import event_key
-from ingest.replay import Summary, iter_bodies, send_all
 from ingest.vocabulary import EventState
+from ingest.web.auth_settings import AuthSettings
 
 DEMO_DIR: Final = Path(__file__).resolve().parent
 CALLS: Final = ("outbound_no_answer.jsonl", "voicemail.jsonl", "transferred.jsonl", "assistant_request_first.jsonl")

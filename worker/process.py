@@ -13,11 +13,12 @@ import logging
 import time
 from typing import Any
 
-from ingest import metrics
-from ingest.apply import Event, record_failure
+from ingest.apply import record_failure
 from ingest.errors import PermanentError, describe, is_retryable
-from ingest.group_commit import GroupCommit
+from ingest.event import Event
+from ingest.metrics import counters
 from ingest.vocabulary import EventState
+from worker.group_commit import GroupCommit
 
 log = logging.getLogger("ingest.worker")
 
@@ -30,7 +31,7 @@ def process(group: GroupCommit, event: Event) -> EventState | None:
         state = group.apply(event)
     except Exception as exc:
         permanent = not is_retryable(exc)
-        metrics.event_failed(event.kind, permanent=permanent, seconds=time.perf_counter() - started)
+        counters.event_failed(event.kind, permanent=permanent, seconds=time.perf_counter() - started)
         try:
             with pool.connection() as conn:
                 record_failure(conn, event, exc, permanent=permanent)
@@ -42,7 +43,7 @@ def process(group: GroupCommit, event: Event) -> EventState | None:
             raise PermanentError(str(exc)) from exc
         raise
     elapsed = time.perf_counter() - started
-    metrics.event_processed(event.kind, state, elapsed)
+    counters.event_processed(event.kind, state, elapsed)
     log.debug("event applied", extra={"type": event.kind, "state": state, "latency_ms": round(elapsed * 1000, 3)})
     return state
 

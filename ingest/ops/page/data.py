@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from ingest import queries
 from ingest.mapping.timing import parse_instant
-from ingest.queue_stats import event_stats, queue_stats
+from ingest.ops.backlog import event_stats, queue_stats
 
 MASK = "•••"
 

@@ -1,6 +1,6 @@
 """Webhook authentication: ``verify`` and ``sign`` side by side, pure (time is passed in).
 
-Settings and their environment variables live in ``ingest.auth_settings``. Rules:
+Settings and their environment variables live in ``ingest.web.auth_settings``. Rules:
 
 - A request is accepted if it passes any configured scheme whose header is present: HMAC
   (signature header), ``shared_secret`` (``X-Vapi-Secret``), ``bearer`` (``VAPI_BEARER_HEADER``).
@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ingest.auth_settings import AuthSettings, Encoding, HmacSettings, Secret, TimestampUnit
+from ingest.web.auth_settings import AuthSettings, Encoding, HmacSettings, Secret, TimestampUnit
 
 __all__ = ["LEGACY_SECRET_HEADER", "AuthResult", "Reason", "Scheme", "sign", "verify"]
 

@@ -1,12 +1,12 @@
 """Gauges read at scrape time from Redis (the queue) and Postgres (``call_events``).
 
-Nothing is stored between scrapes: each scrape reads ``ingest.queue_stats``, both sources
+Nothing is stored between scrapes: each scrape reads ``ingest.ops.backlog``, both sources
 at once, each with short timeouts, and a source that does not answer in time is reported
 as ``vapi_ingest_source_up{source=...} 0`` with its gauges left out, instead of failing or
 stalling the whole scrape.
 
 Each source is read on a thread of its own (``SourceReader``), never on the event loop's
-default pool, which tool calls (``ingest.answers``) need: a read stuck on a dead socket
+default pool, which tool calls (``ingest.web.answers``) need: a read stuck on a dead socket
 outlives the scrape that gave up on it, and would otherwise keep a shared thread. While a
 source's earlier read is still running past its deadline, scrapes report that source down
 without starting another read, so a dead server costs one thread, not one per scrape. The
@@ -31,7 +31,7 @@ from prometheus_client.metrics_core import Metric
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ingest.queue_stats import EventStats, QueueStats, event_stats, queue_stats
+from ingest.ops.backlog import EventStats, QueueStats, event_stats, queue_stats
 
 log = logging.getLogger(__name__)
 

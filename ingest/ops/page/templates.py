@@ -1,4 +1,4 @@
-"""The ops page's Jinja2 templates (``ingest/templates/ops/``) and the filters they use.
+"""The ops page's Jinja2 templates (``ingest/ops/page/html/``) and the filters they use.
 
 Autoescaping is on for every template: event errors, transcripts and analysis are text
 from outside and are only ever shown escaped.
@@ -15,7 +15,7 @@ from urllib.parse import quote
 import jinja2
 from starlette.templating import Jinja2Templates
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "ops"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "html"
 
 
 def utc(value: dt.datetime | None) -> str:

@@ -6,12 +6,12 @@ import argparse
 import os
 import sys
 
-from ingest import metrics_dir
-from ingest.answers import AnswerSettings
-from ingest.auth_settings import AuthSettings
 from ingest.db import require
-from ingest.ops_auth import OpsAuth
+from ingest.metrics import multiprocess
+from ingest.ops.page.auth import OpsAuth
 from ingest.settings import Settings
+from ingest.web.answers import AnswerSettings
+from ingest.web.auth_settings import AuthSettings
 
 
 def web(args: argparse.Namespace, settings: Settings) -> int:
@@ -22,9 +22,9 @@ def web(args: argparse.Namespace, settings: Settings) -> int:
     AuthSettings.from_env(os.environ)  # refuse to start on a bad or missing credential setting
     AnswerSettings.from_env(os.environ)
     OpsAuth.from_env(os.environ)
-    metrics_dir.prepare(metrics_dir.WEB, settings.data_dir)  # before the app imports prometheus_client
+    multiprocess.prepare(multiprocess.WEB, settings.data_dir)  # before the app imports prometheus_client
     uvicorn.run(
-        "ingest.app:create_app",
+        "ingest.web.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -52,8 +52,8 @@ def worker_command(settings: Settings) -> list[str]:
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     require(settings.database_url, "DATABASE_URL")
     require(settings.redis_url, "REDIS_URL")
-    metrics_dir.worker_metrics_port(os.environ)  # refuse to start on a bad port
-    metrics_dir.prepare(metrics_dir.WORKER, settings.data_dir)  # inherited by every worker process
+    multiprocess.worker_metrics_port(os.environ)  # refuse to start on a bad port
+    multiprocess.prepare(multiprocess.WORKER, settings.data_dir)  # inherited by every worker process
     # How long an idle consumer sleeps before asking Redis again (Dramatiq's default, 1 s,
     # would add up to a second to an event arriving at a quiet worker).
     os.environ["dramatiq_worker_timeout"] = str(settings.worker_idle_poll_ms)  # noqa: SIM112 (Dramatiq reads this name)

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from ingest import demo
-from ingest.embedded import EmbeddedPostgres, EmbeddedRedis, data_dir_lock
+from ingest.dev import demo
+from ingest.dev.embedded import EmbeddedPostgres, EmbeddedRedis, data_dir_lock
 from ingest.migrate import migrate
 from ingest.settings import Settings
 

@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest import body
-from ingest.ops_auth import DISABLED_HINT, OpsAuth, Scheme
-from ingest.ops_templates import templates
-from ingest.webhook import json_response
+from ingest.ops.page.auth import DISABLED_HINT, OpsAuth, Scheme
+from ingest.ops.page.templates import templates
+from ingest.web.webhook import json_response
 
 log = logging.getLogger("ingest.ops")
 

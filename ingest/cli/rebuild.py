@@ -1,4 +1,4 @@
-"""``ingest rebuild``: re-derive ``user_sessions`` rows from ``call_events`` (``ingest.rebuild``)."""
+"""``ingest rebuild``: re-derive ``user_sessions`` rows from ``call_events`` (``ingest.ops.rebuild``)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from typing import Any
 
 import psycopg
 
-from ingest.console import to_json
+from ingest.cli.output import to_json
 from ingest.db import connection_kwargs, require
-from ingest.rebuild import NO_KEY, RebuildResult, RowKey, every_key, rebuild_row
+from ingest.ops.rebuild import NO_KEY, RebuildResult, RowKey, every_key, rebuild_row
 from ingest.settings import Settings
 
 # The sweeper builds a missing transcript once a call has been over for this many sweep
-# grace periods (``ingest.sweeper.Sweeper``); a rebuild does the same.
+# grace periods (``worker.sweeper.Sweeper``); a rebuild does the same.
 TRANSCRIPT_GRACES = 5
 SHOWN_CHANGES = 20
 

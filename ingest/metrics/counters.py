@@ -8,7 +8,7 @@ Recording sits on the hot paths (every delivery, every event), so each label com
 is resolved once and kept: a delivery then costs two increments of prometheus_client's
 values (memory-mapped files in multiprocess mode), a few microseconds.
 
-prometheus_client chooses multiprocess mode when first imported; ``ingest.metrics_dir``
+prometheus_client chooses multiprocess mode when first imported; ``ingest.metrics.multiprocess``
 sets ``PROMETHEUS_MULTIPROC_DIR`` before that for ``ingest web`` and ``ingest worker``.
 """
 
@@ -27,7 +27,7 @@ KNOWN_TYPES: frozenset[str] = frozenset(MessageType) | TRANSCRIPT_TYPES
 OTHER = "other"
 UNKNOWN = "unknown"
 
-# The endpoint's outcomes (ingest.webhook logs the same words), grouped for the latency
+# The endpoint's outcomes (ingest.web.webhook logs the same words), grouped for the latency
 # histogram: queueing and the Postgres fallback take very different times.
 OUTCOME_CLASSES = {
     "queued": "queued",

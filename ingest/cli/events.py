@@ -1,4 +1,4 @@
-"""``ingest events list|show|reapply|discard``: the event log, for operators (``ingest.event_ops``)."""
+"""``ingest events list|show|reapply|discard``: the event log, for operators (``ingest.ops.events``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from ingest import event_ops
-from ingest.console import first_line, parse_since, positive_int, table, to_json, when
+from ingest.cli.output import first_line, parse_since, positive_int, table, to_json, when
 from ingest.db import connection_kwargs, require
+from ingest.ops import events
 from ingest.settings import Settings
 
 DEFAULT_LIMIT = 50
@@ -71,8 +71,8 @@ def _connect(settings: Settings) -> psycopg.Connection[Any]:
     return psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings))
 
 
-def _select(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[event_ops.EventSummary]:
-    return event_ops.list_events(
+def _select(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[events.EventSummary]:
+    return events.list_events(
         conn, failed=args.failed, message_type=args.message_type, call=args.call, since=args.since, limit=args.limit
     )
 
@@ -98,7 +98,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
     with _connect(settings) as conn:
-        event = event_ops.get_event(conn, args.id)
+        event = events.get_event(conn, args.id)
     if event is None:
         print(f"ingest events show: no event {args.id}", file=sys.stderr)
         return 1
@@ -135,14 +135,14 @@ def _reapply(args: argparse.Namespace, settings: Settings) -> int:
         print("ingest events reapply: give event ids, or filters (--failed, --type, --call, --since)", file=sys.stderr)
         return 2
     with _connect(settings) as conn:  # fails fast when the database is unreachable
-        ids = args.ids or event_ops.matching_event_ids(
+        ids = args.ids or events.matching_event_ids(
             conn, failed=args.failed, message_type=args.message_type, call=args.call, since=args.since, limit=args.limit
         )
     url = require(settings.database_url, "DATABASE_URL")
     pool = ConnectionPool(url, min_size=1, max_size=1, kwargs=connection_kwargs(settings), open=False, name="ops")
     try:
         pool.open(wait=True, timeout=10)
-        result = event_ops.reapply(pool, ids, phone_region=settings.phone_region)
+        result = events.reapply(pool, ids, phone_region=settings.phone_region)
     finally:
         pool.close()
     print(f"applied {result.applied} of {result.total}")
@@ -153,7 +153,7 @@ def _reapply(args: argparse.Namespace, settings: Settings) -> int:
 
 def _discard(args: argparse.Namespace, settings: Settings) -> int:
     with _connect(settings) as conn:
-        count = event_ops.discard(conn, args.ids)
+        count = events.discard(conn, args.ids)
     ids = list(dict.fromkeys(args.ids))
     print(f"discarded {count} of {len(ids)}")
     if count < len(ids):

@@ -1,8 +1,8 @@
 """``GET /metrics`` of the web process, and the workers' own exposition server.
 
 The web process shows every process's counts (in multiprocess mode: the files of its own
-directory and of its siblings, the workers', see ``ingest.metrics_dir``; otherwise its own
-registry) and the gauges read at scrape time (``ingest.metrics_sources``). With
+directory and of its siblings, the workers', see ``ingest.metrics.multiprocess``; otherwise its own
+registry) and the gauges read at scrape time (``ingest.metrics.gauges``). With
 ``INGEST_METRICS_TOKEN`` set, both endpoints require ``Authorization: Bearer <token>``;
 without it they are open, and belong on an internal network.
 
@@ -33,8 +33,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest.db import connection_kwargs
-from ingest.metrics_dir import reading_dirs, worker_metrics_port
-from ingest.metrics_sources import SourceCollector, SourceReaders, Sources
+from ingest.metrics.gauges import SourceCollector, SourceReaders, Sources
+from ingest.metrics.multiprocess import reading_dirs, worker_metrics_port
 from ingest.settings import Settings
 
 log = logging.getLogger(__name__)

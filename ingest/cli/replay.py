@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from ingest.auth import sign
-from ingest.auth_settings import AuthSettings
 from ingest.settings import Settings
+from ingest.web.auth import sign
+from ingest.web.auth_settings import AuthSettings
 
 
 class ReplayError(ValueError):

@@ -1,4 +1,4 @@
-"""``ingest dlq list|requeue|purge``: Dramatiq's dead letters for the main queue (``ingest.dead_letters``)."""
+"""``ingest dlq list|requeue|purge``: Dramatiq's dead letters for the main queue (``ingest.ops.dead_letters``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import redis
 
-from ingest import dead_letters
-from ingest.console import NotInteractive, age, confirm, first_line, positive_int, table, to_json, when
+from ingest.cli.output import NotInteractive, age, confirm, first_line, positive_int, table, to_json, when
 from ingest.db import require
+from ingest.ops import dead_letters
 from ingest.settings import Settings
 
 

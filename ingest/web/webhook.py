@@ -3,7 +3,7 @@
 Order matters: the body is read within its bound before anything else, authenticated on
 the exact bytes received, then decoded and parsed. Every problem is a precise 4xx with a
 JSON body; only when neither Redis nor Postgres can keep the delivery is it a 503. Every
-answer is counted (``ingest.metrics``) where it is logged.
+answer is counted (``ingest.metrics.counters``) where it is logged.
 """
 
 from __future__ import annotations
@@ -17,15 +17,17 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest import answers, body, metrics
-from ingest.answers import AnswerSettings
-from ingest.auth import verify
-from ingest.auth_settings import AuthSettings
-from ingest.intake import Intake, Unavailable
+from ingest import body
 from ingest.mapping.identity import call_id
+from ingest.metrics import counters
 from ingest.vocabulary import REQUEST_TYPES, MessageType
+from ingest.web import answers
+from ingest.web.answers import AnswerSettings
+from ingest.web.auth import verify
+from ingest.web.auth_settings import AuthSettings
+from ingest.web.intake import Intake, Unavailable
 
-log = logging.getLogger("ingest.webhook")
+log = logging.getLogger("ingest.web.webhook")
 
 ACK = b'{"ok":true}'
 
@@ -46,7 +48,7 @@ def json_response(status: int, content: bytes | dict[str, Any]) -> Response:
 def _log(outcome: str, started: float, size: int, **fields: Any) -> None:
     """Count the delivery, and log it."""
     elapsed = time.perf_counter() - started
-    metrics.delivery(fields.get("type"), outcome, elapsed)
+    counters.delivery(fields.get("type"), outcome, elapsed)
     level = logging.INFO if outcome in {"queued", "stored"} else logging.WARNING
     if not log.isEnabledFor(level):
         return

@@ -1,4 +1,4 @@
-"""The ASGI application: ``ingest.app:app``, or ``create_app()`` for a configured one.
+"""The ASGI application: ``ingest.web.app:app``, or ``create_app()`` for a configured one.
 
 The lifespan owns the resources: a Postgres pool (fallback writes, readiness), the Redis
 enqueuer, and the drainer task. Configuration is read once, at start, and a bad value
@@ -19,16 +19,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ingest.answers import AnswerSettings
-from ingest.auth_settings import AuthSettings
 from ingest.db import async_pool, require
-from ingest.enqueue import Enqueuer
-from ingest.intake import Drainer, Intake
 from ingest.logs import configure_logging
-from ingest.metrics_exposition import endpoint as metrics_endpoint
-from ingest.ops_page import OpsPage
+from ingest.metrics.exposition import endpoint as metrics_endpoint
+from ingest.ops.page.routes import OpsPage
 from ingest.settings import Settings
-from ingest.webhook import Webhook, json_response, receive
+from ingest.web.answers import AnswerSettings
+from ingest.web.auth_settings import AuthSettings
+from ingest.web.enqueue import Enqueuer
+from ingest.web.intake import Drainer, Intake
+from ingest.web.webhook import Webhook, json_response, receive
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
 
 
 def __getattr__(name: str) -> Starlette:
-    # ``ingest.app:app`` builds the application on first access, from the environment.
+    # ``ingest.web.app:app`` builds the application on first access, from the environment.
     if name == "app":
         configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
         application = create_app()

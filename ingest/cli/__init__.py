@@ -11,14 +11,15 @@ import psycopg
 import redis
 from psycopg_pool import PoolTimeout
 
-from ingest import devstack, dlq_command, events_command, processes, queue_command, rebuild_command, replay
-from ingest.answers import AnswerConfigError
-from ingest.auth_settings import AuthConfigError
+from ingest.cli import dlq, events, queue, rebuild, replay, serve
 from ingest.db import NotConfigured
-from ingest.embedded import EmbeddedError
+from ingest.dev import stack
+from ingest.dev.embedded import EmbeddedError
 from ingest.logs import configure_logging
 from ingest.migrate import MigrationError
 from ingest.settings import Settings, SettingsError
+from ingest.web.answers import AnswerConfigError
+from ingest.web.auth_settings import AuthConfigError
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -42,20 +43,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
         return sub.add_parser(name, help=help_text, description=help_text)
 
     add("migrate", _migrate, "Apply sql/migrations to DATABASE_URL (safe to re-run).")
-    dev = add("dev", devstack.run, "Run the whole stack locally: embedded Postgres/Redis, migrations, web, worker.")
-    devstack.add_arguments(dev)
-    add("web", processes.web, "Serve the webhook endpoint (uvicorn) on HOST:PORT.")
-    add("worker", processes.worker, "Run the Dramatiq workers that apply queued events.")
+    dev = add("dev", stack.run, "Run the whole stack locally: embedded Postgres/Redis, migrations, web, worker.")
+    stack.add_arguments(dev)
+    add("web", serve.web, "Serve the webhook endpoint (uvicorn) on HOST:PORT.")
+    add("worker", serve.worker, "Run the Dramatiq workers that apply queued events.")
     replay_parser = add("replay", replay.run, "Send recorded Vapi bodies to a running service, signed like Vapi.")
     replay.add_arguments(replay_parser)
-    queue_parser = add("queue", queue_command.run, "Queue depths and the event log's backlog, once or refreshed.")
-    queue_command.add_arguments(queue_parser)
-    events_parser = add("events", events_command.run, "List, show, re-apply or discard recorded events.")
-    events_command.add_arguments(events_parser)
-    dlq_parser = add("dlq", dlq_command.run, "List, requeue or purge Dramatiq's dead-lettered messages.")
-    dlq_command.add_arguments(dlq_parser)
-    rebuild_parser = add("rebuild", rebuild_command.run, "Re-derive user_sessions rows from call_events alone.")
-    rebuild_command.add_arguments(rebuild_parser)
+    queue_parser = add("queue", queue.run, "Queue depths and the event log's backlog, once or refreshed.")
+    queue.add_arguments(queue_parser)
+    events_parser = add("events", events.run, "List, show, re-apply or discard recorded events.")
+    events.add_arguments(events_parser)
+    dlq_parser = add("dlq", dlq.run, "List, requeue or purge Dramatiq's dead-lettered messages.")
+    dlq.add_arguments(dlq_parser)
+    rebuild_parser = add("rebuild", rebuild.run, "Re-derive user_sessions rows from call_events alone.")
+    rebuild.add_arguments(rebuild_parser)
     return parser, commands
 
 

@@ -1,6 +1,6 @@
 """``ingest queue``: what the queue and the event log hold right now, once or refreshed in place.
 
-Per queue (``ingest.queue_stats``): messages ready, in flight (fetched by a worker, not yet
+Per queue (``ingest.ops.backlog``): messages ready, in flight (fetched by a worker, not yet
 acknowledged), delayed (retries waiting for their time), dead-lettered, and the age of
 the oldest ready message. From ``call_events``: events pending, waiting and failed (the
 failures grouped by their error) and events applied in the last minute. A server that
@@ -21,9 +21,9 @@ from typing import Any
 import psycopg
 import redis
 
-from ingest.console import age, first_line, table, to_json, when
+from ingest.cli.output import age, first_line, table, to_json, when
 from ingest.db import connection_kwargs, require
-from ingest.queue_stats import EventStats, QueueStats, event_stats, queue_stats
+from ingest.ops.backlog import EventStats, QueueStats, event_stats, queue_stats
 from ingest.settings import Settings
 
 DEFAULT_INTERVAL = 2.0
