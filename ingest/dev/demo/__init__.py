@@ -2,7 +2,7 @@
 
 The ``*.jsonl`` calls and the ``*.json`` event beside this module are byte-for-byte copies
 of recorded bodies in ``tests/fixtures/`` (an installed package has no ``tests/``;
-``tests/test_devstack.py`` fails when a copy no longer matches its fixture). Every run gives
+``tests/dev/test_stack.py`` fails when a copy no longer matches its fixture). Every run gives
 each call a fresh id, so a repeated demo adds calls instead of deduplicating to nothing,
 and sends one status update whose call id is not a UUID: it can never map, so the worker
 records it as failed, which gives the ops page's failures panel something to show.

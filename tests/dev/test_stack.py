@@ -29,7 +29,7 @@ from ingest.dev.stack import OPS_PASSWORD_FILE, banner, base_url, child_env
 from ingest.migrate import discover
 from ingest.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ("DATABASE_URL", "REDIS_URL", "VAPI_SECRET", "VAPI_HMAC_SECRET", "INGEST_INSECURE")
 OPS = ("INGEST_OPS_USER", "INGEST_OPS_PASSWORD", "INGEST_OPS_TOKEN")
 # The `ingest` script beside this interpreter, as the banner shows it: `.venv/bin/ingest` in a checkout.

@@ -24,7 +24,7 @@ from ingest.migrate import discover
 from ingest.web.auth import sign
 from ingest.web.auth_settings import AuthSettings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SECRET = "procfile-test-secret"
 UNSET = ("DATABASE_URL", "REDIS_URL", "VAPI_SECRET", "VAPI_HMAC_SECRET", "INGEST_INSECURE", "PORT", "HOST")
