@@ -25,7 +25,7 @@ from ingest.mapping.sentiment import sentiment_of
 from ingest.mapping.timing import parse_instant
 from ingest.mapping.transcript import transcript_from_finals
 from ingest.patch import Patch, Source
-from ingest.vocabulary import TRANSCRIPT_TYPES, CallStatus, EventState, MessageType
+from ingest.vocabulary import TRANSCRIPT_TYPES, CallStatus, EventState, MergeOutcome, MessageType
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,14 @@ def _closes_call(message: dict[str, Any]) -> bool:
     return (ending or _is_final_transcript(message)) and not _report_expected(message)
 
 
-Merged = tuple[str, bool, str | None]
+Merged = tuple[MergeOutcome, bool, str | None]
 
 
 def merge(conn: Connection, patch: Patch) -> Merged:
     """``ingest_apply_patch``: (outcome, whether the row has ended, its transcript's source)."""
     row = conn.execute(queries.APPLY_PATCH, {"patch": patch.to_json().decode()}).fetchone()
     assert row is not None
-    return row[0], row[1], row[2]
+    return MergeOutcome(row[0]), row[1], row[2]
 
 
 def rebuild_transcript(conn: Connection, key: str) -> None:
@@ -103,7 +103,7 @@ def _patch(message: dict[str, Any], context: Context) -> Patch | None:
 def _follow_up(conn: Connection, message: dict[str, Any], patch: Patch, context: Context, merged: Merged) -> None:
     """After a merge: apply the events that waited for a new row; rebuild a transcript."""
     outcome, ended, transcript_source = merged
-    if outcome == "inserted":
+    if outcome == MergeOutcome.INSERTED:
         _apply_waiting(conn, patch, context)
         outcome, ended, transcript_source = merge(conn, Patch(patch.call_id, patch.session_id))
     if patch.call_id and ended and transcript_source in REBUILD_SOURCES and _closes_call(message):
@@ -116,7 +116,7 @@ def apply_message(conn: Connection, message: dict[str, Any], context: Context) -
     if patch is None:
         return EventState.IGNORED
     merged = merge(conn, patch)
-    if merged[0] == "missing":
+    if merged[0] == MergeOutcome.MISSING:
         return EventState.WAITING
     _follow_up(conn, message, patch, context, merged)
     return EventState.APPLIED
@@ -149,7 +149,7 @@ def apply_event(conn: Connection, event: Event, phone_region: str, *, savepoint:
         if row is None:
             return None  # a duplicate of an applied (or ignored) event
         _, state, outcome, ended, transcript_source = row
-        if patch is not None and outcome != "missing":
+        if patch is not None and outcome != MergeOutcome.MISSING:
             _follow_up(conn, event.message, patch, context, (outcome, ended, transcript_source))
         return EventState(state)
 

@@ -89,6 +89,16 @@ def clean(value: Any) -> Any:
     return value
 
 
+_INT64 = range(-(2**63), 2**64)  # the integers orjson keeps as integers
+
+
+def _int_as_orjson_reads_it(text: str) -> int | float:
+    # orjson reads an integer beyond 64 bits as a float; the fallback parser must agree, or
+    # re-encoding what it read would fail (orjson cannot encode such an int).
+    value = int(text)
+    return value if value in _INT64 else float(value)
+
+
 def _loads(body: bytes) -> tuple[Any, bool]:
     """Parse JSON; the flag says whether the value had to be cleaned (and so re-encoded)."""
     try:
@@ -98,7 +108,7 @@ def _loads(body: bytes) -> tuple[Any, bool]:
     # orjson refuses lone surrogate escapes, NaN and very deep nesting; the standard library
     # takes all but the last. What it accepts is cleaned and re-encoded below.
     try:
-        return clean(json.loads(body)), True
+        return clean(json.loads(body, parse_int=_int_as_orjson_reads_it)), True
     except (*MAX_DEPTH_ERROR, UnicodeDecodeError):
         raise BodyError(400, "invalid_json", "body is not valid JSON") from None
 

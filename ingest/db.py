@@ -6,10 +6,11 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from ingest.errors import ConfigError
 from ingest.settings import Settings
 
 
-class NotConfigured(RuntimeError):
+class NotConfigured(ConfigError):
     """A URL the command needs is unset (``ingest dev`` provides embedded servers)."""
 
 
@@ -28,23 +29,21 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+def _pool_options(settings: Settings, name: str) -> dict[str, Any]:
+    """What both kinds of pool are built from; the owner opens the pool."""
+    return {
+        "conninfo": require(settings.database_url, "DATABASE_URL"),
+        "min_size": settings.db_pool_min,
+        "max_size": settings.db_pool_max,
+        "kwargs": connection_kwargs(settings),
+        "name": name,
+        "open": False,
+    }
+
+
 def sync_pool(settings: Settings, *, name: str) -> ConnectionPool:
-    return ConnectionPool(
-        require(settings.database_url, "DATABASE_URL"),
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
-        kwargs=connection_kwargs(settings),
-        name=name,
-        open=False,
-    )
+    return ConnectionPool(**_pool_options(settings, name))
 
 
 def async_pool(settings: Settings, *, name: str) -> AsyncConnectionPool:
-    return AsyncConnectionPool(
-        require(settings.database_url, "DATABASE_URL"),
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
-        kwargs=connection_kwargs(settings),
-        name=name,
-        open=False,
-    )
+    return AsyncConnectionPool(**_pool_options(settings, name))

@@ -6,6 +6,10 @@ import psycopg
 from psycopg import errors as pg
 
 
+class ConfigError(ValueError):
+    """A setting is missing or malformed: the process refuses to start, and the message names it."""
+
+
 class PermanentError(Exception):
     """An event that can never be applied as it is; it is recorded as failed, not retried."""
 

@@ -1,9 +1,17 @@
-"""Apply ``sql/migrations/*.sql`` in order, once each, and remember what was applied.
+"""Bring a database's schema up to date: ``sql/migrations`` once each, then ``sql/functions`` always.
 
-Each file runs in its own transaction and is recorded in ``schema_migrations`` with a
-SHA-256 of its bytes. Re-running is a no-op; a file that changed after it was applied
-stops the run before anything is touched. A session-level advisory lock keeps two
-migrators (say two deploys starting at once) from interleaving.
+Migrations hold schema changes. Each runs in its own transaction and is recorded in
+``schema_migrations`` with a SHA-256 of its bytes. Re-running is a no-op; a file that
+changed after it was applied stops the run before anything is touched.
+
+Functions files hold every function the service owns (``CREATE OR REPLACE``, with their
+grants). They are not recorded: every run applies all of them, in name order, each in
+its own transaction, so a function's current definition lives in exactly one file and
+an edit reaches every database on the next migrate. A session-level advisory lock keeps
+two migrators (say two deploys starting at once) from interleaving.
+
+The ``sql/`` folder ships inside the package (``ingest/sql`` links to it in the source
+tree), so an installed ``ingest migrate`` finds it next to this module.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import psycopg
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+FUNCTIONS_DIR = SQL_DIR / "functions"
 LOCK_KEY = 0x5641_5049  # "VAPI": one advisory lock for every migrator
 
 CREATE_LEDGER = """
@@ -55,6 +65,13 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
+def discover_functions(directory: Path = FUNCTIONS_DIR) -> list[Path]:
+    files = sorted(directory.glob("*.sql"))
+    if not files:
+        raise MigrationError(f"no functions files in {directory}")
+    return files
+
+
 def _applied(conn: psycopg.Connection[tuple[str, str]]) -> dict[str, str]:
     return dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
 
@@ -83,9 +100,16 @@ def _set_timezone(conn: psycopg.Connection[tuple[str, str]], local_timezone: str
     )
 
 
-def migrate(conninfo: str, *, local_timezone: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Bring the database up to date; return the versions applied by this call."""
+def migrate(
+    conninfo: str, *, local_timezone: str, directory: Path = MIGRATIONS_DIR, functions: Path | None = FUNCTIONS_DIR
+) -> list[str]:
+    """Bring the database up to date; return the migration versions applied by this call.
+
+    ``functions=None`` applies the migrations alone, as releases before ``sql/functions``
+    did (the upgrade tests build such databases).
+    """
     migrations = discover(directory)
+    function_files = discover_functions(functions) if functions is not None else []
     done: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SET client_min_messages = warning")
@@ -105,6 +129,11 @@ def migrate(conninfo: str, *, local_timezone: str, directory: Path = MIGRATIONS_
                     )
                 log.info("migration applied", extra={"version": migration.version})
                 done.append(migration.version)
+            for path in function_files:
+                with conn.transaction():
+                    conn.execute(path.read_bytes())
+            if function_files:
+                log.info("functions applied", extra={"files": [path.name for path in function_files]})
             with conn.transaction():
                 _set_timezone(conn, local_timezone)
         finally:

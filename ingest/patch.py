@@ -33,28 +33,6 @@ class Source(StrEnum):
     EVENT = "event"  # identity facts repeated on every event (rank 0)
 
 
-# Columns whose merge follows a source rank; provenance keys are these names.
-RANKED = (
-    "assistant_id",
-    "phone_number_id",
-    "business_number",
-    "customer_number",
-    "type",
-    "user_id",
-    "client_id",
-    "started_at_utc",
-    "ended_at_utc",
-    "ended_reason",
-    "duration",  # duration_seconds and duration_minutes move together
-    "cost_total",
-    "call_summary",
-    "call_transcript",
-    "sentiment",
-    "call_outcome",
-    "keywords",
-)
-
-
 @dataclass(frozen=True)
 class Patch:
     call_id: str | None = None

@@ -42,7 +42,7 @@ ON CONFLICT (dedupe_key) DO UPDATE SET
 SET_EVENT_STATE = """
 UPDATE call_events
 SET state = %(state)s, last_error = %(error)s,
-    applied_at = CASE WHEN %(state)s = 'applied' THEN now() ELSE applied_at END
+    applied_at = CASE WHEN %(state)s = 'applied' THEN now() END
 WHERE id = %(id)s
 """
 
@@ -93,20 +93,34 @@ FOR UPDATE SKIP LOCKED
 # Calls that ended a while ago (within the last day) with no transcript but with final
 # transcript events: their report never came, or came without one, so the sweeper builds
 # the transcript from the finals. Calls without finals (unanswered, say) are not selected.
+# With each call comes the id of its newest final (the finals FINAL_TRANSCRIPTS reads); when
+# they give no transcript, MARK_TRANSCRIPT_TRIED keeps that id in the row, so such a call
+# is tried once, again only when a newer final arrives, and never crowds out the calls
+# behind it.
 CALLS_WITHOUT_TRANSCRIPT = """
-SELECT s.call_id::text FROM user_sessions AS s
+SELECT s.call_id::text, f.newest FROM user_sessions AS s
+CROSS JOIN LATERAL (
+    SELECT max(e.id) AS newest FROM call_events AS e
+    WHERE e.call_id = s.call_id::text
+      AND e.message_type IN ('transcript', 'transcript[transcriptType="final"]',
+                             'transcript[transcriptType=''final'']')
+      AND (e.message_type <> 'transcript' OR e.message ->> 'transcriptType' = 'final')
+      AND e.state IN ('applied', 'pending', 'waiting')
+) AS f
 WHERE s.call_transcript IS NULL AND s.call_id IS NOT NULL
   AND s.ended_at_utc < now() - make_interval(secs => %(grace)s)
   AND s.ended_at_utc > now() - make_interval(secs => %(grace)s) - interval '1 day'
-  AND EXISTS (
-      SELECT 1 FROM call_events AS e
-      WHERE e.call_id = s.call_id::text
-        AND e.message_type IN ('transcript', 'transcript[transcriptType="final"]',
-                               'transcript[transcriptType=''final'']')
-        AND (e.message_type <> 'transcript' OR e.message ->> 'transcriptType' = 'final')
-  )
+  AND f.newest > coalesce((s.metadata ->> 'transcript_finals_tried')::bigint, 0)
 ORDER BY s.ended_at_utc
 LIMIT %(limit)s
+"""
+
+# Only a row still without a transcript is marked: one the rebuild gave a transcript stays
+# exactly what re-deriving it from call_events gives (ingest rebuild).
+MARK_TRANSCRIPT_TRIED = """
+UPDATE user_sessions
+SET metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('transcript_finals_tried', %(newest)s::bigint)
+WHERE call_id = %(call_id)s::uuid AND call_transcript IS NULL
 """
 
 # --- ops: what the event log holds (ingest.ops.backlog) ---
@@ -135,16 +149,19 @@ WHERE applied_at > now() - make_interval(secs => %(seconds)s)
 
 # --- ops: inspecting, re-applying and discarding events (ingest.ops.events) ---
 
-# ``states`` is pending+waiting or failed: both served by the partial index on received_at.
-LIST_EVENTS = """
-SELECT id, received_at, message_type, call_id, session_id, state, attempts,
-       nullif(split_part(coalesce(last_error, ''), E'\\n', 1), '') AS error
-FROM call_events
+# The filters of `ingest events list` and `reapply`, so both pick the same events. ``states`` is
+# pending+waiting or failed: both served by the partial index on received_at.
+_EVENT_FILTERS = """
 WHERE state = ANY(%(states)s)
   AND (%(message_type)s::text IS NULL OR message_type = %(message_type)s::text)
   AND (%(call)s::text IS NULL OR call_id = %(call)s::text OR session_id = %(call)s::text)
   AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s::timestamptz)
-ORDER BY received_at DESC, id DESC
+"""
+
+LIST_EVENTS = f"""
+SELECT id, received_at, message_type, call_id, session_id, state, attempts,
+       nullif(split_part(coalesce(last_error, ''), E'\\n', 1), '') AS error
+FROM call_events{_EVENT_FILTERS}ORDER BY received_at DESC, id DESC
 LIMIT %(limit)s
 """
 
@@ -240,13 +257,8 @@ LIMIT %(limit)s
 """
 
 # ingest events reapply with filters: the events `list` shows, newest first, a page at a time.
-MATCHING_EVENT_IDS = """
-SELECT id, received_at FROM call_events
-WHERE state = ANY(%(states)s)
-  AND (%(message_type)s::text IS NULL OR message_type = %(message_type)s::text)
-  AND (%(call)s::text IS NULL OR call_id = %(call)s::text OR session_id = %(call)s::text)
-  AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s::timestamptz)
-  AND (%(after_received_at)s::timestamptz IS NULL
+MATCHING_EVENT_IDS = f"""
+SELECT id, received_at FROM call_events{_EVENT_FILTERS}  AND (%(after_received_at)s::timestamptz IS NULL
        OR (received_at, id) < (%(after_received_at)s::timestamptz, %(after_id)s::bigint))
 ORDER BY received_at DESC, id DESC
 LIMIT %(limit)s

@@ -1,27 +1,43 @@
-"""Service settings, read once from the environment into a frozen object.
+"""Service settings, read once from the environment into a frozen tree.
+
+``Settings.from_env`` is the one place the service reads its environment: the process-wide
+values are fields, and the settings of one concern (webhook authentication, the answers to
+messages Vapi waits on, the /ops login) are built from the same snapshot on first use and
+validated by the process that needs them (``ingest web`` refuses to start without
+authentication; ``ingest queue`` does not care). The exceptions are the dev launcher,
+which passes its environment on to the processes it starts, and the metrics plumbing,
+which sets prometheus_client's own variables for the processes after it.
 
 Every variable, its default and its meaning is listed in the README's configuration table.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import phonenumbers
+
+from ingest.errors import ConfigError
+from ingest.metrics.multiprocess import worker_metrics_port
+
+if TYPE_CHECKING:
+    from ingest.ops.page.auth import OpsAuth
+    from ingest.web.answers import AnswerSettings
+    from ingest.web.auth_settings import AuthSettings
 
 DEFAULT_TIMEZONE = "Pacific/Auckland"
 DEFAULT_QUEUE = "vapi-events"
 
 
-class SettingsError(ValueError):
-    """A configuration value is missing or malformed; the message names the variable."""
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+def env_flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """A boolean variable: 1/true/yes/on or 0/false/no/off (any case); unset or empty is ``default``."""
     raw = env.get(name, "").strip().lower()
     if not raw:
         return default
@@ -29,7 +45,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if raw in {"0", "false", "no", "off"}:
         return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -39,9 +55,9 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -50,14 +66,14 @@ def _timezone(env: Mapping[str, str]) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(f"LOCAL_TIMEZONE {name!r} is not an IANA time zone") from None
+        raise ConfigError(f"LOCAL_TIMEZONE {name!r} is not an IANA time zone") from None
     return name
 
 
 def _region(env: Mapping[str, str]) -> str:
     region = (env.get("DEFAULT_PHONE_REGION", "").strip() or "NZ").upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise SettingsError(f"DEFAULT_PHONE_REGION {region!r} is not a region phonenumbers knows (e.g. NZ, AU, US)")
+        raise ConfigError(f"DEFAULT_PHONE_REGION {region!r} is not a region phonenumbers knows (e.g. NZ, AU, US)")
     return region
 
 
@@ -87,6 +103,31 @@ class Settings:
     worker_processes: int = 2
     worker_threads: int = 8
     worker_idle_poll_ms: int = 100
+    metrics_token: bytes | None = field(default=None, repr=False)
+    worker_metrics_port: int | None = None
+    # The snapshot everything above was read from: the concern settings below read it too.
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @functools.cached_property
+    def auth(self) -> AuthSettings:
+        """Webhook authentication; raises ``ConfigError`` when none is configured (see ``ingest.web.auth_settings``)."""
+        from ingest.web.auth_settings import AuthSettings
+
+        return AuthSettings.from_env(self.environment)
+
+    @functools.cached_property
+    def answers(self) -> AnswerSettings:
+        """What the endpoint answers to the messages Vapi waits on."""
+        from ingest.web.answers import AnswerSettings
+
+        return AnswerSettings.from_env(self.environment)
+
+    @functools.cached_property
+    def ops_auth(self) -> OpsAuth:
+        """Who may use the /ops page."""
+        from ingest.ops.page.auth import OpsAuth
+
+        return OpsAuth.from_env(self.environment)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -94,7 +135,7 @@ class Settings:
         pool_min = _int(env, "DB_POOL_MIN", 1)
         pool_max = _int(env, "DB_POOL_MAX", 8, minimum=1)
         if pool_max < pool_min:
-            raise SettingsError(f"DB_POOL_MAX ({pool_max}) is below DB_POOL_MIN ({pool_min})")
+            raise ConfigError(f"DB_POOL_MAX ({pool_max}) is below DB_POOL_MIN ({pool_min})")
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,
@@ -104,7 +145,7 @@ class Settings:
             queue_namespace=env.get("INGEST_REDIS_NAMESPACE") or "dramatiq",
             db_pool_min=pool_min,
             db_pool_max=pool_max,
-            db_prepared_statements=_bool(env, "DB_PREPARED_STATEMENTS", True),
+            db_prepared_statements=env_flag(env, "DB_PREPARED_STATEMENTS", True),
             host=env.get("HOST") or "127.0.0.1",
             port=_int(env, "PORT", 8000, minimum=1),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
@@ -118,4 +159,7 @@ class Settings:
             worker_processes=_int(env, "WORKER_PROCESSES", 2, minimum=1),
             worker_threads=_int(env, "WORKER_THREADS", 8, minimum=1),
             worker_idle_poll_ms=_int(env, "WORKER_IDLE_POLL_MS", 100, minimum=10),
+            metrics_token=(env.get("INGEST_METRICS_TOKEN") or "").strip().encode() or None,
+            worker_metrics_port=worker_metrics_port(env),
+            environment=MappingProxyType(dict(env)),
         )

@@ -71,6 +71,27 @@ TRANSCRIPT_TYPES = frozenset(
 )
 
 
+class DeliveryOutcome(StrEnum):
+    """What the endpoint did with a delivery: logged and counted (``vapi_ingest_deliveries_total``)."""
+
+    QUEUED = "queued"
+    STORED = "stored"  # Redis failed: kept in Postgres, queued later by the drainer
+    UNAUTHORIZED = "unauthorized"
+    INVALID = "invalid"
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"  # neither Redis nor Postgres took it: 503
+    ANSWERED_NOT_RECORDED = "answered_not_recorded"  # a live call got its answer, the event is lost
+
+
+class MergeOutcome(StrEnum):
+    """What ``ingest_apply_patch`` did with a patch (its ``outcome`` column)."""
+
+    INSERTED = "inserted"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    MISSING = "missing"  # the row cannot exist yet (no assistant): the event waits
+
+
 class CallStatus(StrEnum):
     SCHEDULED = "scheduled"
     QUEUED = "queued"
@@ -82,7 +103,7 @@ class CallStatus(StrEnum):
     DELETION_FAILED = "deletion-failed"
 
 
-class Outcome(StrEnum):
+class CallOutcome(StrEnum):
     """``call_outcome`` labels derived from the ended reason when the assistant gives none."""
 
     COMPLETED = "completed"

@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ingest.dev.embedded import EmbeddedPostgres, EmbeddedRedis
-from ingest.migrate import MIGRATIONS_DIR, migrate
+from ingest.migrate import FUNCTIONS_DIR, MIGRATIONS_DIR, migrate
 
 # Hypothesis runs third-party "hypothesis" entry points on import; trio (pulled in by the
 # browser driver) registers one that warns, and warnings are errors here. None are needed.
@@ -44,7 +44,7 @@ def database_url(server_url: str, dbname: str) -> str:
 
 def _template_name() -> str:
     digest = hashlib.sha256(LOCAL_TIMEZONE.encode())
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+    for path in [*sorted(MIGRATIONS_DIR.glob("*.sql")), *sorted(FUNCTIONS_DIR.glob("*.sql"))]:
         digest.update(path.name.encode() + path.read_bytes())
     return f"ingest_tpl_{digest.hexdigest()[:12]}"
 

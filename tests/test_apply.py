@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from decimal import Decimal
 from pathlib import Path
@@ -30,8 +31,8 @@ def kind(body: bytes) -> str:
 
 
 def test_every_message_type_has_a_handler() -> None:
-    """The dispatch table covers every type in the vocabulary except handoff requests."""
-    missing = {t.value for t in MessageType} - set(HANDLERS) - {MessageType.HANDOFF_DESTINATION_REQUEST}
+    """The dispatch table covers every type in the vocabulary."""
+    missing = {t.value for t in MessageType} - set(HANDLERS)
     assert missing == set()
 
 
@@ -222,6 +223,46 @@ def test_session_only_stream(db: psycopg.Connection[Any]) -> None:
     assert "1b7936a3-1502-491f-9b0b-80b2e2a055f5" in row["metadata"]["chats"]
 
 
+def with_cost(raw: bytes, cost: object) -> bytes:
+    """The body with its report's or session's ``cost`` replaced, and no breakdown total to fall back on."""
+    body = orjson.loads(raw)
+    message = body["message"]
+    if message["type"] == "end-of-call-report":
+        message["cost"] = cost
+        message.pop("costBreakdown", None)
+        message["call"].pop("costBreakdown", None)
+    elif "session" in message:
+        message["session"]["cost"] = cost
+    return orjson.dumps(body)
+
+
+def test_report_with_a_nan_cost_applies_everything_else(db: psycopg.Connection[Any]) -> None:
+    """A report whose cost is "NaN" is applied: no cost_total, the raw cost in metadata, every other field as usual."""
+    states = apply_bodies(db, [with_cost(raw, "NaN") for raw in load_call("inbound_booking")])
+    assert set(states) == {EventState.APPLIED}
+    row = session_rows(db)[BOOKING]
+    expected = copy.deepcopy(EXPECTED["rows"][BOOKING])
+    assert (row["cost_total"], row["metadata"]["raw_cost"]) == (None, "NaN")
+    assert {k: v for k, v in row.items() if k not in ("cost_total", "metadata")} == {
+        k: v for k, v in expected.items() if k not in ("cost_total", "metadata")
+    }
+    for metadata in (row["metadata"], expected["metadata"]):
+        for key in ("raw_cost", "cost_source", "cost_breakdown"):
+            metadata.pop(key, None)
+        metadata["provenance"].pop("cost_total", None)
+    assert row["metadata"] == expected["metadata"]
+
+
+def test_session_with_a_nan_cost_applies_everything_else(db: psycopg.Connection[Any]) -> None:
+    """Session events whose cost is "NaN" are applied, not failed: the row is built, the cost kept raw."""
+    states = apply_bodies(db, [with_cost(raw, "NaN") for raw in load_call("session_chat")])
+    assert set(states) == {EventState.APPLIED}
+    row = session_rows(db)["sess_tui_7YqK2mWc9LpR4xVb"]
+    assert (row["type"], row["client_id"], row["cost_total"]) == ("chat", "client-tui-broadband", None)
+    assert row["metadata"]["raw_cost"] == "NaN"
+    assert "1b7936a3-1502-491f-9b0b-80b2e2a055f5" in row["metadata"]["chats"]
+
+
 def test_unknown_type_is_recorded_and_ignored(db: psycopg.Connection[Any]) -> None:
     """A type we do not know is kept in call_events as ignored and touches no row."""
     assert apply_bodies(db, [load_event("unknown_type.json"), load_event("assistant-started.json")]) == [
@@ -230,6 +271,13 @@ def test_unknown_type_is_recorded_and_ignored(db: psycopg.Connection[Any]) -> No
     ]
     assert session_rows(db) == {}
     assert event_states(db) == {"ignored": 2}
+
+
+def test_handoff_request_is_on_its_call_s_timeline(db: psycopg.Connection[Any]) -> None:
+    """A handoff-destination-request is applied, not ignored: its call's row records it on the timeline."""
+    assert apply_bodies(db, [load_event("handoff-destination-request.json")]) == [EventState.APPLIED]
+    row = session_rows(db)["e4d514f4-cc05-4037-bf43-61de204d3589"]
+    assert [entry["type"] for entry in row["server_messages"]["timeline"]] == ["handoff-destination-request"]
 
 
 def test_non_uuid_call_id_is_unmappable(db: psycopg.Connection[Any]) -> None:

@@ -32,5 +32,6 @@ MAX_AGE_MS = 86_400_000
     max_age=MAX_AGE_MS,
     throws=(PermanentError,),
 )
-def apply_event(body: dict[str, Any], received_at_ms: int) -> None:
+def apply_queued_event(body: dict[str, Any], received_at_ms: int) -> None:
+    """Apply one queued delivery (Dramatiq knows this actor as ``ACTOR_NAME``, the name on the wire)."""
     process(resources.group, event_from_body(body, received_at_ms))

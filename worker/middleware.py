@@ -9,7 +9,6 @@ recorded as failed in ``call_events`` so it shows up for operators.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,6 @@ from ingest.db import sync_pool
 from ingest.errors import PermanentError
 from ingest.logs import configure_logging
 from ingest.metrics.exposition import serve_worker_metrics
-from ingest.metrics.multiprocess import worker_metrics_port
 from ingest.settings import Settings
 from worker.group_commit import GroupCommit
 from worker.process import event_from_body
@@ -56,7 +54,7 @@ class Resources(Middleware):
     @property
     def forks(self) -> list[Callable[[], int]]:
         # With INGEST_WORKER_METRICS_PORT, Dramatiq forks a process serving the workers' counts.
-        return [serve_worker_metrics] if worker_metrics_port(os.environ) else []
+        return [serve_worker_metrics] if self.settings.worker_metrics_port else []
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Before the worker threads start, so no message ever finds the pool closed.

@@ -45,13 +45,19 @@ def sweep_once(
 
 
 def rebuild_missing_transcripts(pool: ConnectionPool, *, grace: float, limit: int = 50) -> int:
-    """Build transcripts from final transcript events for calls whose report never came."""
+    """Build transcripts from final transcript events for calls whose report never came; return the calls tried.
+
+    A call whose finals give no transcript (no spoken text, no usable timestamps) is marked
+    with the newest final it was tried with, so it is not read again on every sweep, ahead
+    of the calls behind it, but only once a newer final arrives.
+    """
     with pool.connection() as conn:
-        keys = [row[0] for row in conn.execute(queries.CALLS_WITHOUT_TRANSCRIPT, {"grace": grace, "limit": limit})]
-    for key in keys:
+        calls = conn.execute(queries.CALLS_WITHOUT_TRANSCRIPT, {"grace": grace, "limit": limit}).fetchall()
+    for key, newest in calls:
         with pool.connection() as conn, conn.transaction():
             rebuild_transcript(conn, key)
-    return len(keys)
+            conn.execute(queries.MARK_TRANSCRIPT_TRIED, {"call_id": key, "newest": newest})
+    return len(calls)
 
 
 class Sweeper(threading.Thread):

@@ -12,14 +12,12 @@ import redis
 from psycopg_pool import PoolTimeout
 
 from ingest.cli import dlq, events, queue, rebuild, replay, serve
-from ingest.db import NotConfigured
 from ingest.dev import stack
 from ingest.dev.embedded import EmbeddedError
+from ingest.errors import ConfigError
 from ingest.logs import configure_logging
 from ingest.migrate import MigrationError
-from ingest.settings import Settings, SettingsError
-from ingest.web.answers import AnswerConfigError
-from ingest.web.auth_settings import AuthConfigError
+from ingest.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -42,7 +40,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
         commands[name] = func
         return sub.add_parser(name, help=help_text, description=help_text)
 
-    add("migrate", _migrate, "Apply sql/migrations to DATABASE_URL (safe to re-run).")
+    add("migrate", _migrate, "Apply sql/migrations, then sql/functions, to DATABASE_URL (safe to re-run).")
     dev = add("dev", stack.run, "Run the whole stack locally: embedded Postgres/Redis, migrations, web, worker.")
     stack.add_arguments(dev)
     add("web", serve.web, "Serve the webhook endpoint (uvicorn) on HOST:PORT.")
@@ -67,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         configure_logging(settings.log_level)
         return commands[args.command](args, settings)
-    except (SettingsError, NotConfigured, MigrationError, EmbeddedError, AuthConfigError, AnswerConfigError) as exc:
+    except (ConfigError, MigrationError, EmbeddedError) as exc:
         logging.getLogger("ingest").error("%s", exc)
         print(f"ingest {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -14,16 +14,15 @@ import argparse
 import contextlib
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import redis
 
-from ingest.cli.output import age, first_line, table, to_json, when
+from ingest.cli.output import age, table, to_json, when
 from ingest.db import connection_kwargs, require
-from ingest.ops.backlog import EventStats, QueueStats, event_stats, queue_stats
+from ingest.ops import backlog
+from ingest.ops.backlog import Backlog
 from ingest.settings import Settings
 
 DEFAULT_INTERVAL = 2.0
@@ -35,55 +34,25 @@ ERASE_BELOW = "\x1b[J"  # from the cursor to the end of the screen
 sleep = time.sleep  # the pause between refreshes (tests replace it)
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    taken_at: datetime
-    namespace: str
-    queues: list[QueueStats] | None
-    events: EventStats | None
-    errors: dict[str, str] = field(default_factory=dict)  # "redis" / "postgres" → why it is missing
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.taken_at.isoformat(),
-            "namespace": self.namespace,
-            "queues": None if self.queues is None else [q.as_dict() for q in self.queues],
-            "events": None if self.events is None else self.events.as_dict(),
-            "errors": self.errors,
-        }
-
-
 class Probe:
     """Takes snapshots; keeps its connections between them and reopens a broken one."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = redis.Redis.from_url(
-            require(settings.redis_url, "REDIS_URL"), socket_timeout=5, socket_connect_timeout=5
-        )
+        self.redis = backlog.redis_client(require(settings.redis_url, "REDIS_URL"))
         self.database_url = require(settings.database_url, "DATABASE_URL")
         self._conn: psycopg.Connection[Any] | None = None
 
-    def _connection(self) -> psycopg.Connection[Any]:
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = psycopg.connect(
-                self.database_url, autocommit=True, connect_timeout=5, **connection_kwargs(self.settings)
+                self.database_url, autocommit=True, **connection_kwargs(self.settings), **backlog.postgres_timeouts()
             )
-        return self._conn
+        yield self._conn
 
-    def snapshot(self) -> Snapshot:
-        errors: dict[str, str] = {}
-        queues: list[QueueStats] | None = None
-        events: EventStats | None = None
-        try:
-            queues = queue_stats(self.redis, self.settings.queue_namespace, [self.settings.queue_name])
-        except redis.RedisError as exc:
-            errors["redis"] = f"{type(exc).__name__}: {first_line(str(exc), 300)}"
-        try:
-            events = event_stats(self._connection())
-        except psycopg.Error as exc:
-            errors["postgres"] = f"{type(exc).__name__}: {first_line(str(exc), 300)}"
-        return Snapshot(datetime.now(UTC), self.settings.queue_namespace, queues, events, errors)
+    def snapshot(self) -> Backlog:
+        return backlog.snapshot(self.redis, self._connection, self.settings.queue_namespace, [self.settings.queue_name])
 
     def close(self) -> None:
         self.redis.close()
@@ -92,7 +61,7 @@ class Probe:
                 self._conn.close()
 
 
-def render(snapshot: Snapshot) -> str:
+def render(snapshot: Backlog) -> str:
     lines = [f"queues in Redis namespace {snapshot.namespace!r} at {when(snapshot.taken_at)}", ""]
     if snapshot.queues is None:
         lines.append(f"queues: unavailable ({snapshot.errors.get('redis', 'unknown error')})")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -133,7 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     url = args.url or f"http://{settings.host}:{settings.port}/webhooks/vapi"
-    auth = AuthSettings.from_env(os.environ)
+    auth = settings.auth
     try:
         bodies = load(args.paths)
     except ReplayError as exc:

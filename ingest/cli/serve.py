@@ -8,10 +8,7 @@ import sys
 
 from ingest.db import require
 from ingest.metrics import multiprocess
-from ingest.ops.page.auth import OpsAuth
 from ingest.settings import Settings
-from ingest.web.answers import AnswerSettings
-from ingest.web.auth_settings import AuthSettings
 
 
 def web(args: argparse.Namespace, settings: Settings) -> int:
@@ -19,9 +16,10 @@ def web(args: argparse.Namespace, settings: Settings) -> int:
 
     require(settings.database_url, "DATABASE_URL")
     require(settings.redis_url, "REDIS_URL")
-    AuthSettings.from_env(os.environ)  # refuse to start on a bad or missing credential setting
-    AnswerSettings.from_env(os.environ)
-    OpsAuth.from_env(os.environ)
+    # Refuse to start on a bad or missing setting of any concern the web process serves.
+    settings.auth  # noqa: B018
+    settings.answers  # noqa: B018
+    settings.ops_auth  # noqa: B018
     multiprocess.prepare(multiprocess.WEB, settings.data_dir)  # before the app imports prometheus_client
     uvicorn.run(
         "ingest.web.app:create_app",
@@ -52,7 +50,6 @@ def worker_command(settings: Settings) -> list[str]:
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     require(settings.database_url, "DATABASE_URL")
     require(settings.redis_url, "REDIS_URL")
-    multiprocess.worker_metrics_port(os.environ)  # refuse to start on a bad port
     multiprocess.prepare(multiprocess.WORKER, settings.data_dir)  # inherited by every worker process
     # How long an idle consumer sleeps before asking Redis again (Dramatiq's default, 1 s,
     # would add up to a second to an event arriving at a quiet worker).

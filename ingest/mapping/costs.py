@@ -1,34 +1,31 @@
 """The platform's reported cost of a call, and the breakdown kept in ``metadata``.
 
-Vapi reports USD as JSON floats (``0.098628``). They become ``Decimal`` through their
-shortest text form, never through float arithmetic. ``message.call.cost`` is not read:
-the embedded call is the POST /call snapshot and may be stale or absent (reference §1, §8.8).
+Vapi reports USD as JSON floats (``0.098628``); ``ingest.mapping.numbers.money`` reads
+them. ``message.call.cost`` is not read: the embedded call is the POST /call snapshot and
+may be stale or absent (reference §1, §8.8).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Final
+from decimal import Decimal
+from typing import Any
 
-__all__ = ["cost_metadata", "reported_cost"]
+from ingest.mapping.numbers import money
 
-_QUANTUM: Final = Decimal("0.0001")  # cost_total is numeric(10,4)
-_MAX_COST: Final = Decimal("999999.9999")
+__all__ = ["cost_metadata", "raw_cost", "reported_cost"]
 
 
-def _amount(value: object) -> Decimal | None:
-    """A non-negative finite JSON number as a Decimal (``0`` is an amount, not a missing one)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    amount = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
-    if amount < 0 or amount > _MAX_COST:
-        return None
-    return amount.quantize(_QUANTUM, rounding=ROUND_HALF_UP)
+def raw_cost(value: object) -> dict[str, Any]:
+    """``{"raw_cost": value}`` for a cost that is given but is no storable amount; else ``{}``.
+
+    ``"NaN"``, ``"0.07"``, ``-1`` or ``1e12`` leave ``cost_total`` alone and are kept in
+    ``metadata`` as sent, so nothing the platform said is lost and the event still applies.
+    """
+    if value is None or money(value) is not None:
+        return {}
+    return {"raw_cost": copy.deepcopy(value)}
 
 
 def reported_cost(message: Mapping[str, Any]) -> Decimal | None:
@@ -37,24 +34,25 @@ def reported_cost(message: Mapping[str, Any]) -> Decimal | None:
     None when neither is a usable number; the caller then computes the cost from the
     duration and the client's rate plan (DESIGN.md, "Cost").
     """
-    cost = _amount(message.get("cost"))
+    cost = money(message.get("cost"))
     if cost is not None:
         return cost
     breakdown = message.get("costBreakdown")
     if isinstance(breakdown, Mapping):
-        return _amount(breakdown.get("total"))
+        return money(breakdown.get("total"))
     return None
 
 
 def cost_metadata(message: Mapping[str, Any]) -> dict[str, Any]:
-    """``costs`` (the report's ``costs[]`` as given) and ``cost_breakdown``, for ``metadata``.
+    """``costs`` (the report's ``costs[]`` as given), ``cost_breakdown`` and ``raw_cost``, for ``metadata``.
 
     The breakdown is the message's legacy top-level ``costBreakdown``, else the embedded
     ``call.costBreakdown`` (a breakdown has no better source, and a stale one is still
-    labelled as what it is). Keys are present only when there is something to keep;
-    values are deep copies, amounts untouched (jsonb keeps the exact numbers).
+    labelled as what it is). ``raw_cost`` is an unusable top-level ``cost`` (see
+    :func:`raw_cost`). Keys are present only when there is something to keep; values are
+    deep copies, amounts untouched (jsonb keeps the exact numbers).
     """
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, Any] = raw_cost(message.get("cost"))
     costs = message.get("costs")
     if isinstance(costs, list):
         metadata["costs"] = copy.deepcopy(costs)

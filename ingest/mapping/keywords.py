@@ -25,8 +25,8 @@ _MAX_PHRASE_WORDS: Final = 2
 # rule below discard some of its candidates.
 _CANDIDATES: Final = 40
 _MAX_KEYWORD_CHARS: Final = 64
-# YAKE's time grows with the text (about 0.3 s for 50 KB of transcript); past 100 000
-# characters the rest of a call adds little, so only the start is read.
+# YAKE's time grows with the text (measured: bench/README.md, "Figures measured outside the
+# benchmarks"); past 100 000 characters the rest of a call adds little, so only the start is read.
 _MAX_TEXT_CHARS: Final = 100_000
 
 # "AI: …", "User: …" at the start of each transcript line (Vapi's artifact.transcript), and

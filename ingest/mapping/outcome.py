@@ -12,53 +12,53 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from ingest.vocabulary import Outcome
+from ingest.vocabulary import CallOutcome
 
 __all__ = ["normalise_outcome", "outcome_from_ended_reason"]
 
 # Plain values whose outcome is not what the generic rules below would give.
-_EXACT: Final[dict[str, Outcome]] = {
+_EXACT: Final[dict[str, CallOutcome]] = {
     # The callee never picked up. The two call.forwarding.* values are about the transfer
     # target (the operator), not the customer, but the caller still reached nobody.
-    "customer-did-not-answer": Outcome.NO_ANSWER,
-    "call.forwarding.no-answer": Outcome.NO_ANSWER,
+    "customer-did-not-answer": CallOutcome.NO_ANSWER,
+    "call.forwarding.no-answer": CallOutcome.NO_ANSWER,
     # Web call whose user refused the microphone: no conversation, and nothing broke.
-    "customer-did-not-give-microphone-permission": Outcome.NO_ANSWER,
+    "customer-did-not-give-microphone-permission": CallOutcome.NO_ANSWER,
     # Inbound SIP caller gave up while it rang (an abandoned call): never answered.
-    "call.ringing.sip-inbound-caller-hungup-before-call-connect": Outcome.NO_ANSWER,
-    "customer-busy": Outcome.BUSY,
-    "call.forwarding.operator-busy": Outcome.BUSY,
-    "voicemail": Outcome.VOICEMAIL,
-    "assistant-forwarded-call": Outcome.TRANSFERRED,
+    "call.ringing.sip-inbound-caller-hungup-before-call-connect": CallOutcome.NO_ANSWER,
+    "customer-busy": CallOutcome.BUSY,
+    "call.forwarding.operator-busy": CallOutcome.BUSY,
+    "voicemail": CallOutcome.VOICEMAIL,
+    "assistant-forwarded-call": CallOutcome.TRANSFERRED,
     # The assistant-request answer was a number to forward to instead of an assistant.
-    "assistant-request-returned-forwarding-phone-number": Outcome.TRANSFERRED,
+    "assistant-request-returned-forwarding-phone-number": CallOutcome.TRANSFERRED,
     # Technical failures whose names carry no "error"/"failed"/"fault".
-    "worker-shutdown": Outcome.FAILED,  # Vapi deploy killed the call worker
-    "assistant-join-timed-out": Outcome.FAILED,
-    "assistant-not-found": Outcome.FAILED,
-    "assistant-not-valid": Outcome.FAILED,
-    "assistant-not-invalid": Outcome.FAILED,  # old spelling of assistant-not-valid (to 2025-02)
-    "assistant-not-provided": Outcome.FAILED,
-    "assistant-request-returned-no-assistant": Outcome.FAILED,
-    "assistant-request-returned-invalid-assistant": Outcome.FAILED,
-    "no-server-available": Outcome.FAILED,
-    "pipeline-no-available-model": Outcome.FAILED,
+    "worker-shutdown": CallOutcome.FAILED,  # Vapi deploy killed the call worker
+    "assistant-join-timed-out": CallOutcome.FAILED,
+    "assistant-not-found": CallOutcome.FAILED,
+    "assistant-not-valid": CallOutcome.FAILED,
+    "assistant-not-invalid": CallOutcome.FAILED,  # old spelling of assistant-not-valid (to 2025-02)
+    "assistant-not-provided": CallOutcome.FAILED,
+    "assistant-request-returned-no-assistant": CallOutcome.FAILED,
+    "assistant-request-returned-invalid-assistant": CallOutcome.FAILED,
+    "no-server-available": CallOutcome.FAILED,
+    "pipeline-no-available-model": CallOutcome.FAILED,
     # "closed unexpectedly, the caller experiences an abrupt call drop" (Vapi's docs).
-    "phone-call-provider-closed-websocket": Outcome.FAILED,
+    "phone-call-provider-closed-websocket": CallOutcome.FAILED,
     # Bypass mode configured but the provider never delivered the call: a setup fault on
     # our side of the line, not a customer who did not answer.
-    "phone-call-provider-bypass-enabled-but-no-call-received": Outcome.FAILED,
+    "phone-call-provider-bypass-enabled-but-no-call-received": CallOutcome.FAILED,
     # Twilio: the dialled number does not exist; Vonage refused to place the call.
-    "twilio-reported-customer-misdialed": Outcome.FAILED,
-    "vonage-rejected": Outcome.FAILED,
+    "twilio-reported-customer-misdialed": CallOutcome.FAILED,
+    "vonage-rejected": CallOutcome.FAILED,
     # The carrier reporting that the call leg ended is a normal end, like a hang-up.
-    "vonage-disconnected": Outcome.COMPLETED,
-    "vonage-completed": Outcome.COMPLETED,
-    "call.in-progress.twilio-completed-call": Outcome.COMPLETED,
-    "call.in-progress.sip-completed-call": Outcome.COMPLETED,
+    "vonage-disconnected": CallOutcome.COMPLETED,
+    "vonage-completed": CallOutcome.COMPLETED,
+    "call.in-progress.twilio-completed-call": CallOutcome.COMPLETED,
+    "call.in-progress.sip-completed-call": CallOutcome.COMPLETED,
     # Cancelled before it happened: not a failure, and the vocabulary has no "cancelled".
-    "manually-canceled": Outcome.COMPLETED,
-    "scheduled-call-deleted": Outcome.COMPLETED,
+    "manually-canceled": CallOutcome.COMPLETED,
+    "scheduled-call-deleted": CallOutcome.COMPLETED,
 }
 
 # SIP 408/480 on an outbound leg: Vapi's own troubleshooting table files these under
@@ -79,7 +79,7 @@ _NO_ANSWER: Final = re.compile(r"no-answer|did-not-answer|unanswered")
 _BUSY: Final = re.compile(r"(?:^|[-.])busy(?:$|-)")
 
 
-def outcome_from_ended_reason(reason: str | None) -> Outcome | None:
+def outcome_from_ended_reason(reason: str | None) -> CallOutcome | None:
     """The outcome an ended reason means; None when there is no reason (the call has not ended).
 
     Everything not recognised as no answer, busy, voicemail, transfer or a failure is
@@ -93,18 +93,18 @@ def outcome_from_ended_reason(reason: str | None) -> Outcome | None:
     if exact is not None:
         return exact
     if _UNAVAILABLE.search(value):
-        return Outcome.NO_ANSWER
+        return CallOutcome.NO_ANSWER
     if _TRANSFER_HOOK.search(value):
-        return Outcome.TRANSFERRED
+        return CallOutcome.TRANSFERRED
     if _FAILED.search(value):
-        return Outcome.FAILED
+        return CallOutcome.FAILED
     if _NO_ANSWER.search(value):
-        return Outcome.NO_ANSWER
+        return CallOutcome.NO_ANSWER
     if _BUSY.search(value):
-        return Outcome.BUSY
+        return CallOutcome.BUSY
     if "voicemail" in value:
-        return Outcome.VOICEMAIL
-    return Outcome.COMPLETED
+        return CallOutcome.VOICEMAIL
+    return CallOutcome.COMPLETED
 
 
 _MAX_LABEL: Final = 64

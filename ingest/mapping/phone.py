@@ -1,4 +1,4 @@
-"""Phone numbers to E.164, and their redacted form for logs.
+"""Phone numbers to E.164.
 
 Vapi documents ``customer.number`` as E.164, but a BYO SIP trunk passes the caller id
 through as the carrier sent it: national format (``095550123``), a ``sip:`` or ``tel:``
@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 import phonenumbers
 
-__all__ = ["PhoneNumber", "normalise_number", "redact"]
+__all__ = ["PhoneNumber", "normalise_number"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,29 +61,3 @@ def _uri_user(uri: str) -> str:
     rest = uri.split(":", 1)[1]
     user = rest.split("@", 1)[0].split(";", 1)[0]
     return unquote(user)  # "%2B64…" is a percent-encoded "+"
-
-
-def redact(number: PhoneNumber | str | None) -> str:
-    """A number safe for logs: country code and last two digits only, e.g. ``+64*******23``.
-
-    Text that is not E.164 (a national number, a SIP URI, ``anonymous``) keeps only its last
-    two digits, and nothing at all when it has fewer than four. None or empty gives ``""``.
-    """
-    text = (number.e164 or number.raw or "") if isinstance(number, PhoneNumber) else (number or "").strip()
-    if not text:
-        return ""
-    digits = "".join(char for char in text if char.isdigit())
-    country = _country_code(text) if text.startswith("+") else None
-    if country is not None and digits.startswith(country) and len(digits) - len(country) >= 4:
-        hidden = len(digits) - len(country) - 2
-        return f"+{country}{'*' * hidden}{digits[-2:]}"
-    if len(digits) < 4:
-        return "*" * max(len(digits), 3)
-    return "*" * (len(digits) - 2) + digits[-2:]
-
-
-def _country_code(text: str) -> str | None:
-    try:
-        return str(phonenumbers.parse(text, None).country_code)
-    except phonenumbers.NumberParseException:
-        return None

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
+from ingest.mapping.numbers import json_number
 from ingest.vocabulary import Sentiment
 
 if TYPE_CHECKING:
@@ -104,10 +105,9 @@ def normalise_sentiment(value: object) -> Sentiment | None:
     """
     if isinstance(value, Sentiment):
         return value
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return _from_number(float(value))
+    number = json_number(value)
+    if number is not None:
+        return _from_number(float(number))  # a huge integer becomes inf here, not OverflowError
     if not isinstance(value, str):
         return None
     text = value.strip().lower()

@@ -8,10 +8,11 @@ chat's ``metadata`` or in ``assistantOverrides.metadata``.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ingest.mapping.costs import raw_cost
 from ingest.mapping.identity import as_uuid, obj, session_id
+from ingest.mapping.numbers import money
 from ingest.mapping.phone import normalise_number
 from ingest.mapping.timing import parse_instant
 from ingest.patch import Patch, Source
@@ -25,16 +26,6 @@ def _hint(holder: dict[str, Any], key: str) -> str | None:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return None
-
-
-def _cost(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        cost = Decimal(str(value)).quantize(Decimal("0.0001"))
-    except InvalidOperation:
-        return None
-    return cost if 0 <= cost < 1_000_000 else None
 
 
 def holder_identity(message: dict[str, Any], holder: dict[str, Any], region: str) -> Patch:
@@ -55,7 +46,9 @@ def session_patch(message: dict[str, Any], region: str) -> Patch:
     patch = patch.with_value("started_at_utc", parse_instant(session.get("createdAt")), Source.SESSION)
     if session.get("status") == "completed":
         patch = patch.with_value("ended_at_utc", parse_instant(session.get("updatedAt")), Source.SESSION)
-    return patch.with_value("cost_total", _cost(session.get("cost")), Source.SESSION)
+    cost = session.get("cost")  # an unusable one is kept raw in metadata
+    patch = patch.with_value("cost_total", money(cost), Source.SESSION)
+    return Patch(patch.call_id, patch.session_id, patch.values, {**patch.metadata, **raw_cost(cost)}, patch.timeline)
 
 
 def chat_patch(message: dict[str, Any], region: str) -> tuple[Patch, dict[str, Any]]:

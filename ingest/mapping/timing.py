@@ -1,31 +1,24 @@
-"""Instants, local wall-clock times and durations, read the way Vapi writes them.
+"""Instants and durations, read the way Vapi writes them.
 
 Vapi's units (reference §11): ``message.timestamp`` and message ``time``/``endTime`` are
 epoch **milliseconds** as JSON numbers, but before 2025-03 ``timestamp`` was an ISO-8601
 string; ``startedAt``/``endedAt``/``createdAt`` are ISO strings with milliseconds and ``Z``.
 Durations in the report are legacy fields in three units at once. Nothing here reads a
-clock or the environment: the time zone is a parameter.
+clock or the environment. Local wall-clock times (the ``*_nz`` columns) and ``ended - started``
+are computed by the database (``ingest_local_wallclock``, ``ingest_duration_seconds``).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
-__all__ = [
-    "conversation_span",
-    "duration_seconds",
-    "local_month",
-    "local_wallclock",
-    "parse_instant",
-    "reported_duration_seconds",
-    "seconds_to_minutes",
-]
+from ingest.mapping.numbers import json_number
+
+__all__ = ["conversation_span", "parse_instant", "reported_duration_seconds"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -36,7 +29,6 @@ _SECONDS_BELOW: Final = Decimal(10) ** 11
 _NUMBER: Final = re.compile(r"\d+(?:\.\d+)?")
 
 _MILLI: Final = Decimal("0.001")
-_CENTI: Final = Decimal("0.01")
 # numeric(10,3): anything larger cannot be stored; no real call lasts 115 days.
 _MAX_DURATION: Final = Decimal("9999999.999")
 
@@ -54,7 +46,7 @@ def parse_instant(value: object) -> datetime | None:
     if isinstance(value, bool):  # bool is an int subclass; True is not 1 ms after the epoch
         return None
     if isinstance(value, int | float):
-        number = _number(value)
+        number = json_number(value)
         return None if number is None else _from_epoch(number)
     if isinstance(value, str):
         text = value.strip()
@@ -91,38 +83,6 @@ def _from_iso(text: str) -> datetime | None:
         return None
 
 
-def local_wallclock(instant: datetime, zone: str) -> datetime:
-    """The wall-clock time of ``instant`` in ``zone``, as a UTC datetime that reads that time.
-
-    This is what Postgres gives for ``(ts AT TIME ZONE zone) AT TIME ZONE 'UTC'`` in a UTC
-    session, the rule for the ``*_nz`` columns (DESIGN.md, "Dual time zones"). DST is the tz
-    database's business: 2026-04-04T13:58Z reads 02:58 (NZDT), 14:02Z reads 02:02 (NZST).
-    An unknown zone raises ``zoneinfo.ZoneInfoNotFoundError`` (a configuration error).
-    """
-    if instant.tzinfo is None:
-        raise ValueError("local_wallclock needs an aware datetime (a naive one has no instant)")
-    return instant.astimezone(ZoneInfo(zone)).replace(tzinfo=UTC)
-
-
-def local_month(instant: datetime, zone: str) -> date:
-    """The first day of the month ``instant`` falls in, in ``zone`` (usage months are local)."""
-    return local_wallclock(instant, zone).date().replace(day=1)
-
-
-def duration_seconds(start: datetime | None, end: datetime | None) -> Decimal | None:
-    """``end - start`` in seconds as numeric(10,3), half up; None if missing, negative or too big."""
-    if start is None or end is None or end < start:
-        return None
-    delta = end - start
-    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return _fit_seconds(Decimal(micros) / 1_000_000)
-
-
-def seconds_to_minutes(seconds: Decimal) -> Decimal:
-    """Seconds to minutes as numeric(10,2), rounded half up (62.9 s -> 1.05)."""
-    return (seconds / 60).quantize(_CENTI, rounding=ROUND_HALF_UP)
-
-
 # The report's legacy duration fields (reference §2.1, not in Vapi's schema, sent in
 # practice), best first: durationSeconds is exact (50.831), durationMs is exact but may be
 # absent, durationMinutes is rounded to 4 places (1.0483 min = 62.898 s, not 62.9 s).
@@ -140,21 +100,12 @@ def reported_duration_seconds(message: Mapping[str, Any]) -> Decimal | None:
     next field is tried. The report's own ``startedAt``/``endedAt`` are the caller's fallback.
     """
     for field, to_seconds in _DURATION_FIELDS:
-        amount = _number(message.get(field))
+        amount = json_number(message.get(field))
         if amount is not None and amount >= 0:
             seconds = _fit_seconds(amount * to_seconds)
             if seconds is not None:
                 return seconds
     return None
-
-
-def _number(value: object) -> Decimal | None:
-    """A JSON number as an exact Decimal: ``repr`` of a float is its shortest round-trip text."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
 
 
 def _fit_seconds(seconds: Decimal) -> Decimal | None:
@@ -185,11 +136,11 @@ def conversation_span(messages: list[Any]) -> tuple[datetime | None, datetime | 
         at = parse_instant(item.get("time"))
         if at is None:
             continue
-        offset = _number(item.get("secondsFromStart"))
+        offset = json_number(item.get("secondsFromStart"))
         starts.append(at - timedelta(seconds=float(offset)) if offset is not None and 0 <= offset < 10**6 else at)
         end = parse_instant(item.get("endTime"))
         if end is None:
-            length = _number(item.get("duration"))
+            length = json_number(item.get("duration"))
             if length is not None and 0 <= length < 10**9:
                 seconds = length if length < _DURATION_SECONDS_BELOW else length / 1000
                 end = at + timedelta(seconds=float(seconds))

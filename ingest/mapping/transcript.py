@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any, Final
+
+from ingest.mapping.numbers import json_number
 
 __all__ = ["customer_lines", "customer_utterances", "transcript_from_finals", "transcript_from_messages"]
 
@@ -67,12 +69,6 @@ def customer_lines(transcript: str) -> list[str]:
     return lines
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def transcript_from_messages(items: list[Any]) -> str | None:
     """``AI: …`` / ``User: …`` lines from message items, in spoken order; None if nobody spoke.
 
@@ -92,9 +88,9 @@ def transcript_from_messages(items: list[Any]) -> str | None:
     if not turns:
         return None
     for key in ("secondsFromStart", "time"):
-        positions = [_number(item.get(key)) for item, _, _ in turns]
+        positions = [json_number(item.get(key)) for item, _, _ in turns]
         if all(position is not None for position in positions):
-            order = sorted(range(len(turns)), key=lambda index: positions[index] or 0.0)
+            order = sorted(range(len(turns)), key=lambda index: positions[index] or Decimal(0))
             turns = [turns[index] for index in order]
             break
     return "".join(f"{label}: {text}\n" for _, label, text in turns)
@@ -108,9 +104,9 @@ def transcript_from_finals(finals: Iterable[tuple[int | float, str, str]]) -> st
     ``User:``; other roles, empty text and non-numeric timestamps are skipped. As in
     every function here, each turn is put on one line and NUL characters are removed.
     """
-    turns: set[tuple[float, str, str]] = set()
+    turns: set[tuple[Decimal, str, str]] = set()
     for timestamp, role, text in finals:
-        position = _number(timestamp)
+        position = json_number(timestamp)
         label = _LABELS.get(role) if isinstance(role, str) else None
         cleaned = _clean(text) if isinstance(text, str) else ""
         if position is None or label is None or not cleaned:

@@ -15,9 +15,7 @@ inside a ``CollectorRegistry``, which ``?name[]=…`` (a restricted registry) ne
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -32,9 +30,10 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ingest.credentials import matches
 from ingest.db import connection_kwargs
 from ingest.metrics.gauges import SourceCollector, SourceReaders, Sources
-from ingest.metrics.multiprocess import reading_dirs, worker_metrics_port
+from ingest.metrics.multiprocess import reading_dirs
 from ingest.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,17 +42,12 @@ UNAUTHORIZED = b'{"error":"unauthorized"}'
 WORKER_METRICS_SOCKET_TIMEOUT = 10.0  # seconds a connection of the workers' server may stay silent
 
 
-def metrics_token(env: Mapping[str, str]) -> bytes | None:
-    token = env.get("INGEST_METRICS_TOKEN", "").strip()
-    return token.encode() if token else None
-
-
 def authorized(token: bytes | None, header: str | None) -> bool:
     """True when no token is configured, or ``header`` is ``Bearer <token>`` (compared in constant time)."""
     if token is None:
         return True
     scheme, _, value = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token)
+    return scheme.lower() == "bearer" and matches(value.strip().encode(), token)
 
 
 class FilesCollector(Collector):
@@ -83,10 +77,10 @@ def counts(env: Mapping[str, str], *, siblings: bool = True) -> Collector:
     return FilesCollector(lambda: reading_dirs(env, siblings=siblings))
 
 
-def endpoint(settings: Settings, env: Mapping[str, str]) -> Callable[[Request], Awaitable[Response]]:
-    """The ``/metrics`` handler of an app configured with ``settings`` and ``env``."""
-    token = metrics_token(env)
-    process_counts = counts(dict(env))
+def endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
+    """The ``/metrics`` handler of an app configured with ``settings``."""
+    token = settings.metrics_token
+    process_counts = counts(settings.environment)
     readers = SourceReaders(
         Sources(
             redis_url=settings.redis_url or "",
@@ -121,13 +115,13 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # not kept (nor waited for) once they finish
 
 
-def worker_metrics_server(env: Mapping[str, str]) -> WSGIServer | None:
+def worker_metrics_server(settings: Settings) -> WSGIServer | None:
     """The workers' metrics server, bound and ready to serve; None when it cannot be (logged)."""
-    port = worker_metrics_port(env)
+    env, port = settings.environment, settings.worker_metrics_port
     if port is None or not env.get("PROMETHEUS_MULTIPROC_DIR"):
         log.error("worker metrics need INGEST_WORKER_METRICS_PORT and a multiprocess directory (`ingest worker`)")
         return None
-    token = metrics_token(env)
+    token = settings.metrics_token
     # Which families the files hold changes as processes count: the collector is asked at
     # each scrape, including for ``?name[]=…``, rather than described once.
     registry = CollectorRegistry(support_collectors_without_names=True)
@@ -140,7 +134,7 @@ def worker_metrics_server(env: Mapping[str, str]) -> WSGIServer | None:
             return [UNAUTHORIZED]
         return app(environ, start_response)  # type: ignore[no-any-return]
 
-    host = env.get("HOST") or "127.0.0.1"
+    host = settings.host
     try:
         server = make_server(host, port, guarded, server_class=_ThreadingServer, handler_class=_QuietHandler)
     except OSError as exc:
@@ -152,7 +146,7 @@ def worker_metrics_server(env: Mapping[str, str]) -> WSGIServer | None:
 
 def serve_worker_metrics() -> int:
     """Serve the workers' counts on ``INGEST_WORKER_METRICS_PORT``: a process Dramatiq forks."""
-    server = worker_metrics_server(dict(os.environ))
+    server = worker_metrics_server(Settings.from_env())
     if server is None:
         return 1
     server.serve_forever()

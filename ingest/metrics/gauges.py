@@ -20,31 +20,26 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import psycopg
-import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from ingest.ops.backlog import EventStats, QueueStats, event_stats, queue_stats
+from ingest.ops import backlog
+from ingest.ops.backlog import Backlog, EventStats, QueueStats
+from ingest.vocabulary import EventState
 
 log = logging.getLogger(__name__)
 
-REDIS_TIMEOUT = 1.0  # seconds, per connect and per reply
-POSTGRES_CONNECT_TIMEOUT = 2  # libpq's smallest useful value
 SOURCE_DEADLINE = 3.5  # whatever happens inside, a scrape waits no longer than this for a source
-# libpq's TCP settings for the scrape's connection: a peer that stops acknowledging is
-# given up after 3 s (tcp_user_timeout, libpq 12+), an idle one is probed every second.
-POSTGRES_TCP = {"keepalives": 1, "keepalives_idle": 1, "keepalives_interval": 1, "keepalives_count": 2}
-POSTGRES_TCP_USER_TIMEOUT_MS = 3000
 
 QUEUE_STATES = ("ready", "in_flight", "delayed", "dead")
-EVENT_STATES = ("pending", "waiting", "failed")
+# The unfinished states ``EventStats`` counts (applied and ignored events are not gauged).
+EVENT_STATES = (EventState.PENDING, EventState.WAITING, EventState.FAILED)
 
 T = TypeVar("T")
 
@@ -60,39 +55,18 @@ class Sources:
     connect_kwargs: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    queues: Sequence[QueueStats] | None  # None: Redis did not answer
-    events: EventStats | None  # None: Postgres did not answer
-
-
 def read_queues(sources: Sources) -> list[QueueStats]:
-    client = redis.Redis.from_url(
-        sources.redis_url,
-        socket_connect_timeout=REDIS_TIMEOUT,
-        socket_timeout=REDIS_TIMEOUT,
-        socket_keepalive=True,
-        retry=Retry(NoBackoff(), 0),
-    )
+    client = backlog.redis_client(sources.redis_url)
     try:
-        return queue_stats(client, sources.namespace, sources.queue_names)
+        return backlog.queue_stats(client, sources.namespace, sources.queue_names)
     finally:
         client.close()
 
 
-def postgres_timeouts() -> dict[str, Any]:
-    """Client-side limits of the scrape's Postgres connection, as libpq connection parameters."""
-    timeouts: dict[str, Any] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT, **POSTGRES_TCP}
-    if psycopg.pq.version() >= 120000:  # older libpq refuses the parameter
-        timeouts["tcp_user_timeout"] = POSTGRES_TCP_USER_TIMEOUT_MS
-    return timeouts
-
-
 def read_events(sources: Sources) -> EventStats:
-    with psycopg.connect(sources.database_url, **{**sources.connect_kwargs, **postgres_timeouts()}) as conn:
-        # SET LOCAL, not a startup option: transaction poolers refuse those.
-        conn.execute("SET LOCAL statement_timeout = '2s'")
-        return event_stats(conn)
+    connect = {**sources.connect_kwargs, **backlog.postgres_timeouts()}
+    with psycopg.connect(sources.database_url, **connect) as conn:
+        return backlog.bounded_event_stats(conn)
 
 
 class SourceReader(Generic[T]):
@@ -150,16 +124,16 @@ class SourceReaders:
         self.queues = SourceReader("redis", read_queues)
         self.events = SourceReader("postgres", read_events)
 
-    async def snapshot(self) -> Snapshot:
-        """Read both sources at once, off the event loop."""
+    async def snapshot(self) -> Backlog:
+        """Read both sources at once, off the event loop (why a source is down is logged by its reader)."""
         queues, events = await asyncio.gather(self.queues(self.sources), self.events(self.sources))
-        return Snapshot(queues, events)
+        return Backlog(datetime.now(UTC), self.sources.namespace, queues, events)
 
 
 class SourceCollector:
-    """A prometheus_client collector yielding the gauges of one ``Snapshot``."""
+    """A prometheus_client collector yielding the gauges of one ``Backlog``."""
 
-    def __init__(self, snap: Snapshot) -> None:
+    def __init__(self, snap: Backlog) -> None:
         self.snap = snap
 
     def collect(self) -> Iterator[Metric]:

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
-from ingest.settings import SettingsError
+from ingest.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def prepare(role: str, data_dir: Path, env: MutableMapping[str, str] | None = No
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SettingsError(f"{MULTIPROC_VAR} {str(path)!r} cannot be created: {exc.strerror}") from None
+            raise ConfigError(f"{MULTIPROC_VAR} {str(path)!r} cannot be created: {exc.strerror}") from None
         return path
     root = Path(env.get(ROOT_VAR) or data_dir / "metrics").resolve()
     path = root / role
@@ -116,5 +116,5 @@ def worker_metrics_port(env: Mapping[str, str]) -> int | None:
     if not raw:
         return None
     if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise SettingsError(f"{WORKER_PORT_VAR} must be a TCP port number, got {raw!r}")
+        raise ConfigError(f"{WORKER_PORT_VAR} must be a TCP port number, got {raw!r}")
     return int(raw)

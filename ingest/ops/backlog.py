@@ -23,15 +23,21 @@ error), and how many were applied in the last minute.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import psycopg
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ingest import queries
+from ingest.errors import describe
+from ingest.queue_keys import QueueKeys
 
 ERROR_GROUPS = 10
 
@@ -67,18 +73,6 @@ class EventStats:
         return asdict(self)
 
 
-def queue_keys(namespace: str, queue_name: str) -> dict[str, str]:
-    base = f"{namespace}:{queue_name}"
-    return {
-        "ready": base,
-        "messages": f"{base}.msgs",
-        "delayed": f"{base}.DQ",
-        "delayed_messages": f"{base}.DQ.msgs",
-        "dead": f"{base}.XQ",
-        "dead_messages": f"{base}.XQ.msgs",
-    }
-
-
 def _timestamp_ms(raw: bytes | str | None) -> int | None:
     """The ``message_timestamp`` of a stored Dramatiq message, or None if unreadable."""
     if raw is None:
@@ -97,15 +91,15 @@ def queue_stats(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     stats = []
     for name in queue_names:
-        keys = queue_keys(namespace, name)
+        keys = QueueKeys(namespace, name)
         pipe = client.pipeline(transaction=True)
-        pipe.llen(keys["ready"])
-        pipe.hlen(keys["messages"])
-        pipe.hlen(keys["delayed_messages"])
-        pipe.zcard(keys["dead"])
-        pipe.lindex(keys["ready"], 0)
+        pipe.llen(keys.ready)
+        pipe.hlen(keys.messages)
+        pipe.hlen(keys.delayed_messages)
+        pipe.zcard(keys.dead)
+        pipe.lindex(keys.ready, 0)
         ready, held, delayed, dead, head = pipe.execute()
-        oldest = _timestamp_ms(client.hget(keys["messages"], head)) if head is not None else None
+        oldest = _timestamp_ms(client.hget(keys.messages, head)) if head is not None else None
         stats.append(
             QueueStats(
                 name=name,
@@ -135,3 +129,89 @@ def event_stats(conn: psycopg.Connection[Any]) -> EventStats:
         failed_by_error=groups,
         applied_last_minute=row[0] if row else 0,
     )
+
+
+# -- one snapshot, one timeout policy: `ingest queue`, the /ops page and /metrics all read here --
+# A server that does not answer within these limits is reported missing, never waited on.
+
+REDIS_TIMEOUT = 1.0  # seconds, per connect and per reply
+POSTGRES_CONNECT_TIMEOUT = 2  # seconds; libpq's smallest useful value
+POSTGRES_STATEMENT_TIMEOUT = "2s"
+# libpq's TCP settings: a peer that stops acknowledging is given up after 3 s
+# (tcp_user_timeout, libpq 12+), an idle one is probed every second.
+POSTGRES_TCP = {"keepalives": 1, "keepalives_idle": 1, "keepalives_interval": 1, "keepalives_count": 2}
+POSTGRES_TCP_USER_TIMEOUT_MS = 3000
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A Redis client that gives up on a silent server within ``REDIS_TIMEOUT``, without retrying."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=REDIS_TIMEOUT,
+        socket_timeout=REDIS_TIMEOUT,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def postgres_timeouts() -> dict[str, Any]:
+    """The client-side limits of a backlog reader's Postgres connection, as libpq parameters."""
+    timeouts: dict[str, Any] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT, **POSTGRES_TCP}
+    if psycopg.pq.version() >= 120000:  # older libpq refuses the parameter
+        timeouts["tcp_user_timeout"] = POSTGRES_TCP_USER_TIMEOUT_MS
+    return timeouts
+
+
+def bounded_event_stats(conn: psycopg.Connection[Any]) -> EventStats:
+    """``event_stats`` under ``POSTGRES_STATEMENT_TIMEOUT``, on any connection (pooled or not)."""
+    with conn.transaction():
+        # SET LOCAL, not a startup option: transaction poolers refuse those.
+        conn.execute(f"SET LOCAL statement_timeout = '{POSTGRES_STATEMENT_TIMEOUT}'")
+        return event_stats(conn)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The queue and the event log at one moment; a source that could not be read is None."""
+
+    taken_at: datetime
+    namespace: str
+    queues: list[QueueStats] | None
+    events: EventStats | None
+    failures: dict[str, Exception] = field(default_factory=dict)  # "redis" / "postgres" -> why missing
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Why each missing source is missing, one line each (no row values: see errors.describe)."""
+        return {source: describe(exc, 300).split("\n", 1)[0] for source, exc in self.failures.items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.taken_at.isoformat(),
+            "namespace": self.namespace,
+            "queues": None if self.queues is None else [q.as_dict() for q in self.queues],
+            "events": None if self.events is None else self.events.as_dict(),
+            "errors": self.errors,
+        }
+
+
+def snapshot(
+    client: redis.Redis,
+    connection: Callable[[], AbstractContextManager[psycopg.Connection[Any]]],
+    namespace: str,
+    queue_names: Sequence[str],
+) -> Backlog:
+    """Read both sources; a failure of either is recorded in the snapshot, not raised."""
+    failures: dict[str, Exception] = {}
+    queues: list[QueueStats] | None = None
+    events: EventStats | None = None
+    try:
+        queues = queue_stats(client, namespace, queue_names)
+    except redis.RedisError as exc:
+        failures["redis"] = exc
+    try:
+        with connection() as conn:
+            events = bounded_event_stats(conn)
+    except psycopg.Error as exc:
+        failures["postgres"] = exc
+    return Backlog(datetime.now(UTC), namespace, queues, events, failures)

@@ -40,6 +40,7 @@ import orjson
 import redis
 
 from ingest.mapping.identity import call_id, session_id
+from ingest.queue_keys import QueueKeys
 
 CHUNK = 100  # messages read (and moved, atomically) per round trip: end-of-call reports are large
 
@@ -79,11 +80,6 @@ class RequeueResult:
     requeued: int
     not_found: list[str] = field(default_factory=list)  # no longer dead-lettered
     unreadable: list[str] = field(default_factory=list)  # not a JSON Dramatiq message: left where it is
-
-
-def _keys(namespace: str, queue_name: str) -> tuple[str, str, str, str]:
-    base = f"{namespace}:{queue_name}"
-    return f"{base}.XQ", f"{base}.XQ.msgs", base, f"{base}.msgs"
 
 
 def _obj(value: Any) -> dict[str, Any]:
@@ -141,20 +137,20 @@ def _text(value: Any) -> str:
 
 def dead_letter_ids(client: redis.Redis, namespace: str, queue_name: str) -> list[str]:
     """Every dead-lettered message id, oldest first."""
-    dead, _, _, _ = _keys(namespace, queue_name)
-    return [_text(raw) for raw in client.zrange(dead, 0, -1)]
+    keys = QueueKeys(namespace, queue_name)
+    return [_text(raw) for raw in client.zrange(keys.dead, 0, -1)]
 
 
 def list_dead_letters(
     client: redis.Redis, namespace: str, queue_name: str, *, limit: int | None = None
 ) -> list[DeadLetter]:
     """The dead letters, oldest first (at most ``limit``); unreadable ones show their id only."""
-    dead, dead_messages, _, _ = _keys(namespace, queue_name)
-    entries: list[Any] = client.zrange(dead, 0, -1 if limit is None else limit - 1, withscores=True)
+    keys = QueueKeys(namespace, queue_name)
+    entries: list[Any] = client.zrange(keys.dead, 0, -1 if limit is None else limit - 1, withscores=True)
     scored = {_text(raw): float(score) for raw, score in entries}
     letters = []
     for chunk in _chunks(list(scored)):
-        for redis_id, data in zip(chunk, client.hmget(dead_messages, chunk), strict=True):
+        for redis_id, data in zip(chunk, client.hmget(keys.dead_messages, chunk), strict=True):
             message = _decode(data) if data is not None else None
             letters.append(_dead_letter(redis_id, scored[redis_id], message or {}))
     return letters
@@ -177,14 +173,14 @@ def requeue(
 ) -> RequeueResult:
     """Move dead letters (all when ``ids`` is None) back to the end of the main queue."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    dead, dead_messages, ready, messages = _keys(namespace, queue_name)
+    keys = QueueKeys(namespace, queue_name)
     wanted = list(dict.fromkeys(ids)) if ids is not None else dead_letter_ids(client, namespace, queue_name)
     script = client.register_script(REQUEUE_SCRIPT)
     requeued, not_found, unreadable = 0, [], []
     for chunk in _chunks(wanted):
         sent: list[str] = []
         args: list[str | bytes] = []
-        for redis_id, data in zip(chunk, client.hmget(dead_messages, chunk), strict=True):
+        for redis_id, data in zip(chunk, client.hmget(keys.dead_messages, chunk), strict=True):
             message = _decode(data) if data is not None else None
             if data is None:
                 not_found.append(redis_id)
@@ -195,7 +191,9 @@ def requeue(
                 args += [redis_id, _encode(revived(message, queue_name, now_ms))]
         if not sent:
             continue
-        moved = {_text(raw) for raw in script(keys=[dead, dead_messages, ready, messages], args=args)}
+        moved = {
+            _text(raw) for raw in script(keys=[keys.dead, keys.dead_messages, keys.ready, keys.messages], args=args)
+        }
         requeued += len(moved)
         not_found += [redis_id for redis_id in sent if redis_id not in moved]  # moved or deleted meanwhile
     return RequeueResult(requeued=requeued, not_found=not_found, unreadable=unreadable)
@@ -203,12 +201,12 @@ def requeue(
 
 def purge(client: redis.Redis, namespace: str, queue_name: str, ids: Sequence[str]) -> int:
     """Delete these dead letters; returns how many there were."""
-    dead, dead_messages, _, _ = _keys(namespace, queue_name)
+    keys = QueueKeys(namespace, queue_name)
     deleted = 0
     for chunk in _chunks(list(dict.fromkeys(ids))):
         pipe = client.pipeline(transaction=True)
-        pipe.zrem(dead, *chunk)
-        pipe.hdel(dead_messages, *chunk)
+        pipe.zrem(keys.dead, *chunk)
+        pipe.hdel(keys.dead_messages, *chunk)
         removed, _ = pipe.execute()
         deleted += int(removed)
     return deleted

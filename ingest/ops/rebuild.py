@@ -51,7 +51,7 @@ from ingest.mapping.identity import as_uuid
 from ingest.vocabulary import EventState
 
 Connection = psycopg.Connection[Any]
-Outcome = Literal["unchanged", "changed", "created", "skipped", "failed"]
+RebuildOutcome = Literal["unchanged", "changed", "created", "skipped", "failed"]
 ABSENT = "(absent)"
 FIRST_ID = "00000000-0000-0000-0000-000000000000"
 NO_KEY = "no call or session id"
@@ -71,7 +71,7 @@ class Change:
 @dataclass(frozen=True)
 class RebuildResult:
     key: str  # the call id, else the session id
-    outcome: Outcome
+    outcome: RebuildOutcome
     changes: tuple[Change, ...] = ()
     reason: str | None = None  # why a row was skipped or failed
 
@@ -211,7 +211,7 @@ def _rebuild_once(
                 reason = "its events create no row (none names an assistant)"
                 raise _Abandon(RebuildResult(key, "failed" if old else "skipped", reason=reason))
             found = tuple(changes(old, new)) if old is not None else ()
-            outcome: Outcome = "created" if old is None else "changed" if found else "unchanged"
+            outcome: RebuildOutcome = "created" if old is None else "changed" if found else "unchanged"
             result = RebuildResult(row_key, outcome, found)
             if dry_run:
                 raise _Abandon(result)

@@ -2,16 +2,11 @@
 
 ``assistant-request`` has 7.5 s end to end and the others the server timeout (20 s by
 default), so nothing here touches the database. Each answer has the shape of Vapi's
-``ServerMessageResponse*`` schema. Environment:
-
-- ``VAPI_DEFAULT_ASSISTANT_ID``: assistant for ``assistant-request`` when no route matches.
-- ``VAPI_ASSISTANT_ROUTES``: ``key=assistantId`` pairs, comma-separated; a key is the called
-  number (``+6491234567``) or the Vapi phone number id.
-- ``VAPI_ASSISTANT_REQUEST_ERROR``: what the caller hears when no assistant is configured.
-- ``VAPI_TRANSFER_DESTINATION``: ``+E164`` number or ``sip:`` URI for ``transfer-destination-request``.
-- ``INGEST_TOOLS``: ``name=package.module:function`` pairs, comma-separated. A tool function
-  takes ``(arguments: dict, message: dict)`` and returns a string (or JSON-able value); it
-  may be async. ``VAPI_TOOL_TIMEOUT`` (seconds, default 5) bounds each call.
+``ServerMessageResponse*`` schema. The variables that configure them (``VAPI_DEFAULT_ASSISTANT_ID``,
+``VAPI_ASSISTANT_ROUTES``, ``VAPI_ASSISTANT_REQUEST_ERROR``, ``VAPI_TRANSFER_DESTINATION``,
+``VAPI_HANDOFF_DESTINATION``, ``INGEST_TOOLS``, ``VAPI_TOOL_TIMEOUT``) are documented in the
+README ("Messages Vapi waits on" and the configuration table). A tool function takes
+``(arguments: dict, message: dict)`` and returns a string or a JSON-able value; it may be async.
 """
 
 from __future__ import annotations
@@ -20,12 +15,14 @@ import asyncio
 import importlib
 import inspect
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from ingest.errors import ConfigError
 from ingest.vocabulary import ANSWER_FIELD, MessageType
 
 log = logging.getLogger(__name__)
@@ -33,7 +30,7 @@ log = logging.getLogger(__name__)
 Tool = Callable[[dict[str, Any], dict[str, Any]], Any]
 
 
-class AnswerConfigError(ValueError):
+class AnswerConfigError(ConfigError):
     """An answer setting is malformed; the message names the variable."""
 
 
@@ -66,6 +63,7 @@ class AnswerSettings:
     assistant_routes: Mapping[str, str] = field(default_factory=dict)
     assistant_request_error: str = "Sorry, this line is not available right now. Please try again later."
     transfer_destination: str | None = None
+    handoff_destination: str | None = None
     tools: Mapping[str, Tool] = field(default_factory=dict)
     tool_timeout: float = 5.0
 
@@ -84,6 +82,7 @@ class AnswerSettings:
             assistant_routes=_pairs(env, "VAPI_ASSISTANT_ROUTES"),
             assistant_request_error=env.get("VAPI_ASSISTANT_REQUEST_ERROR", "").strip() or cls.assistant_request_error,
             transfer_destination=destination,
+            handoff_destination=env.get("VAPI_HANDOFF_DESTINATION", "").strip() or None,
             tools={name: load_tool(name, target) for name, target in _pairs(env, "INGEST_TOOLS").items()},
             tool_timeout=timeout,
         )
@@ -111,6 +110,22 @@ def transfer_destination_request(settings: AnswerSettings, message: dict[str, An
     if target.startswith("sip:"):
         return {"destination": {"type": "sip", "sipUri": target}}
     return {"destination": {"type": "number", "number": target}}
+
+
+def handoff_destination_request(settings: AnswerSettings, message: dict[str, Any]) -> dict[str, Any]:
+    """The configured assistant: by id when it is a UUID, else by name within the call's squad.
+
+    Vapi's schema requires ``destination`` even in a refusal, so without configuration the
+    answer is an empty destination with an ``error`` saying why no handoff is made.
+    """
+    target = settings.handoff_destination
+    if target is None:
+        return {"destination": {}, "error": "No handoff destination is configured."}
+    try:
+        uuid.UUID(target)
+    except ValueError:
+        return {"destination": {"type": "assistant", "assistantName": target}}
+    return {"destination": {"type": "assistant", "assistantId": target}}
 
 
 def _arguments(raw: Any) -> dict[str, Any]:
@@ -197,6 +212,8 @@ async def answer(settings: AnswerSettings, message: dict[str, Any]) -> dict[str,
         return await function_call(settings, message)
     if kind == MessageType.TRANSFER_DESTINATION_REQUEST:
         return transfer_destination_request(settings, message)
+    if kind == MessageType.HANDOFF_DESTINATION_REQUEST:
+        return handoff_destination_request(settings, message)
     if kind == MessageType.KNOWLEDGE_BASE_REQUEST:
         return {"documents": []}  # no knowledge source is configured: nothing matches
     return None

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator, Mapping
 
 from starlette.applications import Starlette
@@ -24,8 +23,6 @@ from ingest.logs import configure_logging
 from ingest.metrics.exposition import endpoint as metrics_endpoint
 from ingest.ops.page.routes import OpsPage
 from ingest.settings import Settings
-from ingest.web.answers import AnswerSettings
-from ingest.web.auth_settings import AuthSettings
 from ingest.web.enqueue import Enqueuer
 from ingest.web.intake import Drainer, Intake
 from ingest.web.webhook import Webhook, json_response, receive
@@ -53,11 +50,11 @@ async def readyz(request: Request) -> Response:
 
 
 def create_app(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> Starlette:
-    env = os.environ if env is None else env
+    """The app for ``settings`` (default: read from ``env``, default the process's environment)."""
     settings = settings or Settings.from_env(env)
-    auth = AuthSettings.from_env(env)
-    answer_settings = AnswerSettings.from_env(env)
-    ops = OpsPage.from_env(settings, env)
+    auth = settings.auth
+    answer_settings = settings.answers
+    ops = OpsPage(settings.ops_auth, settings)
     redis_url = require(settings.redis_url, "REDIS_URL")
     if auth.insecure:
         log.warning("INGEST_INSECURE is set: webhooks are accepted WITHOUT authentication (local development only)")
@@ -89,7 +86,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
         Route("/webhooks/vapi", receive, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint(settings, env), methods=["GET"]),
+        Route("/metrics", metrics_endpoint(settings), methods=["GET"]),
         *ops.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -100,8 +97,9 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
 def __getattr__(name: str) -> Starlette:
     # ``ingest.web.app:app`` builds the application on first access, from the environment.
     if name == "app":
-        configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
-        application = create_app()
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+        application = create_app(settings)
         globals()["app"] = application
         return application
     raise AttributeError(name)

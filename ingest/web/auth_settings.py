@@ -1,31 +1,13 @@
 """Webhook authentication settings: frozen, typed, read once from an environment mapping.
 
-Environment variables (defaults in brackets; an empty value means the default unless noted):
-
-- ``VAPI_SECRET`` [none] — shared secrets, comma-separated for rotation. The first one is current
-  (``sign`` uses it); the others are still accepted. Checked in ``X-Vapi-Secret`` (Vapi's legacy
-  header, and a Bearer credential with header ``X-Vapi-Secret`` and prefix off) and as a bearer
-  token. Visible ASCII only, since they travel in a header.
-- ``VAPI_BEARER_HEADER`` [Authorization] — the header carrying the bearer token.
-- ``VAPI_BEARER_PREFIX`` [Bearer] — matched case-insensitively and followed by exactly one space;
-  set it empty for a raw token in that header (Vapi's "bearer prefix off").
-- ``VAPI_HMAC_SECRET`` [none] — HMAC secrets, comma-separated; the first one is current.
-- ``VAPI_HMAC_SECRET_IS_BASE64`` [false] — base64-decode each HMAC secret before use.
-- ``VAPI_HMAC_ALGORITHM`` [sha256] — ``sha256``, ``sha512`` or ``sha1``.
-- ``VAPI_HMAC_SIGNATURE_HEADER`` [x-signature] — may hold several signatures separated by spaces or
-  commas (the sender rotating its key); any one may match.
-- ``VAPI_HMAC_TIMESTAMP_HEADER`` [x-timestamp] — set it empty for no timestamp. It is only used when
-  the payload template signs ``{timestamp}``: an unsigned timestamp proves nothing, so setting it
-  explicitly next to a template without ``{timestamp}`` is an error.
-- ``VAPI_HMAC_PAYLOAD`` [``{timestamp}.{body}``] — the signed string. Placeholders ``{timestamp}``
-  and ``{body}`` only, and ``{body}`` is required. Vapi's ``{method}``, ``{url}`` and ``{svix-id}``
-  are refused: the URL Vapi signed cannot be rebuilt reliably behind proxies.
-- ``VAPI_HMAC_PREFIX`` [empty] — prefix of each signature, e.g. ``sha256=``.
-- ``VAPI_HMAC_ENCODING`` [hex] — ``hex`` or ``base64``.
-- ``VAPI_HMAC_TIMESTAMP_UNIT`` [auto] — ``auto``, ``s`` or ``ms``; auto reads values above 1e11 as ms.
-- ``VAPI_HMAC_TOLERANCE`` [300] — allowed clock skew in seconds, both directions (at least 1).
-- ``INGEST_INSECURE`` [false] — accept every request when nothing above is configured (local
-  development only). Setting it together with a secret is an error.
+The variables (``VAPI_SECRET``, ``VAPI_BEARER_*``, ``VAPI_HMAC_*``, ``INGEST_INSECURE``) and
+their defaults are documented once, in the README's configuration table. What the code
+decides beyond that table: the first secret of a comma-separated list is the current one
+(``sign`` uses it), the others are still accepted; a signature header may carry several
+signatures (the sender rotating its key) and any one may match; an unsigned timestamp
+proves nothing, so a timestamp header next to a payload template without ``{timestamp}``
+is an error; Vapi's ``{method}``, ``{url}`` and ``{svix-id}`` placeholders are refused,
+since the URL Vapi signed cannot be rebuilt reliably behind proxies.
 """
 
 from __future__ import annotations
@@ -37,6 +19,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
+
+from ingest.errors import ConfigError
+from ingest.settings import env_flag
 
 __all__ = [
     "Algorithm",
@@ -54,11 +39,9 @@ _E = TypeVar("_E", bound=enum.StrEnum)
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _SHARED_SECRET = re.compile(r"[\x21-\x7e]+")
 _PLACEHOLDER = re.compile(rb"\{([^{}]*)\}")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(ConfigError):
     """The authentication environment is invalid; ``variable`` names the culprit."""
 
     def __init__(self, variable: str, problem: str) -> None:
@@ -226,10 +209,10 @@ def _hmac_secrets(env: Mapping[str, str]) -> tuple[Secret, ...]:
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = env.get(name, "").strip().lower()
-    if value not in _TRUE | _FALSE:
-        raise AuthConfigError(name, "expected true or false")
-    return value in _TRUE
+    try:
+        return env_flag(env, name)
+    except ConfigError:
+        raise AuthConfigError(name, "expected true or false") from None
 
 
 def _choice(env: Mapping[str, str], name: str, kind: type[_E], default: _E) -> _E:

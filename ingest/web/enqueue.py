@@ -9,8 +9,8 @@ reply. The worker is an ordinary Dramatiq worker consuming that queue.
 
 The message body is spliced in as raw JSON (it was parsed, so it is valid), which spares
 re-encoding a large end-of-call report on the request path, and the message goes to Redis
-in pieces that are never joined here. (A Lua script joining them in Redis, measured on a
-20 KB message: about 55 µs of Redis CPU per message, against 15 µs for this transaction.)
+in pieces that are never joined here (a Lua script joining them in Redis costs Redis more:
+bench/README.md has the figures).
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ import uuid
 
 import orjson
 
+from ingest.queue_keys import QueueKeys
 from ingest.web.redis_pipe import Arg, RedisPipe, RedisPipeError
 
+# The worker actor's name on the wire (``worker.actors.apply_queued_event``): messages already
+# queued carry it, so it never changes.
 ACTOR_NAME = "apply_event"
 DEFAULT_NAMESPACE = "dramatiq"
 
@@ -79,7 +82,8 @@ class Enqueuer:
         self.timeout = timeout
         self.max_batch = max_batch
         self._redis = RedisPipe(redis_url, connect_timeout=timeout)
-        self._keys = [f"{namespace}:{queue_name}.msgs".encode(), f"{namespace}:{queue_name}".encode()]
+        keys = QueueKeys(namespace, queue_name)
+        self._keys = [keys.messages.encode(), keys.ready.encode()]
         self._batch: list[tuple[Parts, asyncio.Future[None]]] = []
 
     async def close(self) -> None:

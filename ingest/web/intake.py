@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -24,15 +23,10 @@ from ingest import queries
 from ingest.body import loads_storable
 from ingest.errors import describe
 from ingest.event import Event
-from ingest.vocabulary import EventState
+from ingest.vocabulary import DeliveryOutcome, EventState
 from ingest.web.enqueue import EnqueueError, Enqueuer
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(StrEnum):
-    QUEUED = "queued"
-    STORED = "stored"  # kept in Postgres; queued later by the drainer
 
 
 class Unavailable(Exception):
@@ -47,17 +41,17 @@ class Intake:
         self._redis_down_until = 0.0
         self.stored_since_drain = asyncio.Event()
 
-    async def accept(self, body: bytes, received_at_ms: int) -> Outcome:
+    async def accept(self, body: bytes, received_at_ms: int) -> DeliveryOutcome:
         """Queue ``body``; when Redis fails, keep it in Postgres (re-parsed only then)."""
         if time.monotonic() >= self._redis_down_until:
             try:
                 await self.enqueuer.send(body, received_at_ms)
-                return Outcome.QUEUED
+                return DeliveryOutcome.QUEUED
             except EnqueueError as exc:
                 self._redis_down_until = time.monotonic() + self.breaker_seconds
                 log.warning("redis unavailable; keeping deliveries in postgres", extra={"error": str(exc)})
         await self.store(loads_storable(body), received_at_ms)
-        return Outcome.STORED
+        return DeliveryOutcome.STORED
 
     async def store(self, body: dict[str, Any], received_at_ms: int) -> None:
         try:

@@ -1,12 +1,11 @@
 """One Redis connection for the request path: commands pipelined, replies parsed by hiredis.
 
-The endpoint writes one small transaction per event-loop turn. Through a general-purpose
-client each call costs about 50 µs of Python (connection pool checkout, command packing,
-reply reading as a coroutine); here a command is packed into a few byte strings handed to
-the transport, every command written in one event-loop turn leaves in one ``writelines``,
-and replies are matched to their commands in order by the protocol's ``data_received``.
-Measured on a 20 KB delivery sent alone: about 40 µs of CPU, against about 88 µs through
-redis-py's asyncio client.
+The endpoint writes one small transaction per event-loop turn. A general-purpose client
+spends Python on every call (connection pool checkout, command packing, reply reading as a
+coroutine); here a command is packed into a few byte strings handed to the transport, every
+command written in one event-loop turn leaves in one ``writelines``, and replies are matched
+to their commands in order by the protocol's ``data_received``. What that saves, measured:
+bench/README.md ("Figures measured outside the benchmarks").
 
 URLs are read by redis-py's own ``parse_url``: ``redis://``, ``rediss://`` (TLS) and
 ``unix://``, with user, password and database number.

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from ingest import body
 from ingest.mapping.identity import call_id
 from ingest.metrics import counters
-from ingest.vocabulary import REQUEST_TYPES, MessageType
+from ingest.vocabulary import REQUEST_TYPES, DeliveryOutcome, MessageType
 from ingest.web import answers
 from ingest.web.answers import AnswerSettings
 from ingest.web.auth import verify
@@ -45,11 +45,11 @@ def json_response(status: int, content: bytes | dict[str, Any]) -> Response:
     return Response(data, status_code=status, media_type="application/json")
 
 
-def _log(outcome: str, started: float, size: int, **fields: Any) -> None:
+def _log(outcome: DeliveryOutcome, started: float, size: int, **fields: Any) -> None:
     """Count the delivery, and log it."""
     elapsed = time.perf_counter() - started
     counters.delivery(fields.get("type"), outcome, elapsed)
-    level = logging.INFO if outcome in {"queued", "stored"} else logging.WARNING
+    level = logging.INFO if outcome in {DeliveryOutcome.QUEUED, DeliveryOutcome.STORED} else logging.WARNING
     if not log.isEnabledFor(level):
         return
     latency_ms = round(elapsed * 1000, 3)
@@ -66,12 +66,14 @@ async def receive(request: Request) -> Response:
         size = len(raw)
         auth = verify(hook.auth, request.headers, raw, now=now)
         if not auth.ok:
-            _log("unauthorized", started, size, reason=auth.reason, scheme=auth.scheme)
+            _log(DeliveryOutcome.UNAUTHORIZED, started, size, reason=auth.reason, scheme=auth.scheme)
             return json_response(401, {"error": "unauthorized", **auth.as_dict()})
         decoded = body.decode_content(raw, request.headers.get("content-encoding"), hook.max_body_bytes)
         message, queued_body = body.parse_envelope(decoded)
     except body.BodyError as exc:
-        _log("too_large" if exc.status == 413 else "invalid", started, size, reason=exc.code)
+        _log(
+            DeliveryOutcome.TOO_LARGE if exc.status == 413 else DeliveryOutcome.INVALID, started, size, reason=exc.code
+        )
         return json_response(exc.status, {"error": exc.code, "detail": exc.detail})
 
     kind = str(message["type"])
@@ -87,9 +89,9 @@ async def receive(request: Request) -> Response:
     except Unavailable:
         if reply is not None:
             # A live call is waiting on this answer: give it, even though the event is not kept.
-            _log("answered_not_recorded", started, size, type=kind, call_id=call)
+            _log(DeliveryOutcome.ANSWERED_NOT_RECORDED, started, size, type=kind, call_id=call)
             return json_response(200, reply)
-        _log("unavailable", started, size, type=kind, call_id=call)
+        _log(DeliveryOutcome.UNAVAILABLE, started, size, type=kind, call_id=call)
         return json_response(503, {"error": "unavailable", "detail": "neither the queue nor the database took it"})
     _log(outcome, started, size, type=kind, call_id=call)
     return json_response(200, reply if reply is not None else ACK)

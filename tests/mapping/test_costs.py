@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support.fixtures import load_call, load_event, parse_body
 
-from ingest.mapping.costs import cost_metadata, reported_cost
+from ingest.mapping.costs import cost_metadata, raw_cost, reported_cost
 
 
 def report(call: str) -> dict[str, Any]:
@@ -113,3 +113,17 @@ def test_cost_metadata_of_the_voicemail_call() -> None:
     metadata = cost_metadata(report("voicemail"))
     assert any(item["type"] == "voicemail-detection" for item in metadata["costs"])
     assert metadata["cost_breakdown"]["voicemailDetectionCost"] == 0.0042
+
+
+@pytest.mark.parametrize("cost", ["NaN", "Infinity", "0.07", -1, 1e12, 10**400, True, {"usd": 0.07}])
+def test_unusable_cost_is_kept_raw_in_metadata(cost: object) -> None:
+    """A cost that is no storable amount is skipped for ``costBreakdown.total`` and kept as sent."""
+    message = {"cost": cost, "costBreakdown": {"total": 0.069}}
+    assert reported_cost(message) == Decimal("0.0690")
+    assert cost_metadata(message) == {"raw_cost": cost, "cost_breakdown": {"total": 0.069}}
+
+
+def test_usable_or_missing_cost_is_not_kept_raw() -> None:
+    """``raw_cost`` appears only for a cost that was given and could not be used."""
+    assert raw_cost(0.069) == raw_cost(0) == raw_cost(None) == {}
+    assert raw_cost("NaN") == {"raw_cost": "NaN"}

@@ -10,90 +10,90 @@ from hypothesis import strategies as st
 from support.fixtures import load_call, parse_body, vapi_schema
 
 from ingest.mapping.outcome import normalise_outcome, outcome_from_ended_reason
-from ingest.vocabulary import Outcome
+from ingest.vocabulary import CallOutcome
 
 
 @pytest.mark.parametrize(
     ("reason", "outcome"),
     [
         # normal ends
-        ("assistant-ended-call", Outcome.COMPLETED),
-        ("assistant-ended-call-after-message-spoken", Outcome.COMPLETED),
-        ("assistant-said-end-call-phrase", Outcome.COMPLETED),
-        ("customer-ended-call", Outcome.COMPLETED),
-        ("customer-ended-call-during-transfer", Outcome.COMPLETED),
-        ("customer-ended-call-after-warm-transfer-attempt", Outcome.COMPLETED),
-        ("silence-timed-out", Outcome.COMPLETED),
-        ("exceeded-max-duration", Outcome.COMPLETED),
-        ("manually-canceled", Outcome.COMPLETED),
-        ("scheduled-call-deleted", Outcome.COMPLETED),
-        ("call-deleted", Outcome.COMPLETED),
-        ("call.in-progress.twilio-completed-call", Outcome.COMPLETED),
-        ("call.in-progress.sip-completed-call", Outcome.COMPLETED),
-        ("vonage-completed", Outcome.COMPLETED),
-        ("call.ringing.hook-executed-say", Outcome.COMPLETED),
-        ("call.ending.hook-executed-say", Outcome.COMPLETED),
-        ("hangup", Outcome.COMPLETED),  # docs example, not in the enum
-        ("assistantEndedCall", Outcome.COMPLETED),  # docs example, not in the enum
+        ("assistant-ended-call", CallOutcome.COMPLETED),
+        ("assistant-ended-call-after-message-spoken", CallOutcome.COMPLETED),
+        ("assistant-said-end-call-phrase", CallOutcome.COMPLETED),
+        ("customer-ended-call", CallOutcome.COMPLETED),
+        ("customer-ended-call-during-transfer", CallOutcome.COMPLETED),
+        ("customer-ended-call-after-warm-transfer-attempt", CallOutcome.COMPLETED),
+        ("silence-timed-out", CallOutcome.COMPLETED),
+        ("exceeded-max-duration", CallOutcome.COMPLETED),
+        ("manually-canceled", CallOutcome.COMPLETED),
+        ("scheduled-call-deleted", CallOutcome.COMPLETED),
+        ("call-deleted", CallOutcome.COMPLETED),
+        ("call.in-progress.twilio-completed-call", CallOutcome.COMPLETED),
+        ("call.in-progress.sip-completed-call", CallOutcome.COMPLETED),
+        ("vonage-completed", CallOutcome.COMPLETED),
+        ("call.ringing.hook-executed-say", CallOutcome.COMPLETED),
+        ("call.ending.hook-executed-say", CallOutcome.COMPLETED),
+        ("hangup", CallOutcome.COMPLETED),  # docs example, not in the enum
+        ("assistantEndedCall", CallOutcome.COMPLETED),  # docs example, not in the enum
         # nobody answered
-        ("customer-did-not-answer", Outcome.NO_ANSWER),
-        ("call.forwarding.no-answer", Outcome.NO_ANSWER),
-        ("customer-did-not-give-microphone-permission", Outcome.NO_ANSWER),
-        ("call.ringing.sip-inbound-caller-hungup-before-call-connect", Outcome.NO_ANSWER),
-        ("call.in-progress.error-providerfault-outbound-sip-408-request-timeout", Outcome.NO_ANSWER),
-        ("call.in-progress.error-providerfault-outbound-sip-480-temporarily-unavailable", Outcome.NO_ANSWER),
+        ("customer-did-not-answer", CallOutcome.NO_ANSWER),
+        ("call.forwarding.no-answer", CallOutcome.NO_ANSWER),
+        ("customer-did-not-give-microphone-permission", CallOutcome.NO_ANSWER),
+        ("call.ringing.sip-inbound-caller-hungup-before-call-connect", CallOutcome.NO_ANSWER),
+        ("call.in-progress.error-providerfault-outbound-sip-408-request-timeout", CallOutcome.NO_ANSWER),
+        ("call.in-progress.error-providerfault-outbound-sip-480-temporarily-unavailable", CallOutcome.NO_ANSWER),
         # busy, voicemail, transferred
-        ("customer-busy", Outcome.BUSY),
-        ("call.forwarding.operator-busy", Outcome.BUSY),
-        ("voicemail", Outcome.VOICEMAIL),
-        ("assistant-forwarded-call", Outcome.TRANSFERRED),
-        ("call.ringing.hook-executed-transfer", Outcome.TRANSFERRED),
-        ("call.ending.hook-executed-transfer", Outcome.TRANSFERRED),
-        ("assistant-request-returned-forwarding-phone-number", Outcome.TRANSFERRED),
+        ("customer-busy", CallOutcome.BUSY),
+        ("call.forwarding.operator-busy", CallOutcome.BUSY),
+        ("voicemail", CallOutcome.VOICEMAIL),
+        ("assistant-forwarded-call", CallOutcome.TRANSFERRED),
+        ("call.ringing.hook-executed-transfer", CallOutcome.TRANSFERRED),
+        ("call.ending.hook-executed-transfer", CallOutcome.TRANSFERRED),
+        ("assistant-request-returned-forwarding-phone-number", CallOutcome.TRANSFERRED),
         # technical failures
-        ("pipeline-error-openai-llm-failed", Outcome.FAILED),
-        ("call.in-progress.error-providerfault-openai-llm-failed", Outcome.FAILED),
-        ("call.in-progress.error-vapifault-worker-died", Outcome.FAILED),
-        ("call.in-progress.error-vapifault-transport-never-connected", Outcome.FAILED),
-        ("call.in-progress.error-providerfault-outbound-sip-503-service-unavailable", Outcome.FAILED),
-        ("call.in-progress.error-transfer-failed", Outcome.FAILED),
-        ("call.in-progress.error-warm-transfer-silence-timeout", Outcome.FAILED),
-        ("call.in-progress.error-assistant-did-not-receive-customer-audio", Outcome.FAILED),
-        ("call.start.error-subscription-insufficient-credits", Outcome.FAILED),
-        ("call.start.assistant-version-error-validation", Outcome.FAILED),
-        ("call-start-error-neither-assistant-nor-server-set", Outcome.FAILED),
-        ("call.ringing.error-sip-inbound-call-failed-to-connect", Outcome.FAILED),
-        ("assistant-request-failed", Outcome.FAILED),
-        ("assistant-request-returned-error", Outcome.FAILED),
-        ("assistant-request-returned-no-assistant", Outcome.FAILED),
-        ("assistant-not-found", Outcome.FAILED),
-        ("assistant-not-valid", Outcome.FAILED),
-        ("assistant-join-timed-out", Outcome.FAILED),
-        ("twilio-failed-to-connect-call", Outcome.FAILED),
-        ("twilio-reported-customer-misdialed", Outcome.FAILED),
-        ("vonage-rejected", Outcome.FAILED),
-        ("phone-call-provider-closed-websocket", Outcome.FAILED),
-        ("phone-call-provider-bypass-enabled-but-no-call-received", Outcome.FAILED),
-        ("worker-shutdown", Outcome.FAILED),
-        ("vapifault-transport-never-connected", Outcome.FAILED),
-        ("database-error", Outcome.FAILED),
-        ("db-error", Outcome.FAILED),
-        ("unknown-error", Outcome.FAILED),
-        ("license-check-failed", Outcome.FAILED),
-        ("no-server-available", Outcome.FAILED),
-        ("pipeline-no-available-model", Outcome.FAILED),
+        ("pipeline-error-openai-llm-failed", CallOutcome.FAILED),
+        ("call.in-progress.error-providerfault-openai-llm-failed", CallOutcome.FAILED),
+        ("call.in-progress.error-vapifault-worker-died", CallOutcome.FAILED),
+        ("call.in-progress.error-vapifault-transport-never-connected", CallOutcome.FAILED),
+        ("call.in-progress.error-providerfault-outbound-sip-503-service-unavailable", CallOutcome.FAILED),
+        ("call.in-progress.error-transfer-failed", CallOutcome.FAILED),
+        ("call.in-progress.error-warm-transfer-silence-timeout", CallOutcome.FAILED),
+        ("call.in-progress.error-assistant-did-not-receive-customer-audio", CallOutcome.FAILED),
+        ("call.start.error-subscription-insufficient-credits", CallOutcome.FAILED),
+        ("call.start.assistant-version-error-validation", CallOutcome.FAILED),
+        ("call-start-error-neither-assistant-nor-server-set", CallOutcome.FAILED),
+        ("call.ringing.error-sip-inbound-call-failed-to-connect", CallOutcome.FAILED),
+        ("assistant-request-failed", CallOutcome.FAILED),
+        ("assistant-request-returned-error", CallOutcome.FAILED),
+        ("assistant-request-returned-no-assistant", CallOutcome.FAILED),
+        ("assistant-not-found", CallOutcome.FAILED),
+        ("assistant-not-valid", CallOutcome.FAILED),
+        ("assistant-join-timed-out", CallOutcome.FAILED),
+        ("twilio-failed-to-connect-call", CallOutcome.FAILED),
+        ("twilio-reported-customer-misdialed", CallOutcome.FAILED),
+        ("vonage-rejected", CallOutcome.FAILED),
+        ("phone-call-provider-closed-websocket", CallOutcome.FAILED),
+        ("phone-call-provider-bypass-enabled-but-no-call-received", CallOutcome.FAILED),
+        ("worker-shutdown", CallOutcome.FAILED),
+        ("vapifault-transport-never-connected", CallOutcome.FAILED),
+        ("database-error", CallOutcome.FAILED),
+        ("db-error", CallOutcome.FAILED),
+        ("unknown-error", CallOutcome.FAILED),
+        ("license-check-failed", CallOutcome.FAILED),
+        ("no-server-available", CallOutcome.FAILED),
+        ("pipeline-no-available-model", CallOutcome.FAILED),
         # unknown future values, read by their shape
-        ("call.in-progress.error-providerfault-newvoice-500-server-error", Outcome.FAILED),
-        ("call.start.error-something-new", Outcome.FAILED),
-        ("call.ringing.customer-unanswered", Outcome.NO_ANSWER),
-        ("call.forwarding.destination-busy", Outcome.BUSY),
-        ("call.in-progress.voicemail-detected", Outcome.VOICEMAIL),
-        ("call.in-progress.customer-said-goodbye", Outcome.COMPLETED),
+        ("call.in-progress.error-providerfault-newvoice-500-server-error", CallOutcome.FAILED),
+        ("call.start.error-something-new", CallOutcome.FAILED),
+        ("call.ringing.customer-unanswered", CallOutcome.NO_ANSWER),
+        ("call.forwarding.destination-busy", CallOutcome.BUSY),
+        ("call.in-progress.voicemail-detected", CallOutcome.VOICEMAIL),
+        ("call.in-progress.customer-said-goodbye", CallOutcome.COMPLETED),
         # spacing and case
-        ("  Customer-Busy ", Outcome.BUSY),
+        ("  Customer-Busy ", CallOutcome.BUSY),
     ],
 )
-def test_outcome_from_ended_reason(reason: str, outcome: Outcome) -> None:
+def test_outcome_from_ended_reason(reason: str, outcome: CallOutcome) -> None:
     """Each ended-reason family maps to its outcome, and unknown values are read by their shape."""
     assert outcome_from_ended_reason(reason) is outcome
 
@@ -136,12 +136,12 @@ def test_every_known_reason_is_classified_and_errors_fail() -> None:
     reasons = schema_reasons()
     assert len(reasons) > 600
     outcomes = {reason: outcome_from_ended_reason(reason) for reason in reasons}
-    assert all(isinstance(outcome, Outcome) for outcome in outcomes.values())
+    assert all(isinstance(outcome, CallOutcome) for outcome in outcomes.values())
     for reason, outcome in outcomes.items():
         if re.search(r"error|fault|failed", reason) and not re.search(r"-sip-(408|480)-", reason):
-            assert outcome is Outcome.FAILED, reason
-    assert {reason for reason, outcome in outcomes.items() if outcome is Outcome.VOICEMAIL} == {"voicemail"}
-    completed = {reason for reason, outcome in outcomes.items() if outcome is Outcome.COMPLETED}
+            assert outcome is CallOutcome.FAILED, reason
+    assert {reason for reason, outcome in outcomes.items() if outcome is CallOutcome.VOICEMAIL} == {"voicemail"}
+    completed = {reason for reason, outcome in outcomes.items() if outcome is CallOutcome.COMPLETED}
     assert completed == {
         "assistant-ended-call",
         "assistant-ended-call-after-message-spoken",
@@ -169,15 +169,15 @@ def test_every_known_reason_is_classified_and_errors_fail() -> None:
 @pytest.mark.parametrize(
     ("call", "outcome"),
     [
-        ("inbound_booking", Outcome.COMPLETED),
-        ("outbound_no_answer", Outcome.NO_ANSWER),
-        ("voicemail", Outcome.VOICEMAIL),
-        ("transferred", Outcome.TRANSFERRED),
-        ("provider_error", Outcome.FAILED),
-        ("no_report_finals_only", Outcome.COMPLETED),
+        ("inbound_booking", CallOutcome.COMPLETED),
+        ("outbound_no_answer", CallOutcome.NO_ANSWER),
+        ("voicemail", CallOutcome.VOICEMAIL),
+        ("transferred", CallOutcome.TRANSFERRED),
+        ("provider_error", CallOutcome.FAILED),
+        ("no_report_finals_only", CallOutcome.COMPLETED),
     ],
 )
-def test_recorded_calls_end_with_their_outcome(call: str, outcome: Outcome) -> None:
+def test_recorded_calls_end_with_their_outcome(call: str, outcome: CallOutcome) -> None:
     """Every recorded ended reason of a call (status update and report alike) maps to the call's outcome."""
     reasons = {
         message["endedReason"]

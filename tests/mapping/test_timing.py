@@ -1,28 +1,17 @@
-"""ingest.mapping.timing: instants in Vapi's units, NZ wall-clock times across DST, durations."""
+"""ingest.mapping.timing: instants in Vapi's units, reported durations, conversation spans."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.fixtures import load_call, load_event, parse_body
 
-from ingest.mapping.timing import (
-    conversation_span,
-    duration_seconds,
-    local_month,
-    local_wallclock,
-    parse_instant,
-    reported_duration_seconds,
-    seconds_to_minutes,
-)
-
-NZ = "Pacific/Auckland"
+from ingest.mapping.timing import conversation_span, parse_instant, reported_duration_seconds
 
 
 def utc(text: str) -> datetime:
@@ -125,119 +114,6 @@ def test_parse_instant_reads_the_pre_2025_iso_timestamp() -> None:
     assert parse_instant(message["timestamp"]) == utc("2025-02-11T03:20:22.491")
 
 
-# (UTC instant, New Zealand wall-clock time): either side of both 2026 DST changes.
-NZ_DST = [
-    ("2026-04-04T13:59:59.999", "2026-04-05T02:59:59.999"),  # last NZDT moment
-    ("2026-04-04T14:00:00", "2026-04-05T02:00:00"),  # 03:00 NZDT -> 02:00 NZST
-    ("2026-04-04T13:30:00", "2026-04-05T02:30:00"),  # 02:30 happens twice...
-    ("2026-04-04T14:30:00", "2026-04-05T02:30:00"),  # ...an hour apart
-    ("2026-09-26T13:59:59.999", "2026-09-27T01:59:59.999"),  # last NZST moment
-    ("2026-09-26T14:00:00", "2026-09-27T03:00:00"),  # 02:00 NZST -> 03:00 NZDT
-    ("2026-06-30T12:00:00", "2026-07-01T00:00:00"),  # winter, +12
-    ("2026-12-31T11:00:00", "2027-01-01T00:00:00"),  # summer, +13
-]
-
-
-@pytest.mark.parametrize(("instant", "local"), NZ_DST)
-def test_local_wallclock_is_the_nz_reading_across_dst(instant: str, local: str) -> None:
-    """local_wallclock gives the NZ wall-clock time as a UTC-labelled datetime on both sides of each change."""
-    assert local_wallclock(utc(instant), NZ) == utc(local)
-
-
-def test_local_wallclock_of_the_dst_fixture_calls() -> None:
-    """dst_autumn ends 'before' it starts in local time; dst_spring spans 65 wall-clock minutes in 334.6 s."""
-    autumn = report("dst_autumn")
-    start, end = parse_instant(autumn["startedAt"]), parse_instant(autumn["endedAt"])
-    assert start is not None
-    assert end is not None
-    assert local_wallclock(start, NZ) == utc("2026-04-05T02:58:30.250")
-    assert local_wallclock(end, NZ) == utc("2026-04-05T02:02:10.750")
-    spring = report("dst_spring")
-    start, end = parse_instant(spring["startedAt"]), parse_instant(spring["endedAt"])
-    assert start is not None
-    assert end is not None
-    assert local_wallclock(start, NZ) == utc("2026-09-27T01:57:45.500")
-    assert local_wallclock(end, NZ) == utc("2026-09-27T03:03:20.125")
-    assert duration_seconds(start, end) == Decimal("334.625")
-
-
-def test_local_wallclock_in_other_zones_and_naive_input() -> None:
-    """The zone is a parameter (UTC is the identity); a naive datetime is refused, not guessed."""
-    instant = utc("2026-03-10T21:14:05.334")
-    assert local_wallclock(instant, "UTC") == instant
-    assert local_wallclock(instant, "America/New_York") == utc("2026-03-10T17:14:05.334")
-    with pytest.raises(ValueError, match="aware"):
-        local_wallclock(datetime(2026, 3, 10, 21, 14), NZ)
-
-
-@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)))
-def test_local_wallclock_is_utc_plus_the_zone_offset(instant: datetime) -> None:
-    """For any instant the NZ reading is 12 or 13 hours ahead, exactly the zone's UTC offset at that instant."""
-    local = local_wallclock(instant, NZ)
-    assert local - instant in (timedelta(hours=12), timedelta(hours=13))
-    assert local - instant == instant.astimezone(ZoneInfo(NZ)).utcoffset()
-
-
-@pytest.mark.parametrize(
-    ("instant", "month"),
-    [
-        ("2026-11-30T12:30:00", date(2026, 12, 1)),  # the month_boundary call: 1 December in NZ
-        ("2026-11-30T10:59:59", date(2026, 11, 1)),
-        ("2026-11-30T11:00:00", date(2026, 12, 1)),  # midnight NZDT
-        ("2026-03-10T21:14:05.334", date(2026, 3, 1)),
-        ("2026-12-31T11:00:00", date(2027, 1, 1)),
-    ],
-)
-def test_local_month_is_the_first_day_of_the_local_month(instant: str, month: date) -> None:
-    """Usage months are local: an instant late on the last UTC day of a month can be next month in NZ."""
-    assert local_month(utc(instant), NZ) == month
-
-
-def test_local_month_of_the_month_boundary_call() -> None:
-    """The month_boundary call starts on 30 November UTC, which is December in New Zealand."""
-    start = parse_instant(report("month_boundary")["startedAt"])
-    assert start is not None
-    assert local_month(start, NZ) == date(2026, 12, 1)
-    assert local_month(start, "UTC") == date(2026, 11, 1)
-
-
-def test_duration_seconds_rounds_and_refuses_missing_or_negative() -> None:
-    """Durations are numeric(10,3) rounded half up; a missing end or an end before the start gives None."""
-    start = utc("2026-05-19T01:30:03.980")
-    assert duration_seconds(start, utc("2026-05-19T01:30:33.620")) == Decimal("29.640")
-    assert duration_seconds(start, start) == Decimal("0.000")
-    assert duration_seconds(start, start + timedelta(microseconds=1500)) == Decimal("0.002")
-    assert duration_seconds(start, start + timedelta(microseconds=1499)) == Decimal("0.001")
-    assert duration_seconds(start, start + timedelta(days=2)) == Decimal("172800.000")
-    assert duration_seconds(start, None) is None
-    assert duration_seconds(None, start) is None
-    assert duration_seconds(start, start - timedelta(milliseconds=1)) is None
-    assert duration_seconds(start, start + timedelta(days=200)) is None  # beyond numeric(10,3)
-
-
-@given(st.integers(min_value=0, max_value=10**9))
-def test_duration_seconds_is_exact_for_whole_milliseconds(millis: int) -> None:
-    """Any whole number of milliseconds comes back exactly, with three decimals."""
-    start = utc("2026-01-01T00:00:00")
-    assert duration_seconds(start, start + timedelta(milliseconds=millis)) == Decimal(millis) / 1000
-
-
-@pytest.mark.parametrize(
-    ("seconds", "minutes"),
-    [
-        ("62.900", "1.05"),
-        ("29.640", "0.49"),
-        ("0.000", "0.00"),
-        ("30.000", "0.50"),
-        ("0.300", "0.01"),
-        ("0.299", "0.00"),
-    ],
-)
-def test_seconds_to_minutes_rounds_half_up(seconds: str, minutes: str) -> None:
-    """Minutes are numeric(10,2), rounded half up (0.3 s is 0.005 min, which rounds to 0.01)."""
-    assert seconds_to_minutes(Decimal(seconds)) == Decimal(minutes)
-
-
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
@@ -287,7 +163,10 @@ def test_reported_and_computed_durations_agree_on_the_fixtures() -> None:
     """Where a report sends a duration, it equals endedAt - startedAt to the millisecond."""
     for call in ("inbound_booking", "transferred", "voicemail", "dst_autumn", "dst_spring", "long_call"):
         message = report(call)
-        computed = duration_seconds(parse_instant(message["startedAt"]), parse_instant(message["endedAt"]))
+        start, end = parse_instant(message["startedAt"]), parse_instant(message["endedAt"])
+        assert start is not None
+        assert end is not None
+        computed = Decimal((end - start) // timedelta(milliseconds=1)) / 1000
         assert reported_duration_seconds(message) == computed, call
 
 

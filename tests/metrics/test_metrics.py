@@ -27,11 +27,12 @@ from starlette.testclient import TestClient
 from support.fixtures import load_call, load_event
 from support.live import web_server, worker_process
 
-from ingest.errors import PermanentError
+from ingest.errors import ConfigError, PermanentError
 from ingest.event import Event
 from ingest.metrics import counters, exposition, gauges, multiprocess
 from ingest.metrics.gauges import SourceReaders, Sources
-from ingest.settings import SettingsError
+from ingest.ops import backlog
+from ingest.settings import Settings
 from ingest.vocabulary import EventState
 from ingest.web.app import create_app
 from worker.group_commit import GroupCommit
@@ -270,7 +271,7 @@ def test_worker_port_serves_past_an_idle_connection_and_by_name(
     monkeypatch.setattr(exposition._QuietHandler, "timeout", 1.0)
     port = _free_port()
     server = exposition.worker_metrics_server(
-        {"INGEST_WORKER_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+        Settings.from_env({"INGEST_WORKER_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(directory)})
     )
     assert server is not None
     serving = threading.Thread(target=server.serve_forever, daemon=True)
@@ -467,8 +468,8 @@ def test_a_stuck_source_is_down_without_a_second_read(
 
 
 def test_scrape_connection_has_client_side_timeouts() -> None:
-    """The scrape's Postgres connection gives up on a silent peer by itself: connect and TCP timeouts."""
-    timeouts = gauges.postgres_timeouts()
+    """The scrape's (every backlog reader's) Postgres connection gives up on a silent peer by itself."""
+    timeouts = backlog.postgres_timeouts()
     assert timeouts["connect_timeout"] == 2
     assert timeouts["keepalives"] == 1
     assert "tcp_user_timeout" in timeouts  # the libpq here is 12 or newer
@@ -541,14 +542,14 @@ def test_unwritable_directories(tmp_path: Path) -> None:
     environment: dict[str, str] = {}
     assert multiprocess.prepare(multiprocess.WEB, blocker, environment) is None
     assert environment == {}
-    with pytest.raises(SettingsError, match="PROMETHEUS_MULTIPROC_DIR"):
+    with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.prepare(multiprocess.WEB, tmp_path, {"PROMETHEUS_MULTIPROC_DIR": str(blocker / "metrics")})
 
 
 @pytest.mark.parametrize("raw", ["http", "0", "70000", "-1"])
 def test_bad_worker_port_is_refused(raw: str) -> None:
     """INGEST_WORKER_METRICS_PORT must be a port number."""
-    with pytest.raises(SettingsError, match="INGEST_WORKER_METRICS_PORT"):
+    with pytest.raises(ConfigError, match="INGEST_WORKER_METRICS_PORT"):
         multiprocess.worker_metrics_port({"INGEST_WORKER_METRICS_PORT": raw})
     assert multiprocess.worker_metrics_port({"INGEST_WORKER_METRICS_PORT": "9191"}) == 9191
     assert multiprocess.worker_metrics_port({}) is None

@@ -22,7 +22,7 @@ from support.ops_page_data import (
 )
 
 from ingest.dev.embedded import _free_port
-from ingest.settings import SettingsError
+from ingest.errors import ConfigError
 from ingest.web.app import create_app
 
 USER, PASSWORD, TOKEN = "oncall", "correct horse battery", "ops-token-123"
@@ -155,7 +155,7 @@ def test_only_a_token_needs_no_password(db_url: str, redis_server_url: str, redi
 def test_half_configured_auth_stops_the_app(extra: dict[str, str], named: str) -> None:
     """A user without a password (or the reverse) is a configuration error naming the variable."""
     env = make_env("postgresql://nowhere/db", "redis://nowhere:6379/0", "ns", **extra)
-    with pytest.raises(SettingsError, match=named):
+    with pytest.raises(ConfigError, match=named):
         create_app(env=env)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest.migrate import MIGRATIONS_DIR, MigrationError, discover, migrate, pending
+from ingest.migrate import FUNCTIONS_DIR, MIGRATIONS_DIR, MigrationError, discover, discover_functions, migrate, pending
 
 TZ = "Pacific/Auckland"
 
@@ -71,6 +71,43 @@ def test_fresh_database_gets_every_migration_once(empty_db_url: str) -> None:
     with psycopg.connect(empty_db_url) as conn:
         recorded = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
     assert recorded == {m.version: m.checksum for m in discover()}
+
+
+def test_functions_are_reapplied_on_every_run(empty_db_url: str) -> None:
+    """Every run re-applies sql/functions: a function changed or dropped by hand is back afterwards."""
+    migrate(empty_db_url, local_timezone=TZ)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION ingest_source_rank(source text) RETURNS integer LANGUAGE sql AS 'SELECT 0'"
+        )
+        conn.execute("DROP FUNCTION ingest_record_and_apply(timestamptz, text, text, text, text, jsonb, jsonb)")
+    assert migrate(empty_db_url, local_timezone=TZ) == []
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT ingest_source_rank('report'), ingest_source_rank('event')").fetchone() == (8, 0)
+        restored = (
+            "SELECT to_regprocedure('ingest_record_and_apply(timestamptz, text, text, text, text, jsonb, jsonb)')"
+        )
+        assert conn.execute(restored).fetchone() != (None,)
+
+
+def test_functions_files_define_functions_only(empty_db_url: str) -> None:
+    """sql/functions creates functions (and grants on them), nothing else: schema changes are migrations."""
+    files = discover_functions()
+    assert [p.name for p in files] == sorted(p.name for p in FUNCTIONS_DIR.glob("*.sql"))
+    assert all(p.name[:2].isdigit() and p.name[2] == "_" for p in files)
+    migrate(empty_db_url, local_timezone=TZ, functions=None)
+    with psycopg.connect(empty_db_url) as conn:
+        before = conn.execute("SELECT count(*) FROM pg_class").fetchone()
+    migrate(empty_db_url, local_timezone=TZ)
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_class").fetchone() == before
+
+
+def test_missing_functions_folder_is_refused(empty_db_url: str, tmp_path: Path) -> None:
+    """A package shipped without sql/functions stops before touching the database."""
+    with pytest.raises(MigrationError, match="no functions files"):
+        migrate(empty_db_url, local_timezone=TZ, functions=tmp_path)
+    assert pending(empty_db_url) == [m.version for m in discover()]
 
 
 def test_changed_applied_file_is_refused(empty_db_url: str, tmp_path: Path) -> None:

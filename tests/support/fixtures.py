@@ -1,4 +1,4 @@
-"""The one way tests reach the recorded bodies in ``tests/fixtures/`` (see its README).
+"""The one way tests reach the Vapi bodies in ``tests/fixtures/`` (generated; see its README).
 
 Bodies come back as the exact bytes on disk: a test that signs or replays them must not
 re-serialise. ``parse_body`` is there for tests that need the dict as well.

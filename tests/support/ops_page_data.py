@@ -16,7 +16,7 @@ from ingest.body import loads_storable, parse_envelope
 from ingest.errors import Unmappable
 from ingest.event import Event
 from ingest.mapping.event_key import event_key
-from ingest.ops.backlog import queue_keys
+from ingest.queue_keys import QueueKeys
 from support.apply import RECEIVED_AT_MS, apply_bodies
 from support.fixtures import load_call, load_event, parse_body
 
@@ -67,7 +67,7 @@ class QueueState:
 
 def fill_queue(redis_url: str, namespace: str, queue: str = "vapi-events", state: QueueState = QueueState()) -> None:
     """Put messages everywhere Dramatiq keeps them; the head of the ready list is ``oldest_age_s`` old."""
-    keys = queue_keys(namespace, queue)
+    keys = QueueKeys(namespace, queue)
     now_ms = int(time.time() * 1000)
     client = redis.Redis.from_url(redis_url)
     try:
@@ -75,17 +75,17 @@ def fill_queue(redis_url: str, namespace: str, queue: str = "vapi-events", state
         for n in range(state.ready + state.in_flight):
             redis_id = str(uuid.uuid4())
             stamp = now_ms - int(state.oldest_age_s * 1000) + n
-            pipe.hset(keys["messages"], redis_id, orjson.dumps({"message_timestamp": stamp, "queue_name": queue}))
+            pipe.hset(keys.messages, redis_id, orjson.dumps({"message_timestamp": stamp, "queue_name": queue}))
             if n < state.ready:
-                pipe.rpush(keys["ready"], redis_id)
+                pipe.rpush(keys.ready, redis_id)
         for _ in range(state.delayed):
             redis_id = str(uuid.uuid4())
-            pipe.hset(keys["delayed_messages"], redis_id, orjson.dumps({"message_timestamp": now_ms}))
-            pipe.rpush(keys["delayed"], redis_id)
+            pipe.hset(keys.delayed_messages, redis_id, orjson.dumps({"message_timestamp": now_ms}))
+            pipe.rpush(keys.delayed, redis_id)
         for _ in range(state.dead):
             redis_id = str(uuid.uuid4())
-            pipe.hset(keys["dead_messages"], redis_id, orjson.dumps({"message_timestamp": now_ms}))
-            pipe.zadd(keys["dead"], {redis_id: now_ms})
+            pipe.hset(keys.dead_messages, redis_id, orjson.dumps({"message_timestamp": now_ms}))
+            pipe.zadd(keys.dead, {redis_id: now_ms})
         pipe.execute()
     finally:
         client.close()

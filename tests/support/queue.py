@@ -7,6 +7,8 @@ from typing import Any
 import redis
 from dramatiq import Message
 
+from ingest.queue_keys import QueueKeys
+
 QUEUE = "vapi-events"
 
 
@@ -14,8 +16,8 @@ def queued(redis_url: str, namespace: str, queue: str = QUEUE) -> list[Message[A
     """Every message waiting on ``queue``, in order, decoded by Dramatiq itself."""
     client = redis.Redis.from_url(redis_url)
     try:
-        ids = client.lrange(f"{namespace}:{queue}", 0, -1)
-        data = client.hmget(f"{namespace}:{queue}.msgs", ids) if ids else []
+        ids = client.lrange(QueueKeys(namespace, queue).ready, 0, -1)
+        data = client.hmget(QueueKeys(namespace, queue).messages, ids) if ids else []
     finally:
         client.close()
     return [Message.decode(item) for item in data if item is not None]
@@ -36,8 +38,8 @@ def enqueue(redis_url: str, namespace: str, bodies: list[bytes], received_at_ms:
         pipe = client.pipeline(transaction=True)
         for raw in bodies:
             redis_id, data = encode_message(queue, queued_body(raw), received_at_ms)
-            pipe.hset(f"{namespace}:{queue}.msgs", redis_id, data)
-            pipe.rpush(f"{namespace}:{queue}", redis_id)
+            pipe.hset(QueueKeys(namespace, queue).messages, redis_id, data)
+            pipe.rpush(QueueKeys(namespace, queue).ready, redis_id)
         pipe.execute()
     finally:
         client.close()
@@ -46,6 +48,6 @@ def enqueue(redis_url: str, namespace: str, bodies: list[bytes], received_at_ms:
 def dead_letters(redis_url: str, namespace: str, queue: str = QUEUE) -> int:
     client = redis.Redis.from_url(redis_url)
     try:
-        return int(client.zcard(f"{namespace}:{queue}.XQ"))
+        return int(client.zcard(QueueKeys(namespace, queue).dead))
     finally:
         client.close()

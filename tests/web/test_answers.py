@@ -156,6 +156,26 @@ def test_transfer_destination_request(client: TestClient, env: dict[str, str]) -
     valid("ServerMessageResponseTransferDestinationRequest", none)
 
 
+def test_handoff_destination_request(client: TestClient, env: dict[str, str]) -> None:
+    """A configured assistant id or squad member name is the destination; unconfigured is a refusal with an error."""
+    message = orjson.loads(load_event("handoff-destination-request.json"))["message"]
+    with TestClient(create_app(env={**env, "VAPI_HANDOFF_DESTINATION": ROUTED})) as by_id:
+        answer = ask(by_id, message)
+    assert answer == {"destination": {"type": "assistant", "assistantId": ROUTED}}
+    valid("ServerMessageResponseHandoffDestinationRequest", answer)
+    valid("HandoffDestinationAssistant", answer["destination"])
+    with TestClient(create_app(env={**env, "VAPI_HANDOFF_DESTINATION": "Billing Desk"})) as by_name:
+        named = ask(by_name, message)
+    assert named == {"destination": {"type": "assistant", "assistantName": "Billing Desk"}}
+    valid("HandoffDestinationAssistant", named["destination"])
+    none = ask(client, message)
+    assert none["error"] == "No handoff destination is configured."
+    valid("ServerMessageResponseHandoffDestinationRequest", none)
+    assert [b["message"]["type"] for b in queued_bodies(env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"])] == [
+        "handoff-destination-request"
+    ] * 3
+
+
 def test_knowledge_base_request_finds_nothing(client: TestClient) -> None:
     """With no knowledge source configured the answer is a valid empty document list."""
     answer = ask(client, orjson.loads(load_event("knowledge-base-request.json"))["message"])

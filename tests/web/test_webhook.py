@@ -219,6 +219,16 @@ def test_bad_bodies_get_a_precise_4xx(
     assert queued(env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"]) == []
 
 
+def test_huge_integers_are_read_as_orjson_reads_them(client: TestClient, env: dict[str, str]) -> None:
+    """An integer beyond 64 bits is a float whichever parser reads it (here with a NaN: the fallback parser)."""
+    raw = b'{"message": {"type": "hang", "n": 123456789012345678901234567890, "x": NaN}}'
+    response = client.post("/webhooks/vapi", content=raw, headers={"x-vapi-secret": SECRET})
+    assert response.status_code == 200
+    [queued_body] = queued_bodies(env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"])
+    assert queued_body["message"]["n"] == 1.2345678901234568e29
+    assert queued_body["message"]["x"] is None
+
+
 def test_nul_bytes_and_lone_surrogates_are_made_storable(client: TestClient, env: dict[str, str]) -> None:
     """A transcript with U+0000 and a body with a lone surrogate are accepted; what the worker reads has U+FFFD."""
     assert post(client, load_event("transcript_nul_byte.json")).status_code == 200

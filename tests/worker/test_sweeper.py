@@ -88,6 +88,39 @@ def test_transcript_is_built_when_an_expected_report_never_comes(db: psycopg.Con
     assert row["metadata"]["provenance"]["call_transcript"] == "transcripts"
 
 
+def without_report(call: str) -> list[bytes]:
+    return [b for b in load_call(call) if orjson.loads(b)["message"]["type"] != "end-of-call-report"]
+
+
+def test_call_whose_finals_give_no_transcript_is_tried_once(db: psycopg.Connection[Any], db_url: str) -> None:
+    """Finals that give no transcript are tried once, do not hold back the next call, and a newer final is tried."""
+    booking, spring = "44447e38-9fd3-4025-bc93-2132b1b437d0", "24685314-2ae7-43a3-9c2f-588cd6fad959"
+    apply_bodies(db, without_report("inbound_booking") + without_report("dst_spring"))
+    assert {session_rows(db)[call]["call_transcript"] for call in (booking, spring)} == {None}
+    # The booking's finals lose their text: nothing can be built from them. It ended first.
+    db.execute(
+        'UPDATE call_events SET message = message || \'{"transcript": ""}\''
+        " WHERE call_id = %s AND message ->> 'transcriptType' = 'final'",
+        (booking,),
+    )
+    db.execute("UPDATE user_sessions SET ended_at_utc = now() - interval '2 hours' WHERE call_id = %s", (booking,))
+    db.execute("UPDATE user_sessions SET ended_at_utc = now() - interval '1 hour' WHERE call_id = %s", (spring,))
+    with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
+        assert rebuild_missing_transcripts(pool, grace=600, limit=1) == 1  # the booking, to no avail
+        assert session_rows(db)[booking]["call_transcript"] is None
+        assert rebuild_missing_transcripts(pool, grace=600, limit=1) == 1  # not the booking again: the next call
+        assert session_rows(db)[spring]["call_transcript"].startswith("AI: ")
+        assert "transcript_finals_tried" not in session_rows(db)[spring]["metadata"]  # as `ingest rebuild` derives it
+        assert rebuild_missing_transcripts(pool, grace=600, limit=1) == 0
+        final = next(b for b in without_report("inbound_booking") if b'"transcriptType":"final"' in b)
+        late = orjson.loads(final)
+        late["message"]["timestamp"] += 60_000
+        late["message"]["transcript"] = "Thanks, bye."
+        apply_bodies(db, [orjson.dumps(late)])
+        assert rebuild_missing_transcripts(pool, grace=600, limit=1) == 1  # a newer final: tried again
+    assert session_rows(db)[booking]["call_transcript"].endswith(": Thanks, bye.\n")
+
+
 def test_sweeper_thread_keeps_sweeping_when_redis_is_down(db: psycopg.Connection[Any], db_url: str) -> None:
     """The dead-worker reclaim failing (Redis down) does not stop the database sweep."""
     store_pending(db, load_call("voicemail"), enqueued=True, age_seconds=600)

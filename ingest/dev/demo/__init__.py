@@ -75,7 +75,7 @@ def prepare() -> Demo:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DemoResult:
     """What the workers made of a demo run, read back from the database."""
 
     states: Mapping[str, int]
@@ -88,7 +88,7 @@ class Outcome:
         return sum(self.states.values())
 
 
-def read_outcome(database_url: str, demo: Demo) -> Outcome:
+def read_outcome(database_url: str, demo: Demo) -> DemoResult:
     with psycopg.connect(database_url, autocommit=True) as conn:
         ids = {"ids": demo.all_ids}
         states: Counter[str] = Counter(
@@ -97,17 +97,17 @@ def read_outcome(database_url: str, demo: Demo) -> Outcome:
         rows = conn.execute(queries.DEMO_SESSION_ROWS, {"ids": list(demo.call_ids)}).fetchone()
         all_rows = conn.execute(queries.DEMO_ALL_SESSION_ROWS).fetchone()
         failures = [(str(kind), str(error)) for kind, error in conn.execute(queries.DEMO_FAILURES, ids)]
-    return Outcome(states, int(rows[0]) if rows else 0, int(all_rows[0]) if all_rows else 0, failures)
+    return DemoResult(states, int(rows[0]) if rows else 0, int(all_rows[0]) if all_rows else 0, failures)
 
 
-def settled(outcome: Outcome, demo: Demo) -> bool:
+def settled(outcome: DemoResult, demo: Demo) -> bool:
     """Every event recorded, none still pending (``waiting`` ones wait for a row that may never come)."""
     return outcome.events >= len(demo.event_keys) and not outcome.states.get(EventState.PENDING.value)
 
 
 def wait_for_workers(
     database_url: str, demo: Demo, *, check: Callable[[], None], timeout: float = WAIT_TIMEOUT
-) -> tuple[Outcome, bool]:
+) -> tuple[DemoResult, bool]:
     """Poll until the workers have dealt with every event; ``check`` raises if the stack died."""
     deadline = time.monotonic() + timeout
     while True:
@@ -120,7 +120,7 @@ def wait_for_workers(
         time.sleep(0.25)
 
 
-def render(demo: Demo, sent: Summary, outcome: Outcome, done: bool) -> str:
+def render(demo: Demo, sent: Summary, outcome: DemoResult, done: bool) -> str:
     states = ", ".join(f"{state} {count}" for state, count in sorted(outcome.states.items())) or "none yet"
     failed = outcome.states.get(EventState.FAILED.value, 0)
     lines = [
@@ -136,7 +136,7 @@ def render(demo: Demo, sent: Summary, outcome: Outcome, done: bool) -> str:
     return "\n".join([*lines, ""])
 
 
-def run(url: str, env: Mapping[str, str], database_url: str, *, check: Callable[[], None]) -> Outcome:
+def run(url: str, env: Mapping[str, str], database_url: str, *, check: Callable[[], None]) -> DemoResult:
     """Send the demo calls to ``url``, signed as ``env`` configures, wait for the workers, print a summary."""
     demo = prepare()
     print(f"demo: sending {len(demo.bodies)} deliveries of {len(demo.call_ids)} calls to {url} …", flush=True)

@@ -17,13 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import hashlib
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ingest.settings import SettingsError
+from ingest.credentials import matches
+from ingest.errors import ConfigError
 
 REALM = "vapi-ingest ops"
 DISABLED_HINT = "set INGEST_OPS_USER and INGEST_OPS_PASSWORD (basic auth) and/or INGEST_OPS_TOKEN (bearer) to enable it"
@@ -31,17 +30,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BLOCKED_FETCH_SITES = frozenset({"cross-site", "same-site"})
 
 
-class Scheme(enum.StrEnum):
+class LoginScheme(enum.StrEnum):
     BASIC = "basic"
     BEARER = "bearer"
-
-
-def _digest(value: bytes) -> bytes:
-    return hashlib.sha256(value).digest()
-
-
-def _same(received: bytes, expected: bytes) -> bool:
-    return hmac.compare_digest(_digest(received), _digest(expected))
 
 
 def normalise_origin(url: str) -> str | None:
@@ -74,15 +65,15 @@ class OpsAuth:
         token = env.get("INGEST_OPS_TOKEN", "").strip()
         if bool(user) != bool(password):
             missing = "INGEST_OPS_PASSWORD" if user else "INGEST_OPS_USER"
-            raise SettingsError(f"{missing} must be set too: basic auth for /ops needs a user and a password")
+            raise ConfigError(f"{missing} must be set too: basic auth for /ops needs a user and a password")
         if ":" in user:
-            raise SettingsError("INGEST_OPS_USER must not contain ':' (basic auth cannot carry it)")
+            raise ConfigError("INGEST_OPS_USER must not contain ':' (basic auth cannot carry it)")
         origins = []
         for raw in env.get("INGEST_OPS_ORIGINS", "").split(","):
             if raw.strip():
                 origin = normalise_origin(raw)
                 if origin is None:
-                    raise SettingsError(f"INGEST_OPS_ORIGINS entry {raw.strip()!r} is not an http(s) origin")
+                    raise ConfigError(f"INGEST_OPS_ORIGINS entry {raw.strip()!r} is not an http(s) origin")
                 origins.append(origin)
         return cls(
             user=user.encode() or None,
@@ -104,7 +95,7 @@ class OpsAuth:
         challenges = [f'Basic realm="{REALM}"'] if self.basic else []
         return challenges + ([f'Bearer realm="{REALM}"'] if self.token is not None else [])
 
-    def authenticate(self, authorization: str | None) -> Scheme | None:
+    def authenticate(self, authorization: str | None) -> LoginScheme | None:
         """The scheme that accepted the ``Authorization`` header, or None."""
         if not authorization or " " not in authorization:
             return None
@@ -112,15 +103,15 @@ class OpsAuth:
         credentials = credentials.strip()
         kind = kind.lower()
         if kind == "bearer" and self.token is not None:
-            return Scheme.BEARER if _same(credentials.encode("utf-8", "surrogatepass"), self.token) else None
+            return LoginScheme.BEARER if matches(credentials.encode("utf-8", "surrogatepass"), self.token) else None
         if kind == "basic" and self.user is not None and self.password is not None:
             try:
                 decoded = base64.b64decode(credentials, validate=True)
             except (binascii.Error, ValueError):
                 return None
             user, colon, password = decoded.partition(b":")
-            matched = _same(user, self.user) & _same(password, self.password)
-            return Scheme.BASIC if colon and matched else None
+            matched = matches(user, self.user) & matches(password, self.password)
+            return LoginScheme.BASIC if colon and matched else None
         return None
 
     def same_origin(self, headers: Mapping[str, str], scheme: str) -> bool:

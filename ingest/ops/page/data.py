@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from ingest import queries
 from ingest.mapping.timing import parse_instant
-from ingest.ops.backlog import event_stats, queue_stats
+from ingest.ops import backlog
 
 MASK = "•••"
 
@@ -192,14 +192,8 @@ def call_detail(conn: psycopg.Connection[Any], key: str) -> CallDetail | None:
 
 def read_stats(pool: ConnectionPool, client: redis.Redis, namespace: str, queue_name: str) -> dict[str, Any]:
     """The numbers of ``/ops/stats.json``; a source that cannot be read is reported, not raised."""
-    stats: dict[str, Any] = {"at": dt.datetime.now(dt.UTC).isoformat(), "queues": None, "events": None, "errors": []}
-    try:
-        stats["queues"] = [q.as_dict() for q in queue_stats(client, namespace, [queue_name])]
-    except redis.RedisError as exc:
-        stats["errors"].append(f"redis: {type(exc).__name__}")
-    try:
-        with pool.connection() as conn:
-            stats["events"] = event_stats(conn).as_dict()
-    except psycopg.Error as exc:
-        stats["errors"].append(f"postgres: {type(exc).__name__}")
+    taken = backlog.snapshot(client, pool.connection, namespace, [queue_name])
+    stats = taken.as_dict()
+    # The page names what is missing, not why: the reason can quote a server's address.
+    stats["errors"] = [f"{source}: {type(exc).__name__}" for source, exc in taken.failures.items()]
     return stats

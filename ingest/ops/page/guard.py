@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest import body
-from ingest.ops.page.auth import DISABLED_HINT, OpsAuth, Scheme
+from ingest.ops.page.auth import DISABLED_HINT, LoginScheme, OpsAuth
 from ingest.ops.page.templates import templates
 from ingest.web.webhook import json_response
 
@@ -68,7 +68,7 @@ def guard(auth: OpsAuth, endpoint: Endpoint, *, post: bool = False) -> Endpoint:
             for challenge in auth.challenges():
                 response.headers.append("www-authenticate", challenge)
             return harden(response, nonce)
-        if post and scheme is Scheme.BASIC and not auth.same_origin(request.headers, request.url.scheme):
+        if post and scheme is LoginScheme.BASIC and not auth.same_origin(request.headers, request.url.scheme):
             log.warning("ops request refused", extra={"reason": "cross_origin", "path": request.url.path})
             detail = "this action must be sent from the ops page itself (Origin/Referer of another site)"
             return harden(json_response(403, {"error": "cross_origin", "detail": detail}), nonce)
@@ -105,7 +105,7 @@ async def action_form(request: Request) -> tuple[list[int], str] | Response:
 
 def wants_json(request: Request) -> bool:
     """Tools (bearer token, or ``Accept: application/json``) get JSON instead of a redirect."""
-    return request.state.scheme is Scheme.BEARER or "application/json" in request.headers.get("accept", "")
+    return request.state.scheme is LoginScheme.BEARER or "application/json" in request.headers.get("accept", "")
 
 
 def notice(query: Mapping[str, str]) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -60,10 +59,6 @@ class OpsPage:
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._redis: redis.Redis | None = None
-
-    @classmethod
-    def from_env(cls, settings: Settings, env: Mapping[str, str]) -> OpsPage:
-        return cls(OpsAuth.from_env(env), settings)
 
     def routes(self) -> list[BaseRoute]:
         auth = self.auth

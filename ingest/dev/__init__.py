@@ -1,0 +1,1 @@
+"""The local development stack: embedded Postgres and Redis, the launcher, the demo calls."""

@@ -1,0 +1,1 @@
+"""Prometheus metrics: counters, scrape-time gauges, the exposition, multiprocess directories."""

@@ -1,0 +1,1 @@
+"""The operator libraries the CLI and the /ops page share: events, backlog, dead letters, rebuild."""

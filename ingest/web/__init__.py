@@ -1,0 +1,1 @@
+"""The web process: the Starlette app that verifies, bounds, answers and queues every delivery."""
