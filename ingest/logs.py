@@ -30,6 +30,23 @@ def _redacted(value: Any) -> Any:
     return value
 
 
+class CurrentStderr(logging.Handler):
+    """Writes each record to whatever ``sys.stderr`` is when it is emitted, as the logging
+    module's own last-resort handler does: Dramatiq's processes point ``sys.stderr`` at a
+    pipe to their parent after the handler is configured (``worker.dramatiq_cli``)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            stream = sys.stderr
+            stream.write(line + "\n")
+            stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         seconds = int(record.created)
@@ -59,7 +76,7 @@ def configure_logging(level: str = "INFO") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = CurrentStderr()
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactMessages())
     root = logging.getLogger()

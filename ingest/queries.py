@@ -150,7 +150,8 @@ WHERE applied_at > now() - make_interval(secs => %(seconds)s)
 # --- ops: inspecting, re-applying and discarding events (ingest.ops.events) ---
 
 # The filters of `ingest events list` and `reapply`, so both pick the same events. ``states`` is
-# pending+waiting or failed: both served by the partial index on received_at.
+# pending+waiting or failed by default, both served by the partial index on received_at;
+# `list --state applied|ignored` reads the whole table (the bulk of it), newest first.
 _EVENT_FILTERS = """
 WHERE state = ANY(%(states)s)
   AND (%(message_type)s::text IS NULL OR message_type = %(message_type)s::text)
@@ -176,7 +177,11 @@ WHERE id = %(id)s
 EVENT_STATE = "SELECT state FROM call_events WHERE id = %(id)s"
 
 # Giving up on failed events: 'ignored' stops them counting as failed; the error is kept.
-DISCARD_FAILED_EVENTS = "UPDATE call_events SET state = 'ignored' WHERE id = ANY(%(ids)s) AND state = 'failed'"
+# Their dedupe keys name the dead letters that carry them (ingest.ops.dead_letters).
+DISCARD_FAILED_EVENTS = """
+UPDATE call_events SET state = 'ignored' WHERE id = ANY(%(ids)s) AND state = 'failed'
+RETURNING dedupe_key
+"""
 
 # --- ops: re-deriving user_sessions rows from call_events (ingest.ops.rebuild) ---
 
@@ -228,12 +233,19 @@ LIMIT %(limit)s
 
 # --- ops page: recent calls, one call's row and its events (ingest.ops.page.data) ---
 
-OPS_RECENT_SESSIONS = """
+# The calls list: newest start first (rows not started yet last), filtered, one page of it.
+# ``since`` / ``until`` bound started_at_utc (until exclusive); a bad assistant id matches nothing.
+OPS_CALLS_PAGE = """
 SELECT call_id, session_id, type, customer_number, business_number, started_at_utc, ended_at_utc, ended_reason,
-       duration_seconds, cost_total, call_outcome, sentiment, created_at
+       duration_seconds, cost_total, call_outcome, sentiment, created_at, client_id, assistant_id
 FROM user_sessions
-ORDER BY created_at DESC NULLS LAST, id
-LIMIT %(limit)s
+WHERE (%(client)s::text IS NULL OR client_id = %(client)s::text)
+  AND (%(assistant)s::text IS NULL OR assistant_id = ingest_try_uuid(%(assistant)s::text))
+  AND (%(outcome)s::text IS NULL OR call_outcome = %(outcome)s::text)
+  AND (%(since)s::timestamptz IS NULL OR started_at_utc >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR started_at_utc < %(until)s::timestamptz)
+ORDER BY started_at_utc DESC NULLS LAST, id DESC
+LIMIT %(limit)s OFFSET %(offset)s
 """
 
 OPS_SESSION_BY_KEY = """
@@ -263,6 +275,24 @@ SELECT id, received_at FROM call_events{_EVENT_FILTERS}  AND (%(after_received_a
 ORDER BY received_at DESC, id DESC
 LIMIT %(limit)s
 """
+
+# --- ops: recent calls and one call whole (ingest.ops.calls) ---
+
+# Newest started first; a row with no start yet (a call that never connected) is placed by
+# when its row was created, so every row shows up.
+CALLS_LIST = """
+SELECT call_id::text, session_id, started_at_utc, started_at_local, local_timezone, duration_seconds, cost_total,
+       client_id, assistant_id::text, type, call_outcome, ended_reason, customer_number, created_at
+FROM user_sessions_local
+WHERE (%(since)s::timestamptz IS NULL OR coalesce(started_at_utc, created_at) >= %(since)s::timestamptz)
+  AND (%(client)s::text IS NULL OR client_id = %(client)s::text)
+  AND (%(assistant)s::uuid IS NULL OR assistant_id = %(assistant)s::uuid)
+  AND (%(outcome)s::text IS NULL OR call_outcome = %(outcome)s::text)
+ORDER BY coalesce(started_at_utc, created_at) DESC, id
+LIMIT %(limit)s
+"""
+
+CALL_BY_ID = "SELECT * FROM user_sessions_local WHERE call_id = %(call_id)s::uuid"
 
 # --- ingest dev --demo: what the sample calls produced ---
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -11,8 +10,8 @@ import psycopg
 import redis
 from psycopg_pool import PoolTimeout
 
-from ingest.cli import dlq, events, queue, rebuild, replay, serve
-from ingest.dev import stack
+from ingest.cli import calls, dlq, events, queue, rebuild, replay, serve
+from ingest.dev import stack, state
 from ingest.dev.embedded import EmbeddedError
 from ingest.errors import ConfigError
 from ingest.logs import configure_logging
@@ -20,6 +19,10 @@ from ingest.migrate import MigrationError
 from ingest.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
+
+# The commands that are (or start) the service: they take their servers from the environment
+# only. Every other command also finds a running local stack by itself (ingest.dev.state).
+SERVICE_COMMANDS = frozenset({"dev", "web", "worker"})
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -51,6 +54,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     queue.add_arguments(queue_parser)
     events_parser = add("events", events.run, "List, show, re-apply or discard recorded events.")
     events.add_arguments(events_parser)
+    calls_parser = add("calls", calls.run, "List recent calls (user_sessions rows) or show one whole.")
+    calls.add_arguments(calls_parser)
     dlq_parser = add("dlq", dlq.run, "List, requeue or purge Dramatiq's dead-lettered messages.")
     dlq.add_arguments(dlq_parser)
     rebuild_parser = add("rebuild", rebuild.run, "Re-derive user_sessions rows from call_events alone.")
@@ -63,10 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        if args.command not in SERVICE_COMMANDS:
+            settings = state.discovered(settings)  # the servers of a running `ingest dev`
         configure_logging(settings.log_level)
         return commands[args.command](args, settings)
     except (ConfigError, MigrationError, EmbeddedError) as exc:
-        logging.getLogger("ingest").error("%s", exc)
         print(f"ingest {args.command}: {exc}", file=sys.stderr)
         return 2
     except (psycopg.OperationalError, PoolTimeout, redis.ConnectionError, redis.TimeoutError) as exc:

@@ -7,21 +7,26 @@ import sys
 from typing import Any
 
 import psycopg
+import redis
 from psycopg_pool import ConnectionPool
 
-from ingest.cli.output import first_line, parse_since, positive_int, table, to_json, when
+from ingest.cli.output import first_line, positive_int, since, table, to_json, when
 from ingest.db import connection_kwargs, require
 from ingest.ops import events
 from ingest.settings import Settings
+from ingest.vocabulary import EventState
 
 DEFAULT_LIMIT = 50
+STATES = [state.value for state in EventState]
 
 
-def _since(text: str) -> Any:
-    try:
-        return parse_since(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _states(text: str) -> list[EventState]:
+    """``--state applied,failed``: one or more states, comma-separated."""
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STATES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: a state is one of {', '.join(STATES)}")
+    return [EventState(name) for name in names]
 
 
 def _add_filters(parser: argparse.ArgumentParser, *, every: bool = False) -> None:
@@ -29,7 +34,7 @@ def _add_filters(parser: argparse.ArgumentParser, *, every: bool = False) -> Non
     parser.add_argument("--type", dest="message_type", metavar="TYPE", help="only this message type")
     parser.add_argument("--call", metavar="ID", help="only this call id or session id")
     parser.add_argument(
-        "--since", type=_since, metavar="TIME", help="received at or after TIME: ISO 8601, or 10m, 2h, 1d ago"
+        "--since", type=since, metavar="TIME", help="received at or after TIME: ISO 8601, or 10m, 2h, 1d ago"
     )
     if every:  # reapply: every matching event unless told otherwise
         parser.add_argument("--limit", type=positive_int, help="at most this many, newest first (default: all)")
@@ -44,8 +49,19 @@ def _add_filters(parser: argparse.ArgumentParser, *, every: bool = False) -> Non
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="pending and waiting events, or failed ones", description="List events.")
+    listing = actions.add_parser(
+        "list", help="events by state (default: pending and waiting), newest first", description="List events."
+    )
     _add_filters(listing)
+    listing.add_argument(
+        "--state",
+        dest="states",
+        action="extend",
+        type=_states,
+        default=[],
+        metavar="STATE",
+        help=f"events in this state ({'|'.join(STATES)}); repeatable or comma-separated (default: pending, waiting)",
+    )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     show = actions.add_parser("show", help="one event: its error and its message", description="Show one event.")
     show.add_argument("id", type=int, metavar="ID")
@@ -73,8 +89,21 @@ def _connect(settings: Settings) -> psycopg.Connection[Any]:
 
 def _select(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[events.EventSummary]:
     return events.list_events(
-        conn, failed=args.failed, message_type=args.message_type, call=args.call, since=args.since, limit=args.limit
+        conn,
+        failed=args.failed,
+        states=args.states,
+        message_type=args.message_type,
+        call=args.call,
+        since=args.since,
+        limit=args.limit,
     )
+
+
+def _listed_states(args: argparse.Namespace) -> str:
+    """``pending or waiting``: the states ``list`` shows, in ``EventState`` order."""
+    chosen = {*args.states, *([EventState.FAILED] if args.failed else [])}
+    names = [s.value for s in EventState if s in chosen] or [EventState.PENDING.value, EventState.WAITING.value]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
@@ -84,7 +113,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
         print(to_json([event.as_dict() for event in events]))
         return 0
     if not events:
-        print("no failed events" if args.failed else "no pending or waiting events")
+        print(f"no {_listed_states(args)} events")
         return 0
     rows = [
         (e.id, when(e.received_at), e.message_type, e.key or "-", e.state, e.attempts, first_line(e.error, 100))
@@ -152,8 +181,13 @@ def _reapply(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _discard(args: argparse.Namespace, settings: Settings) -> int:
-    with _connect(settings) as conn:
-        count = events.discard(conn, args.ids)
+    """Mark failed events ignored and delete their dead letters (the page's discard does the same)."""
+    client = redis.Redis.from_url(require(settings.redis_url, "REDIS_URL"), socket_timeout=10)
+    try:
+        with _connect(settings) as conn:
+            count = events.discard(conn, args.ids, events.Queue(client, settings.queue_namespace, settings.queue_name))
+    finally:
+        client.close()
     ids = list(dict.fromkeys(args.ids))
     print(f"discarded {count} of {len(ids)}")
     if count < len(ids):

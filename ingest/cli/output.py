@@ -52,6 +52,11 @@ def when(instant: datetime | None) -> str:
     return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def wallclock(value: datetime | None) -> str:
+    """``2026-01-21 16:11:29``: a local wall-clock time (no zone of its own), second precision."""
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def first_line(text: str | None, width: int = 80) -> str:
     line = (text or "").strip().split("\n", 1)[0]
     return line if len(line) <= width else line[: width - 1] + "…"
@@ -84,6 +89,14 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ValueError(f"{text!r} is neither an ISO 8601 time nor a relative one like 10m, 2h, 1d") from None
     return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
+def since(text: str) -> datetime:
+    """An argparse type for ``--since``: ``parse_since``, with its error as a usage error."""
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def confirm(question: str, *, assume_yes: bool, stdin: TextIO | None = None, stderr: TextIO | None = None) -> bool:

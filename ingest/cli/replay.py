@@ -127,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="webhook URL (default: the local service, http://HOST:PORT/webhooks/vapi)")
     parser.add_argument("--rate", type=float, help="at most this many requests per second")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (none either off a terminal)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -138,8 +138,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except ReplayError as exc:
         print(f"ingest replay: {exc}", file=sys.stderr)
         return 2
-    summary = asyncio.run(
-        send_all(url, bodies, auth, rate=args.rate, concurrency=args.concurrency, progress=not args.no_progress)
-    )
+    # The bar redraws itself in place: into a file or a pipe it would be hundreds of frames,
+    # so there it is left out and the summary below is all that is printed.
+    progress = not args.no_progress and sys.stderr.isatty()
+    summary = asyncio.run(send_all(url, bodies, auth, rate=args.rate, concurrency=args.concurrency, progress=progress))
     print(summary.render())
     return 0 if summary.ok else 1

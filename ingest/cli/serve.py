@@ -39,8 +39,9 @@ def web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def worker_command(settings: Settings) -> list[str]:
+    """Dramatiq's command line, through ``worker.dramatiq_cli`` so that its processes log JSON lines."""
     return [
-        sys.executable, "-m", "dramatiq", "worker.actors",
+        sys.executable, "-m", "worker.dramatiq_cli", "worker.actors",
         "--processes", str(settings.worker_processes),
         "--threads", str(settings.worker_threads),
         "--queues", settings.queue_name,

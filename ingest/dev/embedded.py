@@ -32,11 +32,22 @@ class EmbeddedError(RuntimeError):
     """An embedded server could not be started."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_port(preferred: int | None = None) -> int:
+    """``preferred`` when nothing listens there, else any free port."""
+    for candidate in (preferred, 0):
+        if candidate is None:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            port: int = sock.getsockname()[1]
+            return port
+    raise EmbeddedError("no free TCP port on 127.0.0.1")
+
+
+PORT_FILE = "port"
 
 
 @dataclass
@@ -100,8 +111,10 @@ class EmbeddedRedis:
     _process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0, port: int | None = None) -> str:
+        """Start on ``port``, else on the port of the last run when it is free (so URLs stay valid)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        port = port or _free_port()
+        port = port or _free_port(self._last_port())
+        (self.data_dir / PORT_FILE).write_text(f"{port}\n")
         command = [
             str(redis_server_binary()),
             "--bind", "127.0.0.1",
@@ -131,6 +144,13 @@ class EmbeddedRedis:
         client.close()
         log.info("embedded redis ready", extra={"data_dir": str(self.data_dir), "port": port})
         return self.url
+
+    def _last_port(self) -> int | None:
+        try:
+            port = int((self.data_dir / PORT_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return port if 0 < port < 65536 else None
 
     def stop(self) -> None:
         process, self._process = self._process, None

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from ingest.dev import demo
+from ingest.dev import demo, state
 from ingest.dev.embedded import EmbeddedPostgres, EmbeddedRedis, data_dir_lock
 from ingest.migrate import migrate
 from ingest.settings import Settings
@@ -241,6 +241,7 @@ def _serve(args: argparse.Namespace, settings: Settings, env: dict[str, str], ch
 
     base = base_url(settings)
     wait_until_ready(f"{base}/readyz", check)
+    state.write(settings.data_dir, {**env, "HOST": settings.host, "PORT": str(settings.port)})
     print(banner(settings, env), flush=True)
     if args.demo:
         assert settings.database_url is not None
@@ -254,10 +255,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.demo and args.no_worker:
         print("ingest dev: --demo needs the worker (drop --no-worker)", file=sys.stderr)
         return 2
-    previous = signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT explicitly too: a stack started in the background of a non-interactive shell
+    # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler of its own.
+    previous = signal.signal(signal.SIGINT, _interrupt), signal.signal(signal.SIGTERM, _interrupt)
     try:
         with ExitStack() as stack:
             settings = stack.enter_context(embedded_services(settings))
+            stack.callback(state.remove, settings.data_dir)
             assert settings.database_url is not None
             applied = migrate(settings.database_url, local_timezone=settings.local_timezone)
             log.info("schema ready", extra={"applied": applied})

@@ -3,8 +3,9 @@
 The web process shows every process's counts (in multiprocess mode: the files of its own
 directory and of its siblings, the workers', see ``ingest.metrics.multiprocess``; otherwise its own
 registry) and the gauges read at scrape time (``ingest.metrics.gauges``). With
-``INGEST_METRICS_TOKEN`` set, both endpoints require ``Authorization: Bearer <token>``;
-without it they are open, and belong on an internal network.
+``INGEST_METRICS_TOKEN`` set, both endpoints require ``Authorization: Bearer <token>`` and
+refuse anything else with a 401 in the service's error shape (``ingest.web.errors``); without
+it they are open, and belong on an internal network.
 
 The workers' server is prometheus_client's own arrangement (``start_http_server``): a
 thread per request, so one slow or idle client holds up no other scrape, each connection
@@ -35,19 +36,28 @@ from ingest.db import connection_kwargs
 from ingest.metrics.gauges import SourceCollector, SourceReaders, Sources
 from ingest.metrics.multiprocess import reading_dirs
 from ingest.settings import Settings
+from ingest.web.auth import Reason
+from ingest.web.errors import UNAUTHORIZED, UNAUTHORIZED_DETAIL, error_body
 
 log = logging.getLogger(__name__)
 
-UNAUTHORIZED = b'{"error":"unauthorized"}'
 WORKER_METRICS_SOCKET_TIMEOUT = 10.0  # seconds a connection of the workers' server may stay silent
 
 
-def authorized(token: bytes | None, header: str | None) -> bool:
-    """True when no token is configured, or ``header`` is ``Bearer <token>`` (compared in constant time)."""
+def refusal(token: bytes | None, header: str | None) -> Reason | None:
+    """Why ``header`` is refused; None when no token is configured or it is ``Bearer <token>`` (constant time)."""
     if token is None:
-        return True
+        return None
+    if not (header or "").strip():
+        return Reason.MISSING_CREDENTIALS
     scheme, _, value = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and matches(value.strip().encode(), token)
+    if scheme.lower() != "bearer" or not value.strip():
+        return Reason.MALFORMED_CREDENTIALS
+    return None if matches(value.strip().encode(), token) else Reason.SECRET_MISMATCH
+
+
+def unauthorized(reason: Reason) -> bytes:
+    return error_body(UNAUTHORIZED, UNAUTHORIZED_DETAIL, reason=reason)
 
 
 class FilesCollector(Collector):
@@ -92,8 +102,9 @@ def endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
     )
 
     async def metrics(request: Request) -> Response:
-        if not authorized(token, request.headers.get("authorization")):
-            return Response(UNAUTHORIZED, 401, {"www-authenticate": "Bearer"}, media_type="application/json")
+        reason = refusal(token, request.headers.get("authorization"))
+        if reason is not None:
+            return Response(unauthorized(reason), 401, {"www-authenticate": "Bearer"}, media_type="application/json")
         gauges = SourceCollector(await readers.snapshot())
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         output = await asyncio.to_thread(encoder, Exposition(process_counts, gauges))  # reads files
@@ -129,9 +140,10 @@ def worker_metrics_server(settings: Settings) -> WSGIServer | None:
     app = make_wsgi_app(registry)
 
     def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if not authorized(token, environ.get("HTTP_AUTHORIZATION")):
+        reason = refusal(token, environ.get("HTTP_AUTHORIZATION"))
+        if reason is not None:
             start_response("401 Unauthorized", [("Content-Type", "application/json"), ("WWW-Authenticate", "Bearer")])
-            return [UNAUTHORIZED]
+            return [unauthorized(reason)]
         return app(environ, start_response)  # type: ignore[no-any-return]
 
     host = settings.host

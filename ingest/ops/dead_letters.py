@@ -15,8 +15,14 @@ and ``<ns>:<q>.XQ.msgs`` (id → message). It drops them after ``dead_message_tt
   spent and the AgeLimit middleware (``max_age`` one day) would silently drop an old message
   again. A delayed retry's ``eta`` is removed and its queue name made the main queue's.
 - ``purge(client, namespace, queue_name, ids)`` → how many were deleted, atomically.
+- ``purge_events(client, namespace, queue_name, dedupe_keys)`` → how many were deleted: the
+  dead letters whose body is one of these ``call_events`` rows. A message carries the
+  webhook body and its received-at time, exactly what the worker turned into the event it
+  recorded, so the body's dedupe key (``Event.from_body``, ``event_key``) names the row;
+  every redelivery of the same event has the same key and goes too. ``ingest.ops.events.
+  discard`` uses it, so a discarded event leaves no dead letter behind.
 
-Nothing here touches ``call_events``. Every dead-lettered event is recorded there as
+Nothing else here touches ``call_events``. Every dead-lettered event is recorded there as
 ``failed`` too: one the actor raised on, with its error; one dropped for its age (it never
 reached the actor) by the workers' middleware (``after_skip_message``), so ``ingest events
 list --failed`` shows it and ``ingest events reapply`` applies it without the queue.
@@ -39,6 +45,8 @@ from typing import Any
 import orjson
 import redis
 
+from ingest.event import Event
+from ingest.mapping.event_key import event_key
 from ingest.mapping.identity import call_id, session_id
 from ingest.queue_keys import QueueKeys
 
@@ -210,3 +218,26 @@ def purge(client: redis.Redis, namespace: str, queue_name: str, ids: Sequence[st
         removed, _ = pipe.execute()
         deleted += int(removed)
     return deleted
+
+
+def _dedupe_key(message: dict[str, Any]) -> str | None:
+    """The ``call_events.dedupe_key`` of the event a message carries, or None if it carries none."""
+    args = message.get("args")
+    if not isinstance(args, list) or len(args) != 2:
+        return None
+    body, received_at_ms = args
+    if not isinstance(body, dict) or not isinstance(body.get("message"), dict) or not isinstance(received_at_ms, int):
+        return None
+    return event_key(Event.from_body(body, received_at_ms).message)
+
+
+def purge_events(client: redis.Redis, namespace: str, queue_name: str, dedupe_keys: set[str]) -> int:
+    """Delete the dead letters carrying one of these events (by dedupe key); returns how many."""
+    keys = QueueKeys(namespace, queue_name)
+    doomed: list[str] = []
+    for chunk in _chunks(dead_letter_ids(client, namespace, queue_name)):
+        for redis_id, data in zip(chunk, client.hmget(keys.dead_messages, chunk), strict=True):
+            message = _decode(data) if data is not None else None
+            if message is not None and _dedupe_key(message) in dedupe_keys:
+                doomed.append(redis_id)
+    return purge(client, namespace, queue_name, doomed)

@@ -2,10 +2,11 @@
 
 The one API for every operator surface (``ingest events``, the ops page's buttons):
 
-- ``list_events(conn, *, failed=False, message_type=None, call=None, since=None, limit=50)``
-  → ``list[EventSummary]``, newest first: the unfinished events (``pending`` and
-  ``waiting``), or with ``failed=True`` the ``failed`` ones; narrowed to one message type,
-  one call or session id, events received at or after ``since``.
+- ``list_events(conn, *, failed=False, states=(), message_type=None, call=None, since=None,
+  limit=50)`` → ``list[EventSummary]``, newest first: the events in ``states`` (any of
+  ``EventState``), plus the ``failed`` ones with ``failed=True``; with neither, the
+  unfinished ones (``pending`` and ``waiting``). Narrowed to one message type, one call or
+  session id, events received at or after ``since``.
 - ``matching_event_ids(conn, *, failed=False, message_type=None, call=None, since=None,
   limit=None)`` → ``list[int]``: the ids of the events ``list_events`` would show for the
   same filters, newest first, read page by page: every one of them, or at most ``limit``.
@@ -18,12 +19,18 @@ The one API for every operator surface (``ingest events``, the ops page's button
   (``failed``, or ``pending`` when a retry can fix it). An event that is already applied
   counts as applied. An event left ``waiting`` (its row cannot exist yet), an ``ignored``
   one, an unknown id, or one another process holds right now is a failure with its reason.
-- ``discard(conn, event_ids)`` → how many events were discarded: ``failed`` events become
-  ``ignored`` (the error is kept), so they stop counting as failed and the sweeper leaves
-  them; nothing is deleted. Other states are left alone.
+- ``why_not_applied(event)`` → why a stored event (an ``EventDetail``, or None for an
+  unknown id) is not applied, from its state and its recorded error; None when it is.
+- ``discard(conn, event_ids, queue=None)`` → how many events were discarded: ``failed``
+  events become ``ignored`` (the error is kept), so they stop counting as failed and the
+  sweeper leaves them; other states are left alone. Given the ``Queue`` (Redis client,
+  namespace, queue name), the dead letters carrying a discarded event are deleted too
+  (``dead_letters.purge_events``: a dead letter is the event's when the body it carries
+  has the event's dedupe key, which is how the worker recorded it).
 
 ``conn`` is a psycopg connection; ``discard`` runs in a transaction of its own (a savepoint
-inside the caller's, if one is open).
+inside the caller's, if one is open), and deletes the dead letters before it commits: when
+Redis fails, nothing is discarded.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import redis
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -41,12 +49,15 @@ from ingest import queries
 from ingest.apply import apply_stored_event
 from ingest.errors import describe
 from ingest.mapping.identity import as_uuid
+from ingest.ops import dead_letters
 from ingest.vocabulary import EventState
 
 Connection = psycopg.Connection[Any]
 
 UNFINISHED = (EventState.PENDING.value, EventState.WAITING.value)
 ID_PAGE = 1000  # ids read per round trip by ``matching_event_ids``
+IGNORED = "ignored (a type that is not mapped, or discarded): not re-applied"
+WAITING = "waiting: its row cannot exist yet (no event of the call names an assistant)"
 
 # The ids of the events LIST_EVENTS shows, in its order, one page after (older than) the
 # last one read. Kept here until it can join the other queries in ``ingest.queries``.
@@ -103,12 +114,18 @@ def _summary_fields(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _filters(
-    failed: bool, message_type: str | None, call: str | None, since: datetime | None, limit: int | None
+    failed: bool,
+    message_type: str | None,
+    call: str | None,
+    since: datetime | None,
+    limit: int | None,
+    states: Sequence[EventState | str] = (),
 ) -> dict[str, Any]:
     if limit is not None and limit < 1:
         raise ValueError("limit must be at least 1")
+    chosen = {EventState(state).value for state in states} | ({EventState.FAILED.value} if failed else set())
     return {
-        "states": [EventState.FAILED.value] if failed else list(UNFINISHED),
+        "states": sorted(chosen) if chosen else list(UNFINISHED),
         "message_type": message_type,
         "call": (as_uuid(call) or call.strip()) if call else None,
         "since": since,
@@ -119,13 +136,14 @@ def list_events(
     conn: Connection,
     *,
     failed: bool = False,
+    states: Sequence[EventState | str] = (),
     message_type: str | None = None,
     call: str | None = None,
     since: datetime | None = None,
     limit: int = 50,
 ) -> list[EventSummary]:
-    """Unfinished (or, with ``failed``, failed) events, newest first, at most ``limit``."""
-    params = {**_filters(failed, message_type, call, since, limit), "limit": limit}
+    """Events in ``states`` (and failed ones, with ``failed``; unfinished ones by default), newest first."""
+    params = {**_filters(failed, message_type, call, since, limit, states), "limit": limit}
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(queries.LIST_EVENTS, params).fetchall()
     return [EventSummary(**_summary_fields(row)) for row in rows]
@@ -168,8 +186,21 @@ def _unclaimed(conn: Connection, event_id: int) -> str | None:
     if state == EventState.APPLIED:
         return None
     if state == EventState.IGNORED:
-        return "ignored (a type that is not mapped, or discarded): not re-applied"
+        return IGNORED
     return f"{state}, held by another process applying it right now: try again"
+
+
+def why_not_applied(event: EventDetail | None) -> str | None:
+    """Why a stored event is not applied (its recorded error, already described); None if it is."""
+    if event is None:
+        return "no such event"
+    if event.state == EventState.APPLIED:
+        return None
+    if event.state == EventState.IGNORED:
+        return IGNORED
+    if event.state == EventState.WAITING:
+        return WAITING
+    return event.last_error or event.state.value
 
 
 def _reapply_one(pool: ConnectionPool, event_id: int, phone_region: str) -> str | None:
@@ -181,7 +212,7 @@ def _reapply_one(pool: ConnectionPool, event_id: int, phone_region: str) -> str 
     if outcome.error is not None:
         return describe(outcome.error)
     if outcome.state == EventState.WAITING:
-        return "waiting: its row cannot exist yet (no event of the call names an assistant)"
+        return WAITING
     return None  # applied, ignored (a type not mapped), or a duplicate of an applied event
 
 
@@ -196,22 +227,38 @@ def reapply(pool: ConnectionPool, event_ids: Sequence[int], *, phone_region: str
     return ReapplyResult(applied=len(ids) - len(failures), total=len(ids), failures=failures)
 
 
-def discard(conn: Connection, event_ids: Sequence[int]) -> int:
-    """Mark failed events ``ignored`` (error kept); returns how many were failed and now are not."""
+@dataclass(frozen=True)
+class Queue:
+    """Where the events' dead letters are: Dramatiq's Redis, its key namespace, the queue."""
+
+    client: redis.Redis
+    namespace: str
+    name: str
+
+
+def discard(conn: Connection, event_ids: Sequence[int], queue: Queue | None = None) -> int:
+    """Mark failed events ``ignored`` (error kept), and delete their dead letters from ``queue``.
+
+    Returns how many were failed and now are not.
+    """
     if not event_ids:
         return 0
     with conn.transaction():
-        cursor = conn.execute(queries.DISCARD_FAILED_EVENTS, {"ids": list(event_ids)})
-    return cursor.rowcount
+        rows = conn.execute(queries.DISCARD_FAILED_EVENTS, {"ids": list(event_ids)}).fetchall()
+        if queue is not None and rows:
+            dead_letters.purge_events(queue.client, queue.namespace, queue.name, {row[0] for row in rows})
+    return len(rows)
 
 
 __all__ = [
     "EventDetail",
     "EventSummary",
+    "Queue",
     "ReapplyResult",
     "discard",
     "get_event",
     "list_events",
     "matching_event_ids",
     "reapply",
+    "why_not_applied",
 ]

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -24,6 +25,7 @@ from ingest.metrics.exposition import endpoint as metrics_endpoint
 from ingest.ops.page.routes import OpsPage
 from ingest.settings import Settings
 from ingest.web.enqueue import Enqueuer
+from ingest.web.errors import error_response, http_error, server_error
 from ingest.web.intake import Drainer, Intake
 from ingest.web.webhook import Webhook, json_response, receive
 
@@ -35,7 +37,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 when Redis and Postgres both answer within a second, else 503 naming the one that did not."""
+    """200 when Redis and Postgres both answer within a second, else 503 naming the ones that did not."""
     hook: Webhook = request.app.state.webhook
     checks: dict[str, str] = {}
     checks["redis"] = "ok" if await hook.intake.enqueuer.ping() else "unreachable"
@@ -45,8 +47,10 @@ async def readyz(request: Request) -> Response:
         checks["postgres"] = "ok"
     except Exception:
         checks["postgres"] = "unreachable"
-    ready = all(value == "ok" for value in checks.values())
-    return json_response(200 if ready else 503, {"status": "ready" if ready else "not ready", **checks})
+    down = [name for name, value in checks.items() if value != "ok"]
+    if down:
+        return error_response(503, "not_ready", f"{' and '.join(down)} unreachable")
+    return json_response(200, {"status": "ready", **checks})
 
 
 def create_app(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> Starlette:
@@ -89,7 +93,9 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
         Route("/metrics", metrics_endpoint(settings), methods=["GET"]),
         *ops.routes(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # Starlette's own 404, 405 and 500 in the service's one error shape (ingest.web.errors).
+    handlers = {HTTPException: http_error, Exception: server_error}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.settings = settings
     return app
 

@@ -11,7 +11,8 @@ Settings and their environment variables live in ``ingest.web.auth_settings``. R
   secret and every signature in the header, without stopping at the first match. The timestamp
   is checked for form before the signature and for freshness after it, so ``stale_timestamp``
   always means an authentic but old (or future) request.
-- Messages name headers and variables, never secrets or received values.
+- Messages name headers and variables, never secrets or received values. They go to the log
+  line only: the 401 answer carries the reason code and a generic text (``ingest.web.errors``).
 """
 
 from __future__ import annotations
@@ -68,10 +69,15 @@ class AuthResult:
     message: str = ""
     skew_seconds: float | None = None
 
-    def as_dict(self) -> dict[str, object]:
-        """Fields for a 401 JSON body or a log line; safe to show."""
-        fields = vars(self).items()
-        return {k: str(v) if isinstance(v, enum.Enum) else v for k, v in fields if v is not None}
+    def log_fields(self) -> dict[str, object]:
+        """Fields for the delivery's log line, safe to show; the 401 answer itself only gets ``reason``."""
+        fields: dict[str, object] = {
+            "scheme": self.scheme,
+            "reason": self.reason,
+            "auth_detail": self.message,
+            "skew_seconds": self.skew_seconds,
+        }
+        return {k: str(v) if isinstance(v, enum.Enum) else v for k, v in fields.items() if v not in (None, "")}
 
 
 def verify(settings: AuthSettings, headers: Mapping[str, str], body: bytes, *, now: float) -> AuthResult:

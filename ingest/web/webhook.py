@@ -2,7 +2,8 @@
 
 Order matters: the body is read within its bound before anything else, authenticated on
 the exact bytes received, then decoded and parsed. Every problem is a precise 4xx with a
-JSON body; only when neither Redis nor Postgres can keep the delivery is it a 503. Every
+JSON body (``ingest.web.errors``); only when neither Redis nor Postgres can keep the
+delivery is it a 503. Every
 answer is counted (``ingest.metrics.counters``) where it is logged.
 """
 
@@ -25,6 +26,7 @@ from ingest.web import answers
 from ingest.web.answers import AnswerSettings
 from ingest.web.auth import verify
 from ingest.web.auth_settings import AuthSettings
+from ingest.web.errors import UNAUTHORIZED, UNAUTHORIZED_DETAIL, error_response
 from ingest.web.intake import Intake, Unavailable
 
 log = logging.getLogger("ingest.web.webhook")
@@ -66,15 +68,15 @@ async def receive(request: Request) -> Response:
         size = len(raw)
         auth = verify(hook.auth, request.headers, raw, now=now)
         if not auth.ok:
-            _log(DeliveryOutcome.UNAUTHORIZED, started, size, reason=auth.reason, scheme=auth.scheme)
-            return json_response(401, {"error": "unauthorized", **auth.as_dict()})
+            _log(DeliveryOutcome.UNAUTHORIZED, started, size, **auth.log_fields())
+            return error_response(401, UNAUTHORIZED, UNAUTHORIZED_DETAIL, reason=auth.reason)
         decoded = body.decode_content(raw, request.headers.get("content-encoding"), hook.max_body_bytes)
         message, queued_body = body.parse_envelope(decoded)
     except body.BodyError as exc:
         _log(
             DeliveryOutcome.TOO_LARGE if exc.status == 413 else DeliveryOutcome.INVALID, started, size, reason=exc.code
         )
-        return json_response(exc.status, {"error": exc.code, "detail": exc.detail})
+        return error_response(exc.status, exc.code, exc.detail)
 
     kind = str(message["type"])
     call = call_id(message)
@@ -92,6 +94,6 @@ async def receive(request: Request) -> Response:
             _log(DeliveryOutcome.ANSWERED_NOT_RECORDED, started, size, type=kind, call_id=call)
             return json_response(200, reply)
         _log(DeliveryOutcome.UNAVAILABLE, started, size, type=kind, call_id=call)
-        return json_response(503, {"error": "unavailable", "detail": "neither the queue nor the database took it"})
+        return error_response(503, "unavailable", "neither the queue nor the database took it; send it again")
     _log(outcome, started, size, type=kind, call_id=call)
     return json_response(200, reply if reply is not None else ACK)

@@ -8,10 +8,12 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+import redis
 from psycopg_pool import ConnectionPool
 from support.apply import apply_bodies
 from support.fixtures import fixture_path, load_call, load_event
 from support.ops_cli import RECEIVED_AT_MS, store_failed, store_pending, use_servers
+from support.ops_page_data import dead_letter
 from support.rows import session_rows
 
 from ingest.cli import main
@@ -19,6 +21,7 @@ from ingest.cli.output import parse_since
 from ingest.errors import Unmappable
 from ingest.ops import events
 from ingest.ops.backlog import event_stats
+from ingest.ops.dead_letters import dead_letter_ids
 from ingest.vocabulary import EventState
 
 EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
@@ -133,6 +136,47 @@ def test_bad_since_is_a_usage_error(servers: None, capsys: pytest.CaptureFixture
         main(["events", "list", "--since", "last tuesday"])
     assert stopped.value.code == 2
     assert "10m, 2h, 1d" in capsys.readouterr().err
+
+
+def test_list_api_takes_any_states(db: Conn, booking_report_failed: int, unmappable: int) -> None:
+    """states= lists events in any state (applied, ignored too); failed=True adds the failed ones."""
+    applied = events.list_events(db, states=[EventState.APPLIED], call=BOOKING, limit=1000)
+    stored = db.execute("SELECT count(*) FROM call_events WHERE call_id = %s AND state = 'applied'", (BOOKING,))
+    assert stored.fetchone() == (len(applied),)
+    assert applied
+    assert {e.state for e in applied} == {EventState.APPLIED}
+    events.discard(db, [unmappable])
+    assert [e.id for e in events.list_events(db, states=["ignored"])] == [unmappable]
+    both = events.list_events(db, states=["ignored"], failed=True)
+    assert [e.id for e in both] == [unmappable, booking_report_failed]
+    assert [e.id for e in events.list_events(db, states=["failed", "ignored"])] == [e.id for e in both]
+    with pytest.raises(ValueError, match="bogus"):
+        events.list_events(db, states=["bogus"])
+
+
+def test_list_command_filters_by_state(
+    servers: None, capsys: pytest.CaptureFixture[str], booking_report_failed: int, unmappable: int
+) -> None:
+    """--state takes any state, repeated or comma-separated; an unknown state is a usage error."""
+    assert main(["events", "list", "--state", "applied", "--call", BOOKING, "--limit", "1000", "--json"]) == 0
+    listed = orjson.loads(capsys.readouterr().out)
+    assert listed
+    assert {event["state"] for event in listed} == {"applied"}
+    assert booking_report_failed not in {event["id"] for event in listed}
+    assert main(["events", "list", "--state", "failed,applied", "--limit", "1000", "--json"]) == 0
+    comma = orjson.loads(capsys.readouterr().out)
+    assert main(["events", "list", "--state", "applied", "--state", "FAILED", "--limit", "1000", "--json"]) == 0
+    assert orjson.loads(capsys.readouterr().out) == comma
+    assert {event["state"] for event in comma} == {"applied", "failed"}
+    assert len(comma) == len(listed) + 2
+    assert main(["events", "list", "--state", "ignored"]) == 0
+    assert capsys.readouterr().out.strip() == "no ignored events"
+    assert main(["events", "list", "--state", "ignored", "--failed", "--type", "nothing"]) == 0
+    assert capsys.readouterr().out.strip() == "no failed or ignored events"
+    with pytest.raises(SystemExit) as stopped:
+        main(["events", "list", "--state", "applied,done"])
+    assert stopped.value.code == 2
+    assert "a state is one of pending, waiting, applied, failed, ignored" in capsys.readouterr().err
 
 
 # -- show ---------------------------------------------------------------------------------------
@@ -263,8 +307,15 @@ def test_reapply_needs_ids_or_filters(servers: None, capsys: pytest.CaptureFixtu
 # -- discard ------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def servers_and_queue(
+    monkeypatch: pytest.MonkeyPatch, db_url: str, redis_server_url: str, redis_namespace: str
+) -> None:
+    use_servers(monkeypatch, db_url=db_url, redis_url=redis_server_url, namespace=redis_namespace)
+
+
 def test_discard_marks_failed_events_ignored(
-    servers: None, capsys: pytest.CaptureFixture[str], db: Conn, unmappable: int
+    servers_and_queue: None, capsys: pytest.CaptureFixture[str], db: Conn, unmappable: int
 ) -> None:
     """A discarded failed event is ignored with its error kept; a pending one is left alone (exit 1)."""
     pending = store_pending(db, load_call("voicemail")[0])
@@ -279,3 +330,15 @@ def test_discard_marks_failed_events_ignored(
     assert event_stats(db).failed == 0
     assert events.discard(db, [unmappable]) == 0  # already discarded
     assert events.discard(db, []) == 0
+
+
+def test_discard_deletes_the_events_dead_letter(
+    servers_and_queue: None, db: Conn, unmappable: int, redis_server_url: str, redis_namespace: str
+) -> None:
+    """`events discard` removes the discarded event's dead letter and leaves another event's alone."""
+    dead_letter(redis_server_url, redis_namespace, load_event("status_update_bad_call_id"))
+    other = dead_letter(redis_server_url, redis_namespace, load_call("voicemail")[0])
+    assert main(["events", "discard", str(unmappable)]) == 0
+    client = redis.Redis.from_url(redis_server_url)
+    assert dead_letter_ids(client, redis_namespace, "vapi-events") == [other]
+    client.close()

@@ -44,3 +44,12 @@ def test_worker_needs_its_urls() -> None:
     result = subprocess.run([sys.executable, "-m", "ingest", "worker"], env=env, capture_output=True, text=True)
     assert result.returncode == 2
     assert "DATABASE_URL is not set" in result.stderr
+
+
+def test_an_error_is_printed_once_for_a_person() -> None:
+    """A refusal is one line of text on stderr (not also a JSON log line), and the exit code stays 2."""
+    result = run(["web"], DATABASE_URL="postgresql://localhost/x", REDIS_URL="redis://localhost:1/0")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("ingest web: ")
+    assert result.stdout == ""

@@ -19,9 +19,9 @@ from ingest.cli.replay import ReplayError, iter_bodies, load
 HMAC = {"VAPI_HMAC_SECRET": "replay-hmac-key", "VAPI_HMAC_PREFIX": "sha256="}
 
 
-def replay(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def replay(args: list[str], env: dict[str, str], *, progress: bool = False) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **env}
-    command = [sys.executable, "-m", "ingest", "replay", "--no-progress", *args]
+    command = [sys.executable, "-m", "ingest", "replay", *([] if progress else ["--no-progress"]), *args]
     return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=300)
 
 
@@ -66,3 +66,17 @@ def test_replay_with_wrong_secret_fails_and_says_so(db_url: str, redis_server_ur
     assert "401" in result.stdout
     assert "not accepted" in result.stdout
     assert queued_bodies(redis_server_url, redis_namespace) == []
+
+
+def test_replay_off_a_terminal_prints_no_bar_only_the_summary(
+    db_url: str, redis_server_url: str, redis_namespace: str
+) -> None:
+    """With output captured (no terminal) and no --no-progress, no bar frame is written: just the summary."""
+    env = {"DATABASE_URL": db_url, "REDIS_URL": redis_server_url, "INGEST_REDIS_NAMESPACE": redis_namespace, **HMAC}
+    path = fixture_path("calls/inbound_booking.jsonl")
+    count = len(list(iter_bodies(path)))
+    with web_server(env) as base:
+        result = replay([str(path), "--url", f"{base}/webhooks/vapi"], env, progress=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    assert result.stdout == f"sent {count} deliveries — 200: {count}\n"

@@ -35,12 +35,14 @@ from ingest.ops import backlog
 from ingest.settings import Settings
 from ingest.vocabulary import EventState
 from ingest.web.app import create_app
+from ingest.web.errors import UNAUTHORIZED_DETAIL
 from worker.group_commit import GroupCommit
 from worker.process import event_from_body, process
 
 SECRET = "metrics-secret"
 CALL = "6b1f6a36-6f0a-4c89-9a51-6f3b0b8f8c11"
 QUEUE = "vapi-events"
+REFUSED = {"error": "unauthorized", "detail": UNAUTHORIZED_DETAIL}  # every 401 of /metrics, plus its reason
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -248,6 +250,7 @@ def _get_with_retry(url: str, token: str) -> str:
         try:
             unauthorized = httpx.get(url, timeout=5)
             assert unauthorized.status_code == 401
+            assert unauthorized.json() == {**REFUSED, "reason": "missing_credentials"}
             response = httpx.get(url, headers={"authorization": f"Bearer {token}"}, timeout=5)
             assert response.status_code == 200
             return response.text
@@ -381,7 +384,10 @@ def test_token_protects_the_endpoint(env: dict[str, str], tmp_path: Path) -> Non
         denied = client.get("/metrics", headers={"authorization": "Bearer t0ke"})
         assert denied.status_code == 401
         assert denied.headers["www-authenticate"] == "Bearer"
-        assert "vapi_ingest" not in denied.text
+        assert denied.json() == {**REFUSED, "reason": "secret_mismatch"}
+        assert client.get("/metrics").json() == {**REFUSED, "reason": "missing_credentials"}
+        basic = client.get("/metrics", headers={"authorization": "Basic t0ken"})
+        assert basic.json() == {**REFUSED, "reason": "malformed_credentials"}
         allowed = client.get("/metrics", headers={"authorization": "Bearer t0ken"})
         assert allowed.status_code == 200
         assert "vapi_ingest_source_up" in allowed.text

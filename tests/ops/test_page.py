@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -10,16 +12,24 @@ from urllib.parse import urlencode
 import psycopg
 import pytest
 from starlette.testclient import TestClient
+from support.fixtures import load_call, load_event, parse_body
 from support.ops_page_data import (
+    ASSISTANT_A,
     CUSTOMER,
+    EMAIL,
     HOSTILE_ERROR,
     REPORT_ERROR,
     TRANSCRIPT_SNIPPET,
+    TRANSFER_NUMBER,
     QueueState,
     Seeded,
+    add_calls,
+    add_personal_data,
+    dead_letter,
     fill_queue,
     seed,
 )
+from support.queue import dead_letters
 
 from ingest.dev.embedded import _free_port
 from ingest.errors import ConfigError
@@ -65,9 +75,11 @@ def seeded(db: psycopg.Connection[Any]) -> Seeded:
     return seed(db)
 
 
-def post_form(client: TestClient, action: str, fields: dict[str, Any], headers: dict[str, str]) -> Any:
+def post_form(
+    client: TestClient, action: str, fields: dict[str, Any], headers: dict[str, str], group: str = "events"
+) -> Any:
     return client.post(
-        f"/ops/events/{action}",
+        f"/ops/{group}/{action}",
         content=urlencode(fields, doseq=True),
         headers={"content-type": "application/x-www-form-urlencoded", **headers},
         follow_redirects=False,
@@ -367,3 +379,203 @@ def test_next_cannot_leave_the_ops_page(client: TestClient, seeded: Seeded) -> N
     fields = {"event_id": seeded.hostile_event_id, "next": "//evil.example/ops"}
     response = post_form(client, "discard", fields, {**basic(), "origin": ORIGIN})
     assert response.headers["location"] == "/ops?discarded=1"
+
+
+# -- dead letters -------------------------------------------------------------------------------
+
+SAME_ORIGIN = {**basic(), "origin": ORIGIN}
+
+
+def report_raw() -> bytes:
+    return next(
+        raw for raw in load_call("inbound_booking") if parse_body(raw)["message"]["type"] == "end-of-call-report"
+    )
+
+
+def test_dead_letters_are_listed_without_their_bodies(client: TestClient, env: dict[str, str], seeded: Seeded) -> None:
+    """The overview lists each dead letter with its type and call, and never the body it carries."""
+    redis_id = dead_letter(env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"], report_raw())
+    page = client.get("/ops", headers=basic()).text
+    assert f'<tr id="dead-{redis_id}" data-dead="{redis_id}">' in page
+    row = page.split(f'<tr id="dead-{redis_id}"', 1)[1].split("</tr>", 1)[0]
+    assert "end-of-call-report" in row
+    assert f"/ops/calls/{seeded.call_id}" in row
+    assert "apply_event" in row
+    assert TRANSCRIPT_SNIPPET.replace("'", "&#39;") not in page
+    assert "storage.vapi.ai" not in page
+    assert CUSTOMER not in page
+
+
+def test_requeue_puts_a_dead_letter_back(client: TestClient, env: dict[str, str], seeded: Seeded) -> None:
+    """Requeue moves the dead letter back to the queue and says so."""
+    redis_url, namespace = env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"]
+    redis_id = dead_letter(redis_url, namespace, report_raw())
+    response = post_form(client, "requeue", {"id": redis_id}, SAME_ORIGIN, group="dead-letters")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ops?requeued=1"
+    assert dead_letters(redis_url, namespace) == 0
+    assert client.get("/ops/stats.json", headers=BEARER).json()["queues"][0]["ready"] == 1
+    assert "Requeued 1 dead letter(s)" in client.get("/ops?requeued=1", headers=basic()).text
+
+
+def test_purge_asks_first(client: TestClient, env: dict[str, str], seeded: Seeded) -> None:
+    """Purge without confirmation shows the question (or a 400 for tools) and deletes nothing; confirmed, it deletes."""
+    redis_url, namespace = env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"]
+    redis_id = dead_letter(redis_url, namespace, report_raw())
+    asked = post_form(client, "purge", {"id": redis_id}, SAME_ORIGIN, group="dead-letters")
+    assert asked.status_code == 200
+    assert 'Delete 1 dead-lettered message(s) from <span class="mono">vapi-events</span> for good?' in asked.text
+    assert '<input type="hidden" name="confirm" value="yes">' in asked.text
+    refused = post_form(client, "purge", {"id": redis_id}, BEARER, group="dead-letters")
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "confirmation_required"
+    assert dead_letters(redis_url, namespace) == 1
+    done = post_form(client, "purge", {"id": redis_id, "confirm": "yes"}, SAME_ORIGIN, group="dead-letters")
+    assert done.headers["location"] == "/ops?purged=1"
+    assert dead_letters(redis_url, namespace) == 0
+
+
+def test_dead_letter_actions_refuse_cross_site_posts(client: TestClient, env: dict[str, str], seeded: Seeded) -> None:
+    """Requeue and purge follow the same same-origin rule as the other buttons."""
+    redis_url, namespace = env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"]
+    redis_id = dead_letter(redis_url, namespace, report_raw())
+    for action in ("requeue", "purge"):
+        fields = {"id": redis_id, "confirm": "yes"}
+        response = post_form(client, action, fields, {**basic(), "origin": "http://evil.example"}, group="dead-letters")
+        assert response.status_code == 403
+        assert response.json()["error"] == "cross_origin"
+    assert dead_letters(redis_url, namespace) == 1
+
+
+def test_discard_deletes_the_events_dead_letters(client: TestClient, env: dict[str, str], seeded: Seeded) -> None:
+    """Discarding the failed report deletes the dead letter carrying it, and leaves another event's alone."""
+    redis_url, namespace = env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"]
+    dead_letter(redis_url, namespace, report_raw())
+    other = dead_letter(redis_url, namespace, load_event("status_update_bad_call_id"))
+    response = post_form(client, "discard", {"event_id": seeded.report_event_id}, SAME_ORIGIN)
+    assert response.headers["location"] == "/ops?discarded=1"
+    assert dead_letters(redis_url, namespace) == 1
+    stats = client.get("/ops/stats.json", headers=BEARER).json()
+    assert stats["queues"][0]["dead"] == 1
+    assert f'data-dead="{other}"' in client.get("/ops", headers=basic()).text
+
+
+# -- what a retry says, the chart's first sample, times ------------------------------------------
+
+
+def test_a_retry_that_applies_nothing_says_why(client: TestClient, seeded: Seeded) -> None:
+    """After a retry that fails again, the notice names the event and the error it hit again."""
+    response = post_form(client, "retry", {"event_id": seeded.hostile_event_id}, SAME_ORIGIN)
+    assert response.headers["location"] == f"/ops?retried=0&of=1&failed={seeded.hostile_event_id}"
+    page = client.get(response.headers["location"], headers=basic()).text
+    assert "Re-applied 0 of 1 event(s)." in page
+    reasons = page.split('<ul id="not-applied">', 1)[1].split("</ul>", 1)[0]
+    assert f'event <span class="mono">{seeded.hostile_event_id}</span>' in reasons
+    assert "Unmappable" in reasons
+    assert "is not a UUID" in reasons
+
+
+def test_chart_is_seeded_from_the_numbers_at_load(client: TestClient, env: dict[str, str], seeded: Seeded) -> None:
+    """The chart's first sample is drawn by the server: a dot per series, its value and the scale."""
+    fill_queue(env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"], state=QueueState())
+    page = client.get("/ops", headers=basic()).text
+    assert '<b id="live-max">42</b>' in page
+    assert '<b data-last="ready">3</b>' in page
+    assert f'data-dot="ready" r="2.5" cx="600.0" cy="{118 - 3 / 42 * 114:.1f}"' in page
+    assert f'data-series="ready" points="600.0,{118 - 3 / 42 * 114:.1f}"' in page
+    assert re.search(r'id="live-status">as of \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC · [^<]* UTC\+1[23]<', page)
+
+
+def test_times_have_one_format_with_their_zone(client: TestClient, seeded: Seeded) -> None:
+    """Every time reads ``YYYY-MM-DD HH:MM:SS UTC`` with the LOCAL_TIMEZONE time and its offset beside it."""
+    page = client.get(f"/ops/calls/{seeded.call_id}", headers=basic()).text
+    assert re.search(r'id="updated">rendered \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC · .* UTC\+1[23]', page)
+    assert "2026-03-11 10:14:05 UTC" in page or re.search(r'class="utc">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC<', page)
+    utc_times = re.findall(r'<span class="utc">([^<]*)</span><br><span class="muted local">([^<]*)</span>', page)
+    assert len(utc_times) > 10  # started, ended, the lifecycle, every event
+    for utc_time, local_time in utc_times:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", utc_time)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\+1[23]", local_time)
+    assert "(UTC)</th>" not in page
+
+
+# -- the calls list -------------------------------------------------------------------------------
+
+
+def call_order(page: str) -> list[str]:
+    return re.findall(r'<tr data-call="([^"]+)">', page)
+
+
+def test_calls_are_sorted_by_start(client: TestClient, db: psycopg.Connection[Any]) -> None:
+    """The list is newest start first, whatever order the rows were written in."""
+    ids = add_calls(db, 5, dt.datetime(2026, 3, 1, 9, tzinfo=dt.UTC))
+    assert call_order(client.get("/ops", headers=basic()).text) == ids[::-1]
+
+
+def test_calls_are_filtered_and_paged(client: TestClient, db: psycopg.Connection[Any]) -> None:
+    """Client, assistant, outcome and date range narrow the list; pages of 20 follow each other."""
+    ids = add_calls(db, 45, dt.datetime(2026, 3, 1, 0, tzinfo=dt.UTC))  # 1 March 00:00 to 2 March 20:00
+    newest_first = ids[::-1]
+    first = client.get("/ops", headers=basic()).text
+    assert call_order(first) == newest_first[:20]
+    assert 'href="/ops?page=2"' in first
+    assert call_order(client.get("/ops?page=2", headers=basic()).text) == newest_first[20:40]
+    last = client.get("/ops?page=3", headers=basic()).text
+    assert call_order(last) == newest_first[40:]
+    assert 'id="page-next"' not in last
+    acme = [call for n, call in enumerate(ids) if n % 2 == 0][::-1]
+    assert call_order(client.get("/ops?client=acme", headers=basic()).text) == acme[:20]
+    assert call_order(client.get(f"/ops?assistant={ASSISTANT_A}&page=2", headers=basic()).text) == acme[20:]
+    voicemail = client.get("/ops?outcome=voicemail&from=2026-03-02&to=2026-03-02", headers=basic()).text
+    assert call_order(voicemail) == [call for n, call in enumerate(ids) if n % 2 and n >= 24][::-1]
+    assert 'value="2026-03-02"' in voicemail
+    assert (
+        call_order(client.get("/ops?to=2026-03-01&client=globex", headers=basic()).text)
+        == [call for n, call in enumerate(ids) if n % 2 and n < 24][::-1]
+    )
+
+
+def test_a_bad_filter_is_a_400_with_the_error_shape(client: TestClient) -> None:
+    """A filter that is not a date or a page number is refused, saying which."""
+    for query, named in (("from=yesterday", "from"), ("page=0", "page"), ("page=x", "page")):
+        response = client.get(f"/ops?{query}", headers={**basic(), "accept": "application/json"})
+        assert response.status_code == 400
+        assert response.json() == {"error": "invalid_filter", "detail": response.json()["detail"]}
+        assert named in response.json()["detail"]
+
+
+# -- masking, error shape -------------------------------------------------------------------------
+
+
+def test_numbers_and_addresses_in_json_are_masked(
+    client: TestClient, db: psycopg.Connection[Any], seeded: Seeded
+) -> None:
+    """A transfer destination's number and an e-mail address in the row's analysis and metadata never reach the page."""
+    add_personal_data(db)
+    page = client.get(f"/ops/calls/{seeded.call_id}", headers=basic()).text
+    assert "transferDestination" in page
+    assert "•••5577" in page
+    for secret in (TRANSFER_NUMBER, TRANSFER_NUMBER[1:], "93015577", EMAIL, "hemi.walker"):
+        assert secret not in page
+    assert CUSTOMER not in page
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("GET", "/ops/events/retry", "POST"), ("DELETE", "/ops", "GET, HEAD"), ("PUT", "/ops/dead-letters/purge", "POST")],
+)
+def test_wrong_method_has_the_error_shape(client: TestClient, method: str, path: str, allowed: str) -> None:
+    """A method an endpoint does not take is a 405 in the service's one error shape, after authentication."""
+    assert client.request(method, path).status_code == 401
+    response = client.request(method, path, headers=BEARER)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert set(response.json()) == {"error", "detail"}
+    assert response.json()["error"] == "method_not_allowed"
+
+
+def test_bad_dead_letter_ids_have_the_error_shape(client: TestClient) -> None:
+    """Dead-letter actions take Dramatiq message ids only; anything else is a 400 in the error shape."""
+    response = post_form(client, "requeue", {"id": "../../etc"}, BEARER, group="dead-letters")
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_id", "detail": "an id is not a dead-lettered message id"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ import orjson
 import psycopg
 import pytest
 from support.live import web_server
-from support.ops_page_data import CUSTOMER, QueueState, Seeded, fill_queue, seed
+from support.ops_page_data import CUSTOMER, QueueState, Seeded, dead_letter, fill_queue, seed
+from support.queue import dead_letters
 
 pytestmark = pytest.mark.slow
 
@@ -210,3 +212,56 @@ def test_unauthenticated_visit_is_refused(driver: Any, server: str, seeded: Seed
         driver.get(f"{server}/ops")
     assert statuses(driver, "/ops") == [401]
     assert "Recent failures" not in driver.page_source
+
+
+SCREENSHOTS = Path(os.environ.get("INGEST_SCREENSHOTS", "/tmp/ops-screenshots"))
+
+
+def screenshot(driver: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.set_window_size(1366, max(900, int(driver.execute_script("return document.body.scrollHeight"))))
+    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def test_chart_is_drawn_at_load_and_times_have_one_format(driver: Any, server: str, seeded: Seeded) -> None:
+    """Before the first poll the chart already shows the numbers; after it, its time is in the page's format."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(with_credentials(server, "/ops"))
+    assert text_of(driver, "#live-status").startswith("as of ")  # no poll yet: the server's sample
+    dot = driver.find_element(By.CSS_SELECTOR, "circle[data-dot='ready']")
+    assert (dot.get_attribute("cx"), dot.get_attribute("cy")) == ("600.0", f"{118 - 3 / 42 * 114:.1f}")
+    assert text_of(driver, "[data-last='ready']") == "3"
+    screenshot(driver, "overview-at-load")
+    wait_for(driver, lambda d: text_of(d, "#live-status").startswith("updated"))
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    assert re.fullmatch(rf"updated {stamp} UTC · {stamp} UTC\+1[23]", text_of(driver, "#live-status"))
+    assert re.fullmatch(rf"rendered {stamp} UTC · {stamp} UTC\+1[23] \(Pacific/Auckland\)", text_of(driver, "#updated"))
+    points = driver.find_element(By.CSS_SELECTOR, "polyline[data-series='ready']").get_attribute("points").split()
+    assert len(points) == 2  # the server's sample and the first poll's
+
+
+def test_purge_button_asks_then_deletes(
+    driver: Any, server: str, db: psycopg.Connection[Any], redis_server_url: str, redis_namespace: str
+) -> None:
+    """Purge shows the question first; confirming deletes the dead letter and the count drops to zero."""
+    from selenium.webdriver.common.by import By
+    from support.fixtures import load_event
+
+    seed(db)  # an empty queue but for the dead letter below
+    redis_id = dead_letter(redis_server_url, redis_namespace, load_event("status_update_bad_call_id"))
+    driver.get(with_credentials(server, "/ops"))
+    assert text_of(driver, "[data-stat='queue.dead']") == "1"
+    assert "status-update" in text_of(driver, f"#dead-{redis_id}")
+    screenshot(driver, "overview-dead-letters")
+    driver.find_element(By.CSS_SELECTOR, f"button[data-dead-action='purge'][data-dead='{redis_id}']").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "purge-confirm"))
+    assert "for good?" in text_of(driver, "#purge-confirm h2")
+    assert dead_letters(redis_server_url, redis_namespace) == 1  # asking deleted nothing
+    screenshot(driver, "purge-confirm")
+    driver.find_element(By.CSS_SELECTOR, "#purge-confirm button[data-dead-action='purge']").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "notice"))
+    assert text_of(driver, "#notice") == "Deleted 1 dead letter(s) for good."
+    assert dead_letters(redis_server_url, redis_namespace) == 0
+    assert text_of(driver, "[data-stat='queue.dead']") == "0"
+    assert not driver.find_elements(By.ID, f"dead-{redis_id}")

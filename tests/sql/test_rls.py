@@ -188,3 +188,24 @@ def test_rpc_is_not_callable_by_anon(sessions: Conn, db_url: str) -> None:
     """anon may not execute the analytics RPC."""
     with as_role(db_url, "anon") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT * FROM get_client_call_analytics('c1', '2026-11-01', '2026-11-30')")
+
+
+def test_local_time_view_applies_the_tables_row_level_security(sessions: Conn, db_url: str) -> None:
+    """user_sessions_local runs as the caller: authenticated c1 sees its own rows through it, anon nothing."""
+    assert len(visible_clients(sessions, "user_sessions_local")) == 4  # the owner sees every row
+    with as_role(db_url, "authenticated", {"client_id": "c1"}) as conn:
+        assert visible_clients(conn, "user_sessions_local") == ["c1", "c1"]
+        assert conn.execute("SELECT count(*) FROM user_sessions_local WHERE client_id = 'c2'").fetchone() == (0,)
+    with as_role(db_url, "authenticated") as conn:
+        assert visible_clients(conn, "user_sessions_local") == []
+    with as_role(db_url, "anon", {"client_id": "c1"}) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT * FROM user_sessions_local")
+
+
+def test_local_time_view_shows_service_role_its_assistants_sessions(sessions: Conn, db_url: str) -> None:
+    """service_role reads through user_sessions_local what its assistant_id claim lets it read in the table."""
+    bypass = sessions.execute("SELECT rolbypassrls FROM pg_roles WHERE rolname = 'service_role'").fetchone()
+    if bypass != (False,):
+        pytest.skip("service_role bypasses RLS on this server (Supabase), the policy is moot")
+    with as_role(db_url, "service_role", {"assistant_id": ASSISTANT_B}) as conn:
+        assert visible_clients(conn, "user_sessions_local") == ["c1", "c3"]

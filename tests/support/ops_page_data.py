@@ -1,7 +1,9 @@
-"""The data the ops page tests look at: a call whose report failed, a hostile error, a busy queue."""
+"""The data the ops page tests look at: a call whose report failed, a hostile error, a busy queue,
+dead letters Dramatiq wrote, personal data in a row's JSON, and rows to filter and page through."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass
@@ -89,3 +91,60 @@ def fill_queue(redis_url: str, namespace: str, queue: str = "vapi-events", state
         pipe.execute()
     finally:
         client.close()
+
+
+TRANSFER_NUMBER = "+6493015577"
+EMAIL = "hemi.walker@example.co.nz"
+ASSISTANT_A = "0a7d1b52-6a41-4c7e-9f10-3c1f2f0e0a01"
+ASSISTANT_B = "0a7d1b52-6a41-4c7e-9f10-3c1f2f0e0a02"
+
+
+def add_personal_data(conn: psycopg.Connection[Any], call_id: str = CALL_ID) -> None:
+    """A transfer destination's number and an e-mail address in the row's analysis and metadata."""
+    analysis = {"structuredData": {"transferDestination": {"type": "number", "number": TRANSFER_NUMBER}}}
+    conn.execute(
+        "UPDATE user_sessions SET metadata = metadata || %s::jsonb WHERE call_id = %s",
+        (orjson.dumps({"analysis": analysis, "contact": {"email": EMAIL}}).decode(), call_id),
+    )
+
+
+def add_calls(conn: psycopg.Connection[Any], count: int, start: dt.datetime) -> list[str]:
+    """``count`` rows started an hour apart from ``start``, inserted in the reverse order of their start.
+
+    Even rows are client ``acme`` with assistant A and outcome ``completed``; odd ones ``globex``,
+    B and ``voicemail``. Returns their call ids, earliest start first.
+    """
+    ids = [str(uuid.UUID(int=0x5E550000_0000_4000_8000_000000000000 + n)) for n in range(count)]
+    for n in reversed(range(count)):
+        conn.execute(
+            "INSERT INTO user_sessions (call_id, assistant_id, client_id, call_outcome, started_at_utc)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (
+                ids[n],
+                ASSISTANT_A if n % 2 == 0 else ASSISTANT_B,
+                "acme" if n % 2 == 0 else "globex",
+                "completed" if n % 2 == 0 else "voicemail",
+                start + dt.timedelta(hours=n),
+            ),
+        )
+    return ids
+
+
+def dead_letter(redis_url: str, namespace: str, raw: bytes, queue: str = "vapi-events") -> str:
+    """Queue ``raw`` as the endpoint does, then have Dramatiq's own consumer dead-letter it; its id."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    from support.queue import enqueue
+
+    enqueue(redis_url, namespace, [raw], RECEIVED_AT_MS, queue)
+    broker = RedisBroker(url=redis_url, namespace=namespace)  # type: ignore[no-untyped-call]
+    try:
+        broker.declare_queue(queue)
+        consumer = broker.consume(queue, prefetch=1, timeout=100)
+        fetched = next(consumer)
+        assert fetched is not None
+        consumer.nack(fetched)
+        consumer.close()
+    finally:
+        broker.client.close()
+    return str(fetched.options["redis_message_id"])

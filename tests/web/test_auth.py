@@ -266,15 +266,14 @@ def test_hmac_failure_reported_before_shared_secret_failure() -> None:
     assert check(settings, headers, body=b"{}").reason is Reason.SIGNATURE_MISMATCH
 
 
-def test_result_as_dict_is_plain_json() -> None:
-    """as_dict gives plain strings and numbers for a 401 body and a log line."""
+def test_result_log_fields_are_plain_json() -> None:
+    """log_fields gives plain strings and numbers for the delivery's log line, none named like a LogRecord field."""
     settings = load(VAPI_HMAC_SECRET=SECRET)
     result = check(settings, sign(settings, BODY, now=NOW), now=NOW - 400)
-    assert result.as_dict() == {
-        "ok": False,
+    assert result.log_fields() == {
         "scheme": "hmac",
         "reason": "stale_timestamp",
-        "message": "x-timestamp is 400s in the future (tolerance 300s)",
+        "auth_detail": "x-timestamp is 400s in the future (tolerance 300s)",
         "skew_seconds": -400.0,
     }
 
@@ -290,7 +289,7 @@ def test_messages_never_contain_secrets_or_signatures() -> None:
     settings = load(VAPI_SECRET=SECRET, VAPI_HMAC_SECRET=SECRET)
     signed = sign(settings, BODY, now=NOW)
     for headers in ({"x-vapi-secret": SECRET[:-1]}, signed, {"authorization": f"Token {SECRET}"}):
-        text = repr(check(settings, headers, body=b"x").as_dict())
+        text = repr(check(settings, headers, body=b"x").log_fields())
         assert SECRET[:6] not in text
         assert signed["x-signature"][:16] not in text
 

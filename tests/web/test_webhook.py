@@ -252,12 +252,12 @@ def test_healthz_and_readyz(client: TestClient) -> None:
 
 
 def test_readyz_names_what_is_down(db_url: str, redis_namespace: str) -> None:
-    """With Redis unreachable, readiness is 503 and says it is Redis."""
+    """With Redis unreachable, readiness is a 503 error saying it is Redis."""
     env = make_env(db_url, "redis://127.0.0.1:1/0", redis_namespace)
     with TestClient(create_app(env=env)) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json() == {"status": "not ready", "redis": "unreachable", "postgres": "ok"}
+        assert ready.json() == {"error": "not_ready", "detail": "redis unreachable"}
 
 
 def test_redis_down_delivery_is_kept_in_postgres(db_url: str, redis_namespace: str) -> None:

@@ -3,9 +3,11 @@
 The ``*.jsonl`` calls and the ``*.json`` event beside this module are byte-for-byte copies
 of recorded bodies in ``tests/fixtures/`` (an installed package has no ``tests/``;
 ``tests/dev/test_stack.py`` fails when a copy no longer matches its fixture). Every run gives
-each call a fresh id, so a repeated demo adds calls instead of deduplicating to nothing,
-and sends one status update whose call id is not a UUID: it can never map, so the worker
-records it as failed, which gives the ops page's failures panel something to show.
+each call a fresh id, so a repeated demo adds calls instead of deduplicating to nothing, and
+moves every time in it so that the call ended a minute ago (``shift``): the demo's calls are
+the newest, not look-alikes of the recorded ones. It also sends one status update whose call
+id is not a UUID: it can never map, so the worker records it as failed, which gives the ops
+page's failures panel something to show.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import psycopg
 from ingest import queries
 from ingest.body import loads_storable, parse_envelope
 from ingest.cli.replay import Summary, iter_bodies, send_all
+from ingest.dev.demo import shift
 from ingest.mapping.event_key import event_key
 from ingest.vocabulary import EventState
 from ingest.web.auth_settings import AuthSettings
@@ -50,11 +53,12 @@ class Demo:
         return [*self.call_ids, self.failing_call_id]
 
 
-def _with_call_id(path: Path, new_id: str) -> list[tuple[str, bytes]]:
-    """Every body of ``path`` with its call id replaced by ``new_id``, wherever it appears."""
-    bodies = list(iter_bodies(path))
-    old = orjson.loads(bodies[0][1])["message"]["call"]["id"].encode()
-    return [(label, body.replace(old, new_id.encode())) for label, body in bodies]
+def _as_new_call(path: Path, new_id: str, now_ms: int) -> list[tuple[str, bytes]]:
+    """Every body of ``path`` with its call id replaced by ``new_id`` wherever it appears, ending now."""
+    labels, bodies = zip(*iter_bodies(path), strict=True)
+    old = orjson.loads(bodies[0])["message"]["call"]["id"].encode()
+    renamed = [body.replace(old, new_id.encode()) for body in bodies]
+    return list(zip(labels, shift.shift(renamed, shift.delta_to_now(renamed, now_ms)), strict=True))
 
 
 def _key(body: bytes) -> str:
@@ -64,13 +68,14 @@ def _key(body: bytes) -> str:
 
 
 def prepare() -> Demo:
-    """The sample calls, each under a fresh call id, then the event that fails on purpose."""
+    """The sample calls, each under a fresh call id and ending now, then the event that fails on purpose."""
+    now_ms = int(time.time() * 1000)
     bodies: list[tuple[str, bytes]] = []
     call_ids = tuple(str(uuid.uuid4()) for _ in CALLS)
     for name, call_id in zip(CALLS, call_ids, strict=True):
-        bodies += _with_call_id(DEMO_DIR / name, call_id)
+        bodies += _as_new_call(DEMO_DIR / name, call_id, now_ms)
     failing_call_id = f"call_demo_{secrets.token_hex(6)}"  # not a UUID: can never map
-    bodies += _with_call_id(DEMO_DIR / FAILING, failing_call_id)
+    bodies += _as_new_call(DEMO_DIR / FAILING, failing_call_id, now_ms)
     return Demo(bodies, call_ids, failing_call_id, frozenset(_key(body) for _, body in bodies))
 
 

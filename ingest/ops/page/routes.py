@@ -1,5 +1,6 @@
 """``/ops``: the on-call page. Queue depths, event counts and a live chart, recent failures
-with retry / discard, recent calls with their events and resulting row.
+with retry / discard, dead letters with requeue / purge, the calls (filtered, paged) with
+their events and resulting row.
 
 Server-rendered (Jinja2, autoescaped: errors and transcripts are untrusted text) with a few
 lines of inline JavaScript polling ``/ops/stats.json``. Who may use it is decided in
@@ -26,19 +27,31 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ingest.db import connection_kwargs, require
-from ingest.ops import events
+from ingest.ops import dead_letters, events
+from ingest.ops.masking import mask_text
 from ingest.ops.page import data
 from ingest.ops.page.auth import OpsAuth
-from ingest.ops.page.guard import BASE, action_form, guard, notice, problem, wants_json
-from ingest.ops.page.templates import templates
+from ingest.ops.page.guard import (
+    BASE,
+    dead_letter_form,
+    event_form,
+    failed_ids,
+    guard,
+    notice,
+    problem,
+    wants_json,
+)
+from ingest.ops.page.templates import chart_seed, templates
 from ingest.settings import Settings
 from ingest.web.webhook import json_response
 
 log = logging.getLogger("ingest.ops")
 
 FAILURES_SHOWN = 50
+DEAD_LETTERS_SHOWN = 50
 CALLS_SHOWN = 20
 EVENTS_PER_CALL = 500
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 POLL_SECONDS = 5
 CHART_POINTS = 60
 CHART_SERIES = (
@@ -63,11 +76,29 @@ class OpsPage:
     def routes(self) -> list[BaseRoute]:
         auth = self.auth
         return [
-            Route(BASE, guard(auth, self.overview), methods=["GET"], name="ops"),
-            Route(f"{BASE}/stats.json", guard(auth, self.stats), methods=["GET"], name="ops_stats"),
-            Route(f"{BASE}/calls/{{key:path}}", guard(auth, self.call), methods=["GET"], name="ops_call"),
-            Route(f"{BASE}/events/retry", guard(auth, self.retry, post=True), methods=["POST"], name="ops_retry"),
-            Route(f"{BASE}/events/discard", guard(auth, self.discard, post=True), methods=["POST"], name="ops_discard"),
+            # Every method reaches the guard, which refuses the wrong ones with the error shape.
+            Route(BASE, guard(auth, self.overview), methods=ANY_METHOD, name="ops"),
+            Route(f"{BASE}/stats.json", guard(auth, self.stats), methods=ANY_METHOD, name="ops_stats"),
+            Route(f"{BASE}/calls/{{key:path}}", guard(auth, self.call), methods=ANY_METHOD, name="ops_call"),
+            Route(f"{BASE}/events/retry", guard(auth, self.retry, method="POST"), methods=ANY_METHOD, name="ops_retry"),
+            Route(
+                f"{BASE}/events/discard",
+                guard(auth, self.discard, method="POST"),
+                methods=ANY_METHOD,
+                name="ops_discard",
+            ),
+            Route(
+                f"{BASE}/dead-letters/requeue",
+                guard(auth, self.requeue, method="POST"),
+                methods=ANY_METHOD,
+                name="ops_dlq_requeue",
+            ),
+            Route(
+                f"{BASE}/dead-letters/purge",
+                guard(auth, self.purge, method="POST"),
+                methods=ANY_METHOD,
+                name="ops_dlq_purge",
+            ),
         ]
 
     async def close(self) -> None:
@@ -99,6 +130,19 @@ class OpsPage:
                 self._redis = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
             return self._pool, self._redis
 
+    def _queue(self) -> events.Queue:
+        _, client = self._resources()
+        return events.Queue(client, self.settings.queue_namespace, self.settings.queue_name)
+
+    def _not_applied(self, request: Request) -> list[tuple[int, str]]:
+        """Why the events a retry just reported are not applied (read again: the URL holds ids only)."""
+        ids = failed_ids(request.query_params)
+        if not ids:
+            return []
+        pool, _ = self._resources()
+        with pool.connection() as conn:
+            return data.not_applied(conn, ids, self.settings.phone_region)
+
     async def _render(self, request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         context = {
             "nonce": request.state.nonce,
@@ -107,6 +151,7 @@ class OpsPage:
             "now": datetime.now(UTC),
             "problems": [],
             "notice": notice(request.query_params),
+            "not_applied": await run_in_threadpool(self._not_applied, request),
             **context,
         }
         # A call with hundreds of events takes milliseconds to render: not on the event loop.
@@ -115,37 +160,52 @@ class OpsPage:
 
     # -- pages ---------------------------------------------------------------------------------
 
-    def _overview_data(self) -> dict[str, Any]:
+    def _overview_data(self, wanted: data.CallFilter) -> dict[str, Any]:
         pool, client = self._resources()
-        settings = self.settings
-        stats = data.read_stats(pool, client, settings.queue_namespace, settings.queue_name)
-        overview: dict[str, Any] = {"stats": stats, "failures": [], "calls": [], "problems": []}
-        overview["problems"] += [f"Could not read {error}" for error in stats["errors"]]
+        settings, region = self.settings, self.settings.phone_region
+        stats = data.read_stats(pool, client, settings.queue_namespace, settings.queue_name, region)
+        empty = data.CallPage(calls=[], filter=wanted, per_page=CALLS_SHOWN, has_next=False)
+        overview: dict[str, Any] = {"stats": stats, "failures": [], "dead_letters": [], "calls": empty}
+        overview["problems"] = [f"Could not read {error}" for error in stats["errors"]]
+        if stats["queues"] is not None:
+            try:
+                overview["dead_letters"] = data.dead_letter_list(
+                    client, settings.queue_namespace, settings.queue_name, DEAD_LETTERS_SHOWN, region
+                )
+            except redis.RedisError as exc:
+                overview["problems"].append(f"Could not read dead letters: redis: {type(exc).__name__}")
         if stats["events"] is None:
             return overview  # Postgres did not answer just now: do not wait for it a second time
         try:
             with pool.connection() as conn:
-                overview["failures"] = events.list_events(conn, failed=True, limit=FAILURES_SHOWN)
-                overview["calls"] = data.recent_calls(conn, CALLS_SHOWN)
+                overview["failures"] = data.failures(conn, FAILURES_SHOWN, region)
+                overview["calls"] = data.calls_page(conn, wanted, CALLS_SHOWN, region)
         except psycopg.Error as exc:
             overview["problems"].append(f"Could not read failures and calls: postgres: {type(exc).__name__}")
         return overview
 
     async def overview(self, request: Request) -> Response:
-        overview = await run_in_threadpool(self._overview_data)
+        try:
+            wanted = data.CallFilter.from_query(request.query_params)
+        except ValueError as exc:
+            return problem(request, 400, "invalid_filter", str(exc))
+        overview = await run_in_threadpool(self._overview_data, wanted)
         context = {
             **overview,
             "queue_name": self.settings.queue_name,
             "poll_seconds": POLL_SECONDS,
             "chart_points": CHART_POINTS,
             "chart_series": [{"key": key, "label": label} for key, label in CHART_SERIES],
+            "chart_seed": chart_seed(overview["stats"], [key for key, _ in CHART_SERIES]),
+            "dead_letters_limit": DEAD_LETTERS_SHOWN,
         }
         return await self._render(request, "index.html", context)
 
     async def stats(self, request: Request) -> Response:
         def read() -> dict[str, Any]:
             pool, client = self._resources()
-            return data.read_stats(pool, client, self.settings.queue_namespace, self.settings.queue_name)
+            settings = self.settings
+            return data.read_stats(pool, client, settings.queue_namespace, settings.queue_name, settings.phone_region)
 
         return Response(orjson.dumps(await run_in_threadpool(read)), media_type="application/json")
 
@@ -157,7 +217,8 @@ class OpsPage:
         def read() -> tuple[data.CallDetail | None, list[data.CallEvent]]:
             pool, _ = self._resources()
             with pool.connection() as conn:
-                return data.call_detail(conn, key), data.call_events(conn, key, EVENTS_PER_CALL)
+                region = self.settings.phone_region
+                return data.call_detail(conn, key, region), data.call_events(conn, key, EVENTS_PER_CALL, region)
 
         detail, events = await run_in_threadpool(read)
         context = {"key": key, "detail": detail, "events": events, "events_limit": EVENTS_PER_CALL}
@@ -167,13 +228,15 @@ class OpsPage:
 
     # -- actions -------------------------------------------------------------------------------
 
-    def _done(self, request: Request, target: str, result: dict[str, Any], query: dict[str, int]) -> Response:
+    def _done(
+        self, request: Request, target: str, result: dict[str, Any], query: dict[str, int | list[int]]
+    ) -> Response:
         if wants_json(request):
             return json_response(200, result)
-        return RedirectResponse(f"{target}?{urlencode(query)}", status_code=303)
+        return RedirectResponse(f"{target}?{urlencode(query, doseq=True)}", status_code=303)
 
     async def retry(self, request: Request) -> Response:
-        form = await action_form(request)
+        form = await event_form(request)
         if isinstance(form, Response):
             return form
         ids, target = form
@@ -185,12 +248,16 @@ class OpsPage:
         result = await run_in_threadpool(run)
         fields = {"event_ids": ids[:50], "events": len(ids), "applied": result.applied, "scheme": request.state.scheme}
         log.info("ops retry", extra=fields)
-        failures = [{"event_id": event_id, "reason": reason} for event_id, reason in result.failures]
+        region = self.settings.phone_region
+        failures = [{"event_id": event_id, "reason": mask_text(reason, region)} for event_id, reason in result.failures]
         body_ = {"applied": result.applied, "total": result.total, "failures": failures}
-        return self._done(request, target, body_, {"retried": result.applied, "of": result.total})
+        # The reasons are text: the page reads them again for these ids rather than carry them in the URL.
+        failed: list[int] = [event_id for event_id, _ in result.failures]
+        query: dict[str, int | list[int]] = {"retried": result.applied, "of": result.total, "failed": failed}
+        return self._done(request, target, body_, query)
 
     async def discard(self, request: Request) -> Response:
-        form = await action_form(request)
+        form = await event_form(request)
         if isinstance(form, Response):
             return form
         ids, target = form
@@ -198,9 +265,57 @@ class OpsPage:
         def run() -> int:
             pool, _ = self._resources()
             with pool.connection() as conn:
-                return events.discard(conn, ids)
+                return events.discard(conn, ids, self._queue())
 
         discarded = await run_in_threadpool(run)
         fields = {"event_ids": ids[:50], "events": len(ids), "discarded": discarded, "scheme": request.state.scheme}
         log.info("ops discard", extra=fields)
         return self._done(request, target, {"discarded": discarded}, {"discarded": discarded})
+
+    async def requeue(self, request: Request) -> Response:
+        form = await dead_letter_form(request)
+        if isinstance(form, Response):
+            return form
+        ids, target, _ = form
+
+        def run() -> dead_letters.RequeueResult:
+            queue = self._queue()
+            return dead_letters.requeue(queue.client, queue.namespace, queue.name, ids)
+
+        result = await run_in_threadpool(run)
+        log.info(
+            "ops dlq requeue", extra={"ids": ids[:50], "requeued": result.requeued, "scheme": request.state.scheme}
+        )
+        body_ = {"requeued": result.requeued, "not_found": result.not_found, "unreadable": result.unreadable}
+        return self._done(request, target, body_, {"requeued": result.requeued})
+
+    async def purge(self, request: Request) -> Response:
+        form = await dead_letter_form(request)
+        if isinstance(form, Response):
+            return form
+        ids, target, confirmed = form
+        if not confirmed:
+            if wants_json(request):
+                detail = f"deleting {len(ids)} dead letter(s) is for good: send confirm=yes with the ids"
+                return json_response(400, {"error": "confirmation_required", "detail": detail})
+            return await self._confirm_purge(request, ids, target)
+
+        def run() -> int:
+            queue = self._queue()
+            return dead_letters.purge(queue.client, queue.namespace, queue.name, ids)
+
+        purged = await run_in_threadpool(run)
+        log.info("ops dlq purge", extra={"ids": ids[:50], "purged": purged, "scheme": request.state.scheme})
+        return self._done(request, target, {"purged": purged}, {"purged": purged})
+
+    async def _confirm_purge(self, request: Request, ids: list[str], target: str) -> Response:
+        """The question ``ingest dlq purge`` asks, as a page: which dead letters, and a button to confirm."""
+
+        def read() -> list[dead_letters.DeadLetter]:
+            queue = self._queue()
+            shown = data.dead_letter_list(queue.client, queue.namespace, queue.name, None, self.settings.phone_region)
+            return [letter for letter in shown if letter.id in set(ids)]
+
+        context = {"ids": ids, "letters": await run_in_threadpool(read), "next": target}
+        context["queue_name"] = self.settings.queue_name
+        return await self._render(request, "purge.html", context)

@@ -2,6 +2,11 @@
 
 Autoescaping is on for every template: event errors, transcripts and analysis are text
 from outside and are only ever shown escaped.
+
+Every time on the page has one format, labelled with its zone: ``2026-03-11 10:14:05 UTC``,
+and beside it the same instant in ``LOCAL_TIMEZONE`` labelled with its offset
+(``2026-03-11 23:14:05 UTC+13``). The page's script formats the live chart's times the
+same way (``Intl.DateTimeFormat`` with ``shortOffset``).
 """
 
 from __future__ import annotations
@@ -10,24 +15,58 @@ import datetime as dt
 import decimal
 import zoneinfo
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import jinja2
 from starlette.templating import Jinja2Templates
 
+from ingest.mapping.timing import parse_instant
+
 TEMPLATE_DIR = Path(__file__).resolve().parent / "html"
+FORMAT = "%Y-%m-%d %H:%M:%S"
+CHART_WIDTH, CHART_TOP, CHART_HEIGHT = 600, 118, 114  # the live chart's drawing area (index.html)
+
+
+def _offset(value: dt.datetime) -> str:
+    """``UTC``, ``UTC+13``, ``UTC+12:45``, ``UTC-5``: what the script's ``shortOffset`` shows too."""
+    offset = value.utcoffset() or dt.timedelta()
+    minutes = int(offset.total_seconds() // 60)
+    if minutes == 0:
+        return "UTC"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{'+' if minutes > 0 else '-'}{hours}" + (f":{rest:02d}" if rest else "")
 
 
 def utc(value: dt.datetime | None) -> str:
     if value is None:
         return ""
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return value.astimezone(dt.UTC).strftime(FORMAT) + " UTC"
 
 
 def local(value: dt.datetime | None, zone: str) -> str:
     if value is None:
         return ""
-    return value.astimezone(zoneinfo.ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S %Z")
+    there = value.astimezone(zoneinfo.ZoneInfo(zone))
+    return f"{there.strftime(FORMAT)} {_offset(there)}"
+
+
+def instant(value: object) -> dt.datetime | None:
+    """A stored time (ISO 8601 or epoch ms) as a datetime, for ``utc`` and ``local``."""
+    return parse_instant(value)
+
+
+def chart_seed(stats: dict[str, Any], series: list[str]) -> dict[str, Any]:
+    """The live chart's first sample, drawn by the server: the page is never blank until the first poll.
+
+    ``sample`` holds each series' value now (None if unknown); ``y`` where the script would draw it.
+    """
+    queue = (stats.get("queues") or [None])[0] or {}
+    sample = {**(stats.get("events") or {}), **queue}
+    values = {key: sample.get(key) if isinstance(sample.get(key), int) else None for key in series}
+    top = max([1, *(v for v in values.values() if v is not None)])
+    ys = {key: round(CHART_TOP - v / top * CHART_HEIGHT, 1) for key, v in values.items() if v is not None}
+    return {"at": stats.get("at"), "sample": values, "max": top, "y": ys, "x": float(CHART_WIDTH)}
 
 
 def age(seconds: float | None) -> str:
@@ -65,7 +104,9 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(utc=utc, local=local, age=age, duration=duration, money=money, segment=path_segment)
+    env.filters.update(
+        utc=utc, local=local, instant=instant, age=age, duration=duration, money=money, segment=path_segment
+    )
     return env
 
 

@@ -1,0 +1,202 @@
+"""``ingest calls list|show``: the rows in ``user_sessions``, for operators (``ingest.ops.calls``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from ingest.cli.output import age, first_line, positive_int, since, table, to_json, wallclock, when
+from ingest.db import connection_kwargs, require
+from ingest.mapping.identity import as_uuid
+from ingest.ops import calls
+from ingest.ops.masking import mask_phone
+from ingest.patch import Source
+from ingest.settings import Settings
+from ingest.vocabulary import EventState
+
+DEFAULT_LIMIT = 50
+TEXT_BLOCKS = ("call_summary", "call_transcript")  # printed whole, below the columns
+LOCAL = {"started_at_nz": "started_at_local", "ended_at_nz": "ended_at_local"}
+
+
+def _uuid(what: str) -> Any:
+    def parse(text: str) -> str:
+        value = as_uuid(text)
+        if value is None:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {what}: a UUID such as 44447e38-9fd3-4025-bc93-2132b1b437d0"
+            )
+        return value
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser(
+        "list",
+        help="recent calls, newest started first",
+        description="Recent calls in user_sessions: key fields only, the customer's number masked.",
+    )
+    listing.add_argument(
+        "--since", type=since, metavar="TIME", help="started at or after TIME: ISO 8601, or 10m, 2h, 1d, 1w ago"
+    )
+    listing.add_argument("--client", metavar="ID", help="only this client id")
+    listing.add_argument("--assistant", type=_uuid("an assistant id"), metavar="ID", help="only this assistant id")
+    listing.add_argument("--outcome", metavar="OUTCOME", help="only this call outcome (e.g. appointment_booked)")
+    listing.add_argument(
+        "--limit", type=positive_int, default=DEFAULT_LIMIT, help=f"at most this many ({DEFAULT_LIMIT})"
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = actions.add_parser(
+        "show",
+        help="one call: every column, where each value came from, its events",
+        description="One call's row (phone numbers masked; --json prints the row as stored), its provenance and"
+        " its events.",
+    )
+    show.add_argument("call_id", type=_uuid("a call id"), metavar="CALL_ID")
+    show.add_argument("--json", action="store_true", help="machine-readable output: the row as stored")
+
+
+def _connect(settings: Settings) -> psycopg.Connection[Any]:
+    url = require(settings.database_url, "DATABASE_URL")
+    return psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings))
+
+
+def _money(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    with _connect(settings) as conn:
+        found = calls.list_calls(
+            conn, since=args.since, client=args.client, assistant=args.assistant, outcome=args.outcome, limit=args.limit
+        )
+    if args.json:
+        print(to_json([call.as_dict() for call in found]))
+        return 0
+    if not found:
+        since_text = f" started since {when(args.since)}" if args.since else ""
+        print(f"no calls{since_text}" + (" matching the filters" if _filtered(args) else ""))
+        return 0
+    zone = found[0].local_timezone
+    rows = [
+        (
+            c.key,
+            when(c.started_at),
+            wallclock(c.started_at_local),
+            age(float(c.duration_seconds)) if c.duration_seconds is not None else "-",
+            _money(c.cost_total),
+            c.client_id or "-",
+            c.assistant_id,
+            c.type or "-",
+            c.outcome or "-",
+            c.ended_reason or "-",
+            c.customer or "-",
+        )
+        for c in found
+    ]
+    headers = ("CALL/SESSION", "STARTED (UTC)", f"STARTED ({zone})", "DURATION", "COST", "CLIENT", "ASSISTANT")
+    print(table((*headers, "TYPE", "OUTCOME", "ENDED REASON", "CUSTOMER"), rows, right=(3, 4)))
+    if len(found) == args.limit:
+        print(f"(the newest {args.limit}; --limit for more)")
+    return 0
+
+
+def _filtered(args: argparse.Namespace) -> bool:
+    return bool(args.client or args.assistant or args.outcome)
+
+
+def _value(column: str, value: Any, detail: calls.CallDetail) -> str:
+    """One column as ``show`` prints it: masked, summarised or labelled with its zone."""
+    if value is None:
+        return "-"
+    if column in calls.PHONE_COLUMNS:
+        return mask_phone(value)
+    if column in LOCAL:
+        local = detail.started_at_local if column == "started_at_nz" else detail.ended_at_local
+        stored = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+        return (
+            f"{wallclock(local)} {detail.local_timezone}  (stored as {stored}: the local wall-clock time, read as UTC)"
+        )
+    if isinstance(value, datetime):
+        return when(value)
+    if column in TEXT_BLOCKS:
+        lines = len(value.splitlines())
+        return f"(below, {lines} line{'s' if lines != 1 else ''})"
+    if isinstance(value, dict):
+        keys = ", ".join(sorted(value))
+        return f"{{{keys}}}  (--json for the values)" if keys else "{}"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def _in_reading_order(row: dict[str, Any]) -> list[str]:
+    """The table's columns in its order, but each ``*_nz`` right after its ``*_utc``."""
+    order: list[str] = []
+    for column in row:
+        if column not in LOCAL:
+            order.append(column)
+        partner = column.removesuffix("_utc") + "_nz"
+        if column.endswith("_utc") and partner in row:
+            order.append(partner)
+    return order
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    with _connect(settings) as conn:
+        detail = calls.get_call(conn, args.call_id)
+    if detail is None:
+        print(f"ingest calls show: no call {args.call_id} in user_sessions", file=sys.stderr)
+        print(
+            f"  events recorded for it that made no row: ingest events list --call {args.call_id}"
+            " --state pending,waiting,failed",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(to_json(detail.as_dict()))
+        return 0
+    width = max(len(column) for column in detail.row)
+    print(f"call {args.call_id}")
+    for column in _in_reading_order(detail.row):
+        print(f"  {column:<{width}}  {_value(column, detail.row[column], detail)}")
+    for column in TEXT_BLOCKS:
+        if detail.row.get(column):
+            print(f"{column}:")
+            print("\n".join(f"  {line}" for line in str(detail.row[column]).splitlines()))
+    print(f"provenance (the source of each value; sources, best first: {', '.join(Source)}):")
+    if detail.provenance:
+        lines = table(("COLUMN", "SOURCE"), sorted(detail.provenance.items()))
+        print("\n".join(f"  {line}" for line in lines.splitlines()))
+    else:
+        print("  none (a row written by hand, or before provenance was kept)")
+    print(f"events ({len(detail.events)}, in arrival order):")
+    if detail.events:
+        rows = [(e.id, when(e.received_at), e.message_type, e.state, first_line(e.error, 100)) for e in detail.events]
+        lines = table(("ID", "RECEIVED", "TYPE", "STATE", "ERROR"), rows, right=(0,))
+        print("\n".join(f"  {line}" for line in lines.splitlines()))
+    else:
+        print("  none recorded (a row written by hand, or before call_events existed)")
+    if len(detail.events) == calls.EVENTS_SHOWN:
+        print(
+            f"  (the newest {calls.EVENTS_SHOWN}; ingest events list --call {args.call_id}"
+            f" --state {','.join(EventState)} --limit N for more)"
+        )
+    print(
+        f"phone numbers are masked; `ingest calls show {args.call_id} --json` prints the row as stored,"
+        " `ingest events show ID` an event's message."
+    )
+    return 0
+
+
+ACTIONS = {"list": _list, "show": _show}
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return ACTIONS[args.action](args, settings)

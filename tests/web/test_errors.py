@@ -1,0 +1,121 @@
+"""Every error the service answers has the one documented shape, and the README lists every code."""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from ingest.web.app import create_app
+from ingest.web.auth import Reason, sign
+from ingest.web.auth_settings import AuthSettings
+from ingest.web.errors import UNAUTHORIZED_DETAIL
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SECRET = "s3cret-current"
+HMAC_SECRET = "hmac-key-1"
+STATUS = b'{"message":{"type":"status-update","status":"in-progress"}}'
+# What a 401 must not give away: how authentication is set up here.
+SETUP_WORDS = ("x-vapi-secret", "x-signature", "x-timestamp", "authorization", "VAPI_", "{body}", "tolerance", "skew")
+
+
+def _env(db_url: str, redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
+    return {"DATABASE_URL": db_url, "REDIS_URL": redis_url, "INGEST_REDIS_NAMESPACE": namespace, **extra}
+
+
+def _documented() -> tuple[set[tuple[int, str]], set[str]]:
+    """The (status, error) pairs and the 401 reasons in the README's Errors table."""
+    section = README.read_text().split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
+    codes: set[tuple[int, str]] = set()
+    reasons: set[str] = set()
+    for status, errors, when in re.findall(r"^\| (\d{3}) \| ([^|]+) \| ([^|]+) \|$", section, re.MULTILINE):
+        codes |= {(int(status), code) for code in re.findall(r"`([a-z_]+)`", errors)}
+        if status == "401":
+            reasons |= set(re.findall(r"`([a-z_]+)`", when.split("`reason`:")[1].split("(")[0]))
+    return codes, reasons
+
+
+def _check(response: httpx.Response) -> tuple[int, str, str | None]:
+    """Assert the shape of one error answer; return its status, error code and reason."""
+    assert response.status_code >= 400
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, Any] = orjson.loads(response.content)
+    expected = {"error", "detail", "reason"} if response.status_code == 401 else {"error", "detail"}
+    assert set(body) == expected, body
+    assert all(isinstance(value, str) and value for value in body.values()), body
+    if response.status_code == 401:
+        assert body["detail"] == UNAUTHORIZED_DETAIL
+        assert not any(word.lower() in response.text.lower() for word in SETUP_WORDS), response.text
+    return response.status_code, body["error"], body.get("reason")
+
+
+def test_every_error_has_the_one_shape(db_url: str, redis_server_url: str, redis_namespace: str) -> None:
+    """Every 4xx and 5xx the webhook (and the probes, metrics and router) can give is {error, detail[, reason]}."""
+    seen: list[tuple[int, str, str | None]] = []
+    shared = _env(db_url, redis_server_url, redis_namespace, VAPI_SECRET=SECRET, MAX_BODY_BYTES="4096")
+    shared["INGEST_METRICS_TOKEN"] = "t0ken"
+
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    app = create_app(env=shared)
+    app.router.routes.append(Route("/boom", boom))
+    with TestClient(app, raise_server_exceptions=False) as client:
+
+        def post(body: bytes, **headers: str) -> httpx.Response:
+            return client.post("/webhooks/vapi", content=body, headers=headers)
+
+        ok = {"x-vapi-secret": SECRET}
+        responses = [
+            post(STATUS),
+            post(STATUS, **{"x-vapi-secret": "wrong"}),
+            post(STATUS, authorization="Token x"),
+            post(b"", **ok),
+            post(b"{not json", **ok),
+            post(b"[1, 2]", **ok),
+            post(b'{"message": {"status": "ended"}}', **ok),
+            post(b"not gzip", **ok, **{"content-encoding": "gzip"}),
+            post(zlib.compress(STATUS)[:-6], **ok, **{"content-encoding": "deflate"}),
+            post(STATUS, **ok, **{"content-length": "many"}),
+            post(STATUS, **ok, **{"content-encoding": "br"}),
+            post(b"{" + b" " * 5000 + b"}", **ok),
+            client.get("/webhooks/vapi"),
+            client.get("/no/such/path"),
+            client.get("/metrics"),
+            client.get("/boom"),
+        ]
+        seen += [_check(response) for response in responses]
+
+    hmac_env = _env(db_url, redis_server_url, redis_namespace, VAPI_HMAC_SECRET=HMAC_SECRET)
+    auth = AuthSettings.from_env(hmac_env)
+    with TestClient(create_app(env=hmac_env)) as client:
+        signed = sign(auth, STATUS, now=time.time())
+        for headers in (
+            {},
+            {**signed, "x-signature": "zz"},
+            {**signed, "x-signature": signed["x-signature"][::-1]},
+            {"x-signature": signed["x-signature"]},
+            {**signed, "x-timestamp": "yesterday"},
+            sign(auth, STATUS, now=time.time() - 3600),
+        ):
+            seen.append(_check(client.post("/webhooks/vapi", content=STATUS, headers=headers)))
+
+    dead_db = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1"
+    down = _env(dead_db, "redis://127.0.0.1:1/0", redis_namespace, VAPI_SECRET=SECRET)
+    with TestClient(create_app(env=down)) as client:
+        seen.append(_check(client.post("/webhooks/vapi", content=STATUS, headers={"x-vapi-secret": SECRET})))
+        seen.append(_check(client.get("/readyz")))
+
+    documented_codes, documented_reasons = _documented()
+    assert {(status, code) for status, code, _ in seen} == documented_codes
+    walked_reasons = {reason for _, _, reason in seen if reason is not None}
+    assert walked_reasons == documented_reasons == {reason.value for reason in Reason}
