@@ -11,15 +11,16 @@ uvicorn, 1 worker process, uvloop, httptools, no access log):
   ``LOG_LEVEL=WARNING`` and once with ``LOG_LEVEL=INFO`` (production's level: one JSON line per
   delivery, written to a file).
 
-Load: wrk (1 thread) with bench/_load.lua, sending the same body and the same signed headers to
-both servers. Per payload and server: a warm-up, the peak (closed loop, ``--connections``), then
-latency at half that peak (fixed-rate schedule, ``--half-connections``). The server is pinned to
-CPU 0 and wrk to CPU 1 when the machine has two or more cores.
+Load: wrk (1 thread) with bench/_load.lua, sending the same body to both servers, each request
+signed afresh in wrk (the service answers a repeated signature as a replay). Per payload and
+server: a warm-up, the peak (closed loop, ``--connections``), then latency at half that peak
+(fixed-rate schedule, ``--half-connections``). The server is pinned to CPU 0 and wrk to CPU 1
+when the machine has two or more cores.
 
 Bodies: a ~20 KB ``status-update`` and a ~200 KB ``end-of-call-report`` built from
-tests/fixtures/calls/long_call.jsonl (bench/_payloads.py). Signatures are made with
-``ingest.web.auth.sign`` right before each wrk run (one signature per run, not per request), so
-every request is authentic and fresh within the 300 s tolerance.
+tests/fixtures/calls/long_call.jsonl (bench/_payloads.py). wrk's script signs every request with a
+timestamp of its own (see bench/_load.lua), so every request is authentic, fresh and not a replay;
+``ingest.web.auth.sign`` signs the checks made before each server is loaded.
 
 Scratch data: a fresh Postgres database (migrated, dropped at the end) and a unique Redis key
 namespace; since no worker consumes the queue, the bench deletes the queue keys every 0.25 s
@@ -285,11 +286,13 @@ def run_wrk(
     pin: bool,
     phase: str,
     redis_pid: int | None,
+    hmac_secret: str,
 ) -> Measurement:
     env = dict(os.environ)
     env.update(
         BENCH_BODY_FILE=str(body_file),
         BENCH_HEADERS_FILE=str(headers_file),
+        BENCH_HMAC_SECRET=hmac_secret,
         BENCH_RATE=f"{rate:.3f}" if rate else "0",
     )
     seconds = max(1, round(duration))
@@ -510,15 +513,16 @@ class Bench:
         connections = options.connections or DEFAULT_CONNECTIONS[name]
         headers_file = self.tmp / "headers.txt"
 
+        headers_file.write_text("")  # wrk's script signs every request itself (bench/_load.lua)
+
         def once(phase: str, seconds: float, conns: int, rate: float | None) -> Measurement:
-            # Signed now, so the timestamp is seconds old when the run ends (tolerance 300 s).
-            headers_file.write_text("".join(f"{k}: {v}\n" for k, v in self.sign(body).items()))
             if self.janitor is not None:
                 self.janitor.take()
             result = run_wrk(
                 self.procs, self.wrk, server,
                 body_file=body_file, headers_file=headers_file, connections=conns,
                 duration=seconds, rate=rate, pin=options.pin, phase=phase, redis_pid=self.redis_pid,
+                hmac_secret=self.hmac_secret,
             )  # fmt: skip
             if self.janitor is not None:
                 time.sleep(0.2)  # let in-flight batches land before the final count
@@ -881,7 +885,7 @@ def main(argv: list[str] | None = None) -> int:
         "half_connections": options.half_connections,
         "pinning": f"server on CPU {SERVER_CPU}, wrk on CPU {LOADGEN_CPU}" if options.pin else "no CPU pinning",
         "signing": "VAPI_HMAC_SECRET set, default template {timestamp}.{body} (x-signature hex sha256 + "
-        "x-timestamp), signed once per wrk run with ingest.web.auth.sign",
+        "x-timestamp), every request signed afresh by bench/_load.lua (OpenSSL through LuaJIT's FFI)",
         "elapsed_s": round(time.monotonic() - started, 1),
     }
     summary = summarize(results)

@@ -186,8 +186,22 @@ def apply_stored_event(conn: Connection, event_id: int, phone_region: str) -> St
 
 
 def record_failure(conn: Connection, event: Event, error: BaseException, *, permanent: bool) -> None:
-    """Keep the event and its error, outside the failed transaction."""
+    """Keep the event and its error, outside the failed transaction.
+
+    Should its own row be refused for its content (a value no column or index can hold, JSON
+    no encoder writes), a reduced row keeps the message as JSON text with both errors, failed:
+    an accepted event is never only in the dead-letter queue. A database outage is raised.
+    """
     text = describe(error)
     state = EventState.FAILED if permanent else EventState.PENDING
+    try:
+        with conn.transaction():
+            conn.execute(queries.RECORD_FAILURE, event.row(state, text))
+        return
+    except Exception as exc:
+        if conn.closed or (isinstance(exc, psycopg.Error) and is_retryable(exc)):
+            raise
+        refused = describe(exc, 500)
+    log.warning("event kept in a reduced row", extra={"error": refused})
     with conn.transaction():
-        conn.execute(queries.RECORD_FAILURE, event.row(state, text))
+        conn.execute(queries.RECORD_FAILURE, event.reduced_row(EventState.FAILED, f"{text} (row refused: {refused})"))

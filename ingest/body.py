@@ -1,7 +1,8 @@
 """Reading a delivery: bounded, decompressed within the bound, parsed, made storable.
 
 Each problem raises ``BodyError`` carrying the HTTP status and a code for the JSON error
-body and the log line. Anything that parses as JSON with a ``message.type`` is accepted.
+body and the log line. Anything that parses as JSON with a ``message.type``, nested at most
+``MAX_DEPTH`` levels deep, is accepted.
 Text Postgres cannot store (U+0000, lone surrogates) becomes U+FFFD before it is stored.
 """
 
@@ -14,7 +15,14 @@ from typing import Any
 
 import orjson
 
-MAX_DEPTH_ERROR = (RecursionError, ValueError)
+# How deeply a body's JSON may nest (objects and arrays; the body itself is level 1): as deep
+# as orjson writes JSON back, since the worker re-encodes every body it stores. orjson reads
+# deeper and the standard library's parser up to ~1,000 levels, so without this bound the
+# endpoint would accept bodies the worker cannot store. Vapi's deepest payloads nest about a
+# dozen levels. On the common path the check is orjson re-encoding the value (about half the
+# cost of walking it in Python); the rare fallback path walks it, since its values may not be
+# encodable before they are cleaned.
+MAX_DEPTH = 254
 
 
 class BodyError(Exception):
@@ -49,7 +57,8 @@ async def read_bounded(chunks: AsyncIterator[bytes], declared: str | None, limit
 
 
 def decode_content(raw: bytes, encoding: str | None, limit: int) -> bytes:
-    """Undo ``Content-Encoding`` (gzip or deflate), never producing more than ``limit`` bytes."""
+    """Undo ``Content-Encoding`` (gzip or deflate), strictly (one complete stream, nothing after
+    it), never producing more than ``limit`` bytes."""
     name = (encoding or "identity").strip().lower()
     if name in {"", "identity"}:
         return raw
@@ -65,6 +74,9 @@ def decode_content(raw: bytes, encoding: str | None, limit: int) -> bytes:
         raise too_large(limit)
     if not decoder.eof:
         raise BodyError(400, "bad_encoding", f"{name} body is truncated")
+    if decoder.unused_data:
+        # Bytes after the end: garbage, or a second gzip member that would otherwise be dropped.
+        raise BodyError(400, "bad_encoding", f"{name} body has data after its end")
     return body
 
 
@@ -99,18 +111,47 @@ def _int_as_orjson_reads_it(text: str) -> int | float:
     return value if value in _INT64 else float(value)
 
 
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``limit`` levels deep.
+
+    Level by level over containers only, with exact type checks: the cheapest walk in Python.
+    """
+    level = [value] if type(value) in (dict, list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        inner = []
+        for container in level:
+            for item in container.values() if type(container) is dict else container:
+                if type(item) is dict or type(item) is list:
+                    inner.append(item)
+        level = inner
+    return False
+
+
+def _too_deep_error() -> BodyError:
+    return BodyError(400, "too_deep", f"body nests deeper than {MAX_DEPTH} levels")
+
+
 def _loads(body: bytes) -> tuple[Any, bool]:
     """Parse JSON; the flag says whether the value had to be cleaned (and so re-encoded)."""
     try:
         return orjson.loads(body), False
     except orjson.JSONDecodeError:
         pass
-    # orjson refuses lone surrogate escapes, NaN and very deep nesting; the standard library
-    # takes all but the last. What it accepts is cleaned and re-encoded below.
+    # orjson refuses lone surrogate escapes, NaN and nesting beyond 1,024 levels; the standard
+    # library takes the first two. What it accepts is cleaned and re-encoded below.
     try:
-        return clean(json.loads(body, parse_int=_int_as_orjson_reads_it)), True
-    except (*MAX_DEPTH_ERROR, UnicodeDecodeError):
+        value = json.loads(body, parse_int=_int_as_orjson_reads_it)
+    except RecursionError:
+        raise _too_deep_error() from None
+    except (ValueError, UnicodeDecodeError):
         raise BodyError(400, "invalid_json", "body is not valid JSON") from None
+    if too_deep(value):  # before cleaning, which recurses
+        raise _too_deep_error()
+    return clean(value), True
 
 
 def loads_storable(data: bytes) -> Any:
@@ -130,7 +171,12 @@ def parse_envelope(body: bytes) -> tuple[dict[str, Any], bytes]:
         raise BodyError(400, "empty_body", "body is empty")
     value, cleaned = _loads(body)
     if cleaned:
-        body = orjson.dumps(value)
+        body = orjson.dumps(value)  # _loads walked it: within MAX_DEPTH
+    else:
+        try:
+            orjson.dumps(value)  # refuses more than MAX_DEPTH levels; nothing else can fail here
+        except orjson.JSONEncodeError:
+            raise _too_deep_error() from None
     if not isinstance(value, dict) or not isinstance(value.get("message"), dict):
         raise BodyError(400, "missing_message", 'body must be a JSON object with a "message" object')
     message: dict[str, Any] = value["message"]

@@ -25,8 +25,9 @@ class Unmappable(PermanentError):
 # SQLSTATE classes a retry can fix: connection trouble, resources, operator intervention,
 # and the two concurrency classes (40001 serialization_failure, 40P01 deadlock_detected).
 _RETRYABLE_CLASSES = ("08", "53", "57", "58", "40")
-# Classes that mean the statement can never succeed with these values.
-_PERMANENT_CLASSES = ("22", "23")
+# Classes that mean the statement can never succeed with these values: data exceptions,
+# integrity violations, and program limits (54000: an index row or a tsvector too large).
+_PERMANENT_CLASSES = ("22", "23", "54")
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -1,7 +1,14 @@
-"""JSON log lines: one object per record, with the record's ``extra`` fields as keys."""
+"""JSON log lines: one object per record, with the record's ``extra`` fields as keys.
+
+Every value is bounded here, in the one formatter both processes use: a string longer than
+``FIELD_LIMIT`` characters is cut with a marker saying how much was left out (a traceback
+keeps its last ``EXC_LIMIT``), so no field a sender controls (a message type, a call id)
+can make a line, or the disk, grow with it.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import time
@@ -9,8 +16,13 @@ from typing import Any
 
 import orjson
 
+FIELD_LIMIT = 200  # characters kept of any logged string
+EXC_LIMIT = 8000  # characters kept of a traceback (its end, where the error is)
+ITEMS_LIMIT = 50  # entries kept of a logged list or dict
+
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_SMALL = {bool, int, float}  # kept as they are, without a call
 
 
 class RedactMessages(logging.Filter):
@@ -47,6 +59,26 @@ class CurrentStderr(logging.Handler):
             self.handleError(record)
 
 
+def truncate(text: str, limit: int = FIELD_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, with a marker of how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[+{len(text) - limit} chars]"
+
+
+def bounded(value: Any) -> Any:
+    """``value`` with every string in it truncated and every container cut to ``ITEMS_LIMIT`` entries."""
+    if isinstance(value, str):
+        return truncate(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {truncate(str(k)): bounded(v) for k, v in itertools.islice(value.items(), ITEMS_LIMIT)}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [bounded(v) for v in itertools.islice(value, ITEMS_LIMIT)]
+    return truncate(str(value))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         seconds = int(record.created)
@@ -55,13 +87,16 @@ class JsonFormatter(logging.Formatter):
             "ts": f"{stamp}.{int((record.created - seconds) * 1000):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": truncate(record.getMessage()),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                line[key] = value
+                line[key] = value if value is None or type(value) in _SMALL else bounded(value)
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
+            exc = self.formatException(record.exc_info)
+            line["exc"] = (
+                exc if len(exc) <= EXC_LIMIT else f"[{len(exc) - EXC_LIMIT} chars left out]…{exc[-EXC_LIMIT:]}"
+            )
         return orjson.dumps(line, default=str).decode()
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,25 +90,37 @@ def _check(migrations: list[Migration], applied: dict[str, str]) -> None:
         raise MigrationError("; ".join(problems) + " — refusing to migrate")
 
 
+STORE_SETTING = (
+    "INSERT INTO ingest_settings (key, value) VALUES (%s, %s)"
+    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+    " WHERE ingest_settings.value IS DISTINCT FROM EXCLUDED.value"
+)
+
+
 def _set_timezone(conn: psycopg.Connection[tuple[str, str]], local_timezone: str) -> None:
     if not conn.execute("SELECT 1 FROM pg_timezone_names WHERE name = %s", (local_timezone,)).fetchone():
         raise MigrationError(f"Postgres does not know the time zone {local_timezone!r}")
-    conn.execute(
-        "INSERT INTO ingest_settings (key, value) VALUES ('local_timezone', %s)"
-        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
-        " WHERE ingest_settings.value IS DISTINCT FROM EXCLUDED.value",
-        (local_timezone,),
-    )
+    conn.execute(STORE_SETTING, ("local_timezone", local_timezone))
 
 
 def migrate(
-    conninfo: str, *, local_timezone: str, directory: Path = MIGRATIONS_DIR, functions: Path | None = FUNCTIONS_DIR
+    conninfo: str,
+    *,
+    local_timezone: str,
+    create_clients: bool | None = None,
+    directory: Path = MIGRATIONS_DIR,
+    functions: Path | None = FUNCTIONS_DIR,
 ) -> list[str]:
     """Bring the database up to date; return the migration versions applied by this call.
 
     ``functions=None`` applies the migrations alone, as releases before ``sql/functions``
-    did (the upgrade tests build such databases).
+    did (the upgrade tests build such databases). ``create_clients`` (None: the environment's
+    ``INGEST_CREATE_CLIENTS``) is stored as ``create_clients`` for ``ingest_create_clients()``.
     """
+    if create_clients is None:
+        from ingest.settings import env_flag
+
+        create_clients = env_flag(os.environ, "INGEST_CREATE_CLIENTS", False)
     migrations = discover(directory)
     function_files = discover_functions(functions) if functions is not None else []
     done: list[str] = []
@@ -136,6 +149,7 @@ def migrate(
                 log.info("functions applied", extra={"files": [path.name for path in function_files]})
             with conn.transaction():
                 _set_timezone(conn, local_timezone)
+                conn.execute(STORE_SETTING, ("create_clients", "true" if create_clients else "false"))
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     return done

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ingest.ops.page.auth import OpsAuth
     from ingest.web.answers import AnswerSettings
     from ingest.web.auth_settings import AuthSettings
+    from ingest.web.client_address import TrustedProxies
 
 DEFAULT_TIMEZONE = "Pacific/Auckland"
 DEFAULT_QUEUE = "vapi-events"
@@ -85,6 +86,9 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)
     data_dir: Path = Path(".data")
     local_timezone: str = DEFAULT_TIMEZONE
+    # INGEST_CREATE_CLIENTS: whether an unknown metadata.client_id creates a client (stored
+    # by `ingest migrate` for the database functions, like the time zone).
+    create_clients: bool = False
     queue_name: str = DEFAULT_QUEUE
     queue_namespace: str = "dramatiq"
     db_pool_min: int = 1
@@ -95,6 +99,13 @@ class Settings:
     log_level: str = "INFO"
     web_concurrency: int = 1
     max_body_bytes: int = 16 * 1024 * 1024
+    # Limits on what a client may hold before it is authenticated (docs/security.md).
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 20.0
+    keep_alive_timeout: int = 5
+    limit_concurrency: int = 1000
+    max_unverified_bodies: int = 16
     enqueue_timeout: float = 0.25
     phone_region: str = "NZ"
     sweep_interval: float = 30.0
@@ -129,6 +140,13 @@ class Settings:
 
         return OpsAuth.from_env(self.environment)
 
+    @functools.cached_property
+    def trusted_proxies(self) -> TrustedProxies:
+        """Proxies whose ``X-Forwarded-For`` names the client that limits count against."""
+        from ingest.web.client_address import TrustedProxies
+
+        return TrustedProxies.from_env(self.environment)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -141,6 +159,7 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             data_dir=Path(env.get("INGEST_DATA_DIR") or ".data"),
             local_timezone=_timezone(env),
+            create_clients=env_flag(env, "INGEST_CREATE_CLIENTS", False),
             queue_name=env.get("INGEST_QUEUE") or DEFAULT_QUEUE,
             queue_namespace=env.get("INGEST_REDIS_NAMESPACE") or "dramatiq",
             db_pool_min=pool_min,
@@ -151,6 +170,12 @@ class Settings:
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             web_concurrency=_int(env, "WEB_CONCURRENCY", 1, minimum=1),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
+            max_header_bytes=_int(env, "MAX_HEADER_BYTES", 64 * 1024, minimum=1024),
+            header_timeout=float(_int(env, "HEADER_TIMEOUT_SECONDS", 10, minimum=1)),
+            body_timeout=float(_int(env, "BODY_TIMEOUT_SECONDS", 20, minimum=1)),
+            keep_alive_timeout=_int(env, "KEEP_ALIVE_TIMEOUT_SECONDS", 5, minimum=1),
+            limit_concurrency=_int(env, "WEB_LIMIT_CONCURRENCY", 1000, minimum=1),
+            max_unverified_bodies=_int(env, "MAX_UNVERIFIED_BODIES", 16, minimum=1),
             enqueue_timeout=_int(env, "ENQUEUE_TIMEOUT_MS", 250, minimum=1) / 1000,
             phone_region=_region(env),
             sweep_interval=float(_int(env, "SWEEP_INTERVAL_SECONDS", 30, minimum=1)),

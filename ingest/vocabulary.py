@@ -79,6 +79,8 @@ class DeliveryOutcome(StrEnum):
     UNAUTHORIZED = "unauthorized"
     INVALID = "invalid"
     TOO_LARGE = "too_large"
+    TIMED_OUT = "timed_out"  # the body did not arrive within BODY_TIMEOUT_SECONDS: 408
+    BUSY = "busy"  # MAX_UNVERIFIED_BODIES signed bodies already being read: 503
     UNAVAILABLE = "unavailable"  # neither Redis nor Postgres took it: 503
     ANSWERED_NOT_RECORDED = "answered_not_recorded"  # a live call got its answer, the event is lost
 

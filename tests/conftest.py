@@ -28,6 +28,10 @@ from ingest.migrate import FUNCTIONS_DIR, MIGRATIONS_DIR, migrate
 # Hypothesis runs third-party "hypothesis" entry points on import; trio (pulled in by the
 # browser driver) registers one that warns, and warnings are errors here. None are needed.
 os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
+# The suite's databases create unknown clients (INGEST_CREATE_CLIENTS, read by migrate): the
+# recorded calls route to clients no test registers. tests/sql/test_unknown_clients.py
+# proves that the default, false, refuses them.
+os.environ["INGEST_CREATE_CLIENTS"] = "true"
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = ROOT / ".data" / "test"

@@ -369,3 +369,38 @@ def test_answered_assistant_wins_in_any_order(db: psycopg.Connection[Any]) -> No
     row = session_rows(db)["1d0ae8ee-f6b3-40a7-a335-9d61a49f2c90"]
     assert row["assistant_id"] == "18003048-2fe5-4a45-9299-d06afbf2ef98"
     assert row["metadata"]["assistants"]["18003048-2fe5-4a45-9299-d06afbf2ef98"] == {"kind": "answered"}
+
+
+@pytest.mark.parametrize(
+    ("started", "ended"),
+    [
+        ("0001-01-01T00:00:00.000Z", "0001-01-01T00:10:00.000Z"),
+        ("9999-01-01T00:00:00.000Z", "9999-01-01T00:10:00.000Z"),
+        ("2026-03-10T21:15:08.234Z", "2026-03-10T21:14:05.334Z"),
+    ],
+    ids=["year-0001", "year-9999", "end-before-start"],
+)
+def test_implausible_times_give_no_duration_and_no_usage_in_their_month(
+    db: psycopg.Connection[Any], started: str, ended: str
+) -> None:
+    """A report timed in year 0001 or 9999, or ending before it starts: no duration, usage only in real months."""
+    call_id = "6f1c2b9e-8d4a-4e3b-9a7c-1d2e3f4a5b6c"
+    message = {
+        "type": "end-of-call-report",
+        "startedAt": started,
+        "endedAt": ended,
+        "endedReason": "customer-ended-call",
+        "call": {"id": call_id, "assistantId": "0b5e3c1a-2d4f-4a6b-8c9d-1e2f3a4b5c6d", "metadata": {"client_id": "c1"}},
+    }
+    assert apply_bodies(db, [orjson.dumps({"message": message})]) == [EventState.APPLIED]
+    row = db.execute(
+        "SELECT started_at_utc, duration_seconds, metadata -> 'implausible_times' FROM user_sessions"
+    ).fetchone()
+    assert row is not None
+    assert row[0] is None
+    assert row[1] is None
+    assert set(row[2]) == {"startedAt", "endedAt"}
+    months = [month.year for (month,) in db.execute("SELECT month FROM client_monthly_usage")]
+    assert all(2015 <= year <= 2027 for year in months)
+    minutes = [m for (m,) in db.execute("SELECT minutes FROM client_monthly_usage")]
+    assert all(m >= 0 for m in minutes)

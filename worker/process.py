@@ -4,7 +4,9 @@ A transient failure (database unavailable, deadlock, serialization) is recorded 
 pending with its error and raised again so Dramatiq retries it; a permanent one (content
 that can never map) is recorded as failed and raised as ``PermanentError``, which the
 actor does not retry and Dramatiq dead-letters. Either way the event is in
-``call_events``, so the sweeper or an operator can apply it later.
+``call_events``, so the sweeper or an operator can apply it later: should its row be refused
+for its content, ``record_failure`` writes a reduced one. Only a database that cannot be
+reached leaves the event to Dramatiq alone ("could not record a failed event").
 """
 
 from __future__ import annotations

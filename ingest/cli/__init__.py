@@ -29,7 +29,11 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.db import require
     from ingest.migrate import migrate
 
-    applied = migrate(require(settings.database_url, "DATABASE_URL"), local_timezone=settings.local_timezone)
+    applied = migrate(
+        require(settings.database_url, "DATABASE_URL"),
+        local_timezone=settings.local_timezone,
+        create_clients=settings.create_clients,
+    )
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
     return 0
 

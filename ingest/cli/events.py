@@ -10,6 +10,7 @@ import psycopg
 import redis
 from psycopg_pool import ConnectionPool
 
+from ingest.cli.output import event_id as event_id_arg
 from ingest.cli.output import first_line, positive_int, since, table, to_json, when
 from ingest.db import connection_kwargs, require
 from ingest.ops import events
@@ -64,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     show = actions.add_parser("show", help="one event: its error and its message", description="Show one event.")
-    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("id", type=event_id_arg, metavar="ID")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     reapply = actions.add_parser(
         "reapply",
@@ -72,14 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Re-apply events chosen by id, or every event the filters of `list` match (all of them,"
         " not only the newest 50; --limit N for the newest N).",
     )
-    reapply.add_argument("ids", nargs="*", type=int, metavar="ID", help="event ids (or use the filters)")
+    reapply.add_argument("ids", nargs="*", type=event_id_arg, metavar="ID", help="event ids (or use the filters)")
     _add_filters(reapply, every=True)
     discard = actions.add_parser(
         "discard",
         help="give up on failed events (they become ignored; nothing is deleted)",
         description="Mark failed events ignored: they stop counting as failed; their error is kept.",
     )
-    discard.add_argument("ids", nargs="+", type=int, metavar="ID", help="ids of failed events")
+    discard.add_argument("ids", nargs="+", type=event_id_arg, metavar="ID", help="ids of failed events")
 
 
 def _connect(settings: Settings) -> psycopg.Connection[Any]:

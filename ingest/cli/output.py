@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -67,15 +68,52 @@ def to_json(value: Any, *, indent: bool = True) -> str:
     return orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2 if indent else None).decode()
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
+# The largest count or id the commands pass on: Postgres's bigint, which LIMIT and ids are.
+MAX_BIGINT = 2**63 - 1
+
+
+def _whole(text: str, minimum: int, maximum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+    if value > maximum:
+        raise argparse.ArgumentTypeError(f"must be at most {maximum}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number from 1 to ``MAX_BIGINT``."""
+    return _whole(text, 1, MAX_BIGINT)
+
+
+def event_id(text: str) -> int:
+    """An argparse type for an event id (a positive bigint)."""
+    return _whole(text, 1, MAX_BIGINT)
+
+
+def bounded_int(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``minimum`` to ``maximum``."""
+    return lambda text: _whole(text, minimum, maximum)
+
+
+def positive_number(maximum: float) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0 and at most ``maximum`` (no ``nan``, no ``inf``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError("must be a number above 0")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}")
+        return value
+
+    return parse
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
@@ -83,7 +121,10 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     match = _RELATIVE.match(text)
     if match:
         now = datetime.now(UTC) if now is None else now
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:  # before the year 1: no event is that old
+            raise ValueError(f"{text!r} reaches back before the year 1") from None
     try:
         instant = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -26,6 +26,7 @@ from ingest.ops.backlog import Backlog
 from ingest.settings import Settings
 
 DEFAULT_INTERVAL = 2.0
+MAX_WATCH_INTERVAL = 86_400  # a day; larger values overflow time.sleep
 CLEAR = "\x1b[2J\x1b[H"  # clear the screen, cursor home
 HOME = "\x1b[H"
 ERASE_LINE = "\x1b[K"  # to the end of the line
@@ -119,8 +120,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.watch is not None and args.watch <= 0:
-        print("ingest queue: --watch needs a positive number of seconds", file=sys.stderr)
+    if args.watch is not None and not 0 < args.watch <= MAX_WATCH_INTERVAL:  # also refuses nan and inf
+        print(
+            f"ingest queue: --watch needs a positive number of seconds, at most {MAX_WATCH_INTERVAL}", file=sys.stderr
+        )
         return 2
     probe = Probe(settings)
     try:

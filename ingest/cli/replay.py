@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from ingest.cli.output import bounded_int, positive_number
 from ingest.settings import Settings
 from ingest.web.auth import sign
 from ingest.web.auth_settings import AuthSettings
@@ -125,8 +126,10 @@ async def send_all(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=".json, .jsonl or a directory of them")
     parser.add_argument("--url", help="webhook URL (default: the local service, http://HOST:PORT/webhooks/vapi)")
-    parser.add_argument("--rate", type=float, help="at most this many requests per second")
-    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
+    parser.add_argument("--rate", type=positive_number(1_000_000), help="at most this many requests per second")
+    parser.add_argument(
+        "--concurrency", type=bounded_int(1, 1_000), default=4, help="requests in flight at once (default 4)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none either off a terminal)")
 
 

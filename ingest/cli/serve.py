@@ -20,6 +20,7 @@ def web(args: argparse.Namespace, settings: Settings) -> int:
     settings.auth  # noqa: B018
     settings.answers  # noqa: B018
     settings.ops_auth  # noqa: B018
+    settings.trusted_proxies  # noqa: B018
     multiprocess.prepare(multiprocess.WEB, settings.data_dir)  # before the app imports prometheus_client
     uvicorn.run(
         "ingest.web.app:create_app",
@@ -27,10 +28,14 @@ def web(args: argparse.Namespace, settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, plus a header-size bound and a header-read timeout (docs/security.md).
+        http="ingest.web.http_protocol:GuardedHttpToolsProtocol",
         workers=settings.web_concurrency,
         access_log=False,
         log_config=None,
+        # Past this many connections or requests in flight, uvicorn answers 503 at once.
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.keep_alive_timeout,
         # On SIGTERM, requests in flight get this long to finish (Vapi itself waits at most
         # 20 s), then the process exits rather than hanging on a client that never finishes.
         timeout_graceful_shutdown=10,

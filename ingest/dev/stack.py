@@ -263,7 +263,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             settings = stack.enter_context(embedded_services(settings))
             stack.callback(state.remove, settings.data_dir)
             assert settings.database_url is not None
-            applied = migrate(settings.database_url, local_timezone=settings.local_timezone)
+            applied = migrate(
+                settings.database_url, local_timezone=settings.local_timezone, create_clients=settings.create_clients
+            )
             log.info("schema ready", extra={"applied": applied})
             env = child_env(settings)
             python = sys.executable

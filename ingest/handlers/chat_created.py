@@ -12,7 +12,7 @@ from ingest.patch import Patch
 
 def chat_event(message: dict[str, Any], context: Context, moment: str) -> Patch:
     """The chat's identity, a timeline entry, and ``metadata.chats[id][moment]``."""
-    patch, summary = chat_patch(message, context.phone_region)
+    patch, summary = chat_patch(message, context.phone_region, context.received_at)
     chat_id = obj(message.get("chat")).get("id")
     patch = with_timeline(patch, timeline_entry(message, chat=chat_id if isinstance(chat_id, str) else None))
     if isinstance(chat_id, str):

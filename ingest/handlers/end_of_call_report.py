@@ -20,7 +20,13 @@ from ingest.mapping.identity import obj
 from ingest.mapping.keywords import extract_keywords, normalise_keywords
 from ingest.mapping.outcome import normalise_outcome, outcome_from_ended_reason
 from ingest.mapping.sentiment import normalise_sentiment, sentiment_of
-from ingest.mapping.timing import conversation_span, parse_instant, reported_duration_seconds
+from ingest.mapping.timing import (
+    conversation_span,
+    implausible,
+    note_implausible,
+    plausible_instant,
+    reported_duration_seconds,
+)
 from ingest.mapping.transcript import customer_lines, customer_utterances, transcript_from_messages
 from ingest.patch import Patch, Source
 
@@ -80,19 +86,28 @@ def _times(patch: Patch, message: dict[str, Any], context: Context) -> Patch:
     2024 reports carry no ``startedAt`` / ``endedAt`` (only ``timestamp``, sometimes not even
     that, and ``messages`` with their own times). A report means the call is over, so it
     always ends the row; each fallback is ranked below a status update's end and keeps its
-    source in ``metadata.provenance``.
+    source in ``metadata.provenance``. Implausible instants (before 2015, more than a day
+    after the report arrived) and an end before the start are not used: their raw values
+    and the reason are kept in ``metadata.implausible_times``.
     """
-    started = parse_instant(message.get("startedAt"))
-    ended = parse_instant(message.get("endedAt"))
+    received = context.received_at
+    patch, started = plausible_instant(patch, "startedAt", message.get("startedAt"), received)
+    patch, ended = plausible_instant(patch, "endedAt", message.get("endedAt"), received)
+    if started is not None and ended is not None and ended < started:
+        for field in ("startedAt", "endedAt"):
+            patch = note_implausible(patch, field, message.get(field), "endedAt is before startedAt")
+        started = ended = None
     patch = patch.with_value("started_at_utc", started, Source.REPORT)
     patch = patch.with_value("ended_at_utc", ended, Source.REPORT)
     if started is not None and ended is not None:
         return patch
     first, last = conversation_span(_messages(message))
+    first = None if first is None or implausible(first, received) else first
+    last = None if last is None or implausible(last, received) else last
     if started is None:
         patch = patch.with_value("started_at_utc", first, Source.MESSAGES)
     if ended is None:
-        stamped = parse_instant(message.get("timestamp"))
+        patch, stamped = plausible_instant(patch, "timestamp", message.get("timestamp"), received)
         if last is not None:
             patch = patch.with_value("ended_at_utc", last, Source.MESSAGES)
         elif stamped is not None:

@@ -13,4 +13,4 @@ from ingest.patch import Patch
 def handle(message: dict[str, Any], context: Context) -> Patch:
     status = obj(message.get("session")).get("status")
     entry = timeline_entry(message, status=status if isinstance(status, str) else None)
-    return with_timeline(session_patch(message, context.phone_region), entry)
+    return with_timeline(session_patch(message, context.phone_region, context.received_at), entry)

@@ -15,7 +15,7 @@ from typing import Any
 from ingest.handlers.common import Context, call_event, iso, timeline_entry, with_metadata, with_timeline
 from ingest.mapping.identity import obj
 from ingest.mapping.outcome import outcome_from_ended_reason
-from ingest.mapping.timing import parse_instant
+from ingest.mapping.timing import plausible_instant
 from ingest.patch import Patch, Source
 from ingest.vocabulary import CallStatus
 
@@ -24,17 +24,18 @@ def handle(message: dict[str, Any], context: Context) -> Patch:
     status = message.get("status") if isinstance(message.get("status"), str) else None
     reason = message.get("endedReason") if isinstance(message.get("endedReason"), str) else None
     call = obj(message.get("call"))
-    at = parse_instant(message.get("timestamp"))
     patch = with_timeline(call_event(message, context), timeline_entry(message, status=status, endedReason=reason))
+    # Implausible instants are kept in metadata.implausible_times, not in the columns.
+    patch, at = plausible_instant(patch, "timestamp", message.get("timestamp"), context.received_at)
 
-    snapshot_start = parse_instant(call.get("startedAt"))
+    patch, snapshot_start = plausible_instant(patch, "call.startedAt", call.get("startedAt"), context.received_at)
     if snapshot_start:
         patch = patch.with_value("started_at_utc", snapshot_start, Source.CALL)
     elif status == CallStatus.IN_PROGRESS:
         patch = patch.with_value("started_at_utc", at, Source.STATUS)
 
     if status == CallStatus.ENDED:
-        snapshot_end = parse_instant(call.get("endedAt"))
+        patch, snapshot_end = plausible_instant(patch, "call.endedAt", call.get("endedAt"), context.received_at)
         patch = patch.with_value("ended_at_utc", snapshot_end or at, Source.CALL if snapshot_end else Source.STATUS)
         patch = patch.with_value("ended_reason", reason, Source.STATUS)
         outcome = outcome_from_ended_reason(reason)

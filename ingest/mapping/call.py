@@ -15,7 +15,7 @@ from typing import Any
 
 from ingest.errors import Unmappable
 from ingest.mapping.assistant import assistant_identity
-from ingest.mapping.identity import as_uuid, call_id, obj
+from ingest.mapping.identity import as_uuid, bounded_id, call_id, obj
 from ingest.mapping.phone import PhoneNumber, normalise_number
 from ingest.patch import Patch, Source
 
@@ -90,5 +90,6 @@ def call_identity(message: dict[str, Any], region: str) -> Patch:
             patch = Patch(patch.call_id, patch.session_id, patch.values, {"assistants": {assistant.id: described}})
     patch = _numbers(patch, message, region)
     patch = patch.with_value("type", CALL_TYPES.get(str(call.get("type"))), Source.EVENT)
-    patch = patch.with_value("client_id", metadata_value(message, "client_id"), Source.EVENT)
-    return patch.with_value("user_id", metadata_value(message, "user_id"), Source.EVENT)
+    client = bounded_id(metadata_value(message, "client_id"), "metadata.client_id")
+    patch = patch.with_value("client_id", client, Source.EVENT)
+    return patch.with_value("user_id", bounded_id(metadata_value(message, "user_id"), "metadata.user_id"), Source.EVENT)

@@ -1,9 +1,28 @@
-"""Which call or session an event belongs to."""
+"""Which call or session an event belongs to, and how long an identity may be."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
+
+from ingest.errors import Unmappable
+
+# The longest identity (session id, chat id, client id, user id) an event may carry. Vapi's
+# ids are UUIDs; indexed columns hold these values, and a btree entry cannot exceed about
+# 2,700 bytes (255 characters are at most 1,020 bytes of UTF-8).
+MAX_ID_CHARS = 255
+
+
+def indexable(value: str | None) -> str | None:
+    """``value`` cut to ``MAX_ID_CHARS``: for call_events' lookup columns (the body keeps it whole)."""
+    return value if value is None or len(value) <= MAX_ID_CHARS else value[:MAX_ID_CHARS]
+
+
+def bounded_id(value: str | None, what: str) -> str | None:
+    """``value``, or ``Unmappable`` when it is longer than any identity a row may hold."""
+    if value is not None and len(value) > MAX_ID_CHARS:
+        raise Unmappable(f"{what} is {len(value)} characters long, more than {MAX_ID_CHARS}")
+    return value
 
 
 def obj(value: Any) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
 from ingest.mapping.numbers import json_number
+from ingest.patch import Patch
 
-__all__ = ["conversation_span", "parse_instant", "reported_duration_seconds"]
+__all__ = ["conversation_span", "implausible", "parse_instant", "plausible_instant", "reported_duration_seconds"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -54,6 +55,43 @@ def parse_instant(value: object) -> datetime | None:
             return _from_epoch(Decimal(text))
         return _from_iso(text)
     return None
+
+
+# Instants a call can plausibly have: Vapi did not exist before 2015, and no event describes
+# a moment more than a day after it reached us. Anything else (year 0001, 9999, a clock
+# gone wrong) would file usage under a month that never had calls.
+EARLIEST: Final = datetime(2015, 1, 1, tzinfo=UTC)
+AHEAD: Final = timedelta(days=1)
+IMPLAUSIBLE_KEY: Final = "implausible_times"
+
+
+def implausible(instant: datetime, received_at: datetime) -> str | None:
+    """Why ``instant`` cannot be a call's, given when its event was received; None when it can be."""
+    if instant < EARLIEST:
+        return "before 2015-01-01"
+    if instant > received_at + AHEAD:
+        return "more than a day after the event was received"
+    return None
+
+
+def note_implausible(patch: Patch, field: str, raw: Any, reason: str) -> Patch:
+    """``patch`` with ``metadata.implausible_times.<field>`` = the raw value and why it was not used."""
+    value = raw if isinstance(raw, int | float) and not isinstance(raw, bool) else str(raw)[:64]
+    noted = {**patch.metadata.get(IMPLAUSIBLE_KEY, {}), field: {"value": value, "reason": reason}}
+    return Patch(
+        patch.call_id, patch.session_id, patch.values, {**patch.metadata, IMPLAUSIBLE_KEY: noted}, patch.timeline
+    )
+
+
+def plausible_instant(patch: Patch, field: str, raw: Any, received_at: datetime) -> tuple[Patch, datetime | None]:
+    """``raw`` read as an instant, or None; an implausible one is noted in ``patch``'s metadata instead."""
+    instant = parse_instant(raw)
+    if instant is None:
+        return patch, None
+    reason = implausible(instant, received_at)
+    if reason is None:
+        return patch, instant
+    return note_implausible(patch, field, raw, reason), None
 
 
 def _from_epoch(number: Decimal) -> datetime | None:

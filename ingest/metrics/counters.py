@@ -35,6 +35,8 @@ OUTCOME_CLASSES = {
     "unauthorized": "rejected",
     "invalid": "rejected",
     "too_large": "rejected",
+    "timed_out": "rejected",
+    "busy": "unavailable",
     "unavailable": "unavailable",
     "answered_not_recorded": "unavailable",
 }
@@ -67,6 +69,17 @@ EVENT_SECONDS = Histogram(
     "Time for a worker to apply a queued event and commit it, by result.",
     ["result"],
     buckets=EVENT_BUCKETS,
+)
+
+OPS_LOGIN_FAILURES = Counter(
+    "vapi_ingest_ops_login_failures",
+    "Refused /ops logins (wrong or malformed credentials, or too many failures), by claimed scheme and reason.",
+    ["scheme", "reason"],
+)
+REPLAYS = Counter(
+    "vapi_ingest_replays",
+    "Signed deliveries seen before within the tolerance window, by message type and how they were answered.",
+    ["type", "answer"],
 )
 
 _deliveries: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
@@ -105,3 +118,13 @@ def event_failed(kind: str, *, permanent: bool, seconds: float) -> None:
     """Count one failed attempt to apply an event."""
     EVENTS_FAILED.labels(type_label(kind), "true" if permanent else "false").inc()
     EVENT_SECONDS.labels("failed").observe(seconds)
+
+
+def ops_login_failure(scheme: str, reason: str) -> None:
+    """Count one refused /ops login (``scheme``: basic, bearer or other)."""
+    OPS_LOGIN_FAILURES.labels(scheme, reason).inc()
+
+
+def replay(kind: str | None, answer: str) -> None:
+    """Count one replayed signed delivery and how it was answered (``ingest.web.replays``)."""
+    REPLAYS.labels(type_label(kind), answer).inc()

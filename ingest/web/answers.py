@@ -28,6 +28,7 @@ from ingest.vocabulary import ANSWER_FIELD, MessageType
 log = logging.getLogger(__name__)
 
 Tool = Callable[[dict[str, Any], dict[str, Any]], Any]
+MAX_TOOL_CALLS = 64  # tool calls answered per tool-calls message; the rest are not run
 
 
 class AnswerConfigError(ConfigError):
@@ -173,7 +174,14 @@ async def _tool_result(settings: AnswerSettings, call: dict[str, Any], message: 
 
 
 async def tool_calls(settings: AnswerSettings, message: dict[str, Any]) -> dict[str, Any]:
-    calls = [_dict(c) for c in message.get("toolCallList") or [] if isinstance(c, dict)]
+    """One result per tool call, for the first ``MAX_TOOL_CALLS`` of them; the rest are not run.
+
+    A model's turn asks for a handful; a list of thousands only ties up the event loop.
+    """
+    listed = message.get("toolCallList")
+    calls = [c for c in listed[:MAX_TOOL_CALLS] if isinstance(c, dict)] if isinstance(listed, list) else []
+    if isinstance(listed, list) and len(listed) > MAX_TOOL_CALLS:
+        log.warning("tool calls over the limit not run", extra={"listed": len(listed), "limit": MAX_TOOL_CALLS})
     results = await asyncio.gather(*(_tool_result(settings, call, message) for call in calls))
     return {"results": list(results)}
 

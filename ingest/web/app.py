@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -27,6 +28,7 @@ from ingest.settings import Settings
 from ingest.web.enqueue import Enqueuer
 from ingest.web.errors import error_response, http_error, server_error
 from ingest.web.intake import Drainer, Intake
+from ingest.web.replays import ReplayMemory
 from ingest.web.webhook import Webhook, json_response, receive
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
     answer_settings = settings.answers
     ops = OpsPage(settings.ops_auth, settings)
     redis_url = require(settings.redis_url, "REDIS_URL")
-    if auth.insecure:
-        log.warning("INGEST_INSECURE is set: webhooks are accepted WITHOUT authentication (local development only)")
+    auth.log_mode()  # one line naming VAPI_AUTH_MODE in force (the INGEST_INSECURE warning included)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -71,7 +72,27 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
             redis_url, settings.queue_name, namespace=settings.queue_namespace, timeout=settings.enqueue_timeout
         )
         intake = Intake(enqueuer, pool)
-        app.state.webhook = Webhook(auth, answer_settings, intake, settings.max_body_bytes)
+        # Signed deliveries seen within the HMAC window (ingest.web.replays).
+        tolerance = auth.hmac.tolerance if auth.hmac else 1
+        replays = ReplayMemory(
+            redis_url,
+            settings.queue_namespace,
+            tolerance,
+            timeout=settings.enqueue_timeout,
+            wait=answer_settings.tool_timeout + 1.0,
+        )
+        # Two threads for large bodies: the event loop keeps answering while one is parsed.
+        parser = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-parse")
+        app.state.webhook = Webhook(
+            auth,
+            answer_settings,
+            intake,
+            settings.max_body_bytes,
+            body_timeout=settings.body_timeout,
+            unverified=asyncio.Semaphore(settings.max_unverified_bodies),
+            parser=parser,
+            replays=replays,
+        )
         drainer = asyncio.create_task(Drainer(intake).run(), name="drainer")
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise stall a request for tens of ms.
@@ -85,6 +106,8 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
             await enqueuer.close()
             await pool.close()
             await ops.close()
+            await replays.close()
+            parser.shutdown(wait=False, cancel_futures=True)
 
     routes = [
         Route("/webhooks/vapi", receive, methods=["POST"]),

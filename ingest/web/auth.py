@@ -2,15 +2,19 @@
 
 Settings and their environment variables live in ``ingest.web.auth_settings``. Rules:
 
-- A request is accepted if it passes any configured scheme whose header is present: HMAC
-  (signature header), ``shared_secret`` (``X-Vapi-Secret``), ``bearer`` (``VAPI_BEARER_HEADER``).
+- A request is accepted if it passes any scheme of the mode in force (``VAPI_AUTH_MODE``,
+  ``ingest.web.auth_settings.AuthMode``) whose header is present: HMAC (signature header),
+  ``shared_secret`` (``X-Vapi-Secret``), ``bearer`` (``VAPI_BEARER_HEADER``). In ``hmac`` mode,
+  the default with an HMAC secret, only a valid signature passes: a right shared secret next
+  to a wrong or missing signature is refused.
   Empty headers count as absent (Vapi sends an empty ``X-Vapi-Secret`` next to other credentials).
   When none is present the reason is ``missing_credentials`` (``missing_signature`` if HMAC is the
-  only scheme); when all present ones fail, the first failure in the order above is reported.
+  only scheme in force); when all present ones fail, the first failure in the order above is reported.
 - HMAC is computed over the raw body bytes and compared in constant time with every configured
   secret and every signature in the header, without stopping at the first match. The timestamp
   is checked for form before the signature and for freshness after it, so ``stale_timestamp``
-  always means an authentic but old (or future) request.
+  always means an authentic but old (or future) request. An accepted signature's digest is
+  in ``AuthResult.signature``, for the replay memory (``ingest.web.replays``).
 - Messages name headers and variables, never secrets or received values. They go to the log
   line only: the 401 answer carries the reason code and a generic text (``ingest.web.errors``).
 """
@@ -26,12 +30,12 @@ import hmac
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from ingest.credentials import matches_any
 from ingest.web.auth_settings import AuthSettings, Encoding, HmacSettings, TimestampUnit
 
-__all__ = ["LEGACY_SECRET_HEADER", "AuthResult", "Reason", "Scheme", "sign", "verify"]
+__all__ = ["LEGACY_SECRET_HEADER", "AuthResult", "Reason", "Scheme", "needs_body", "sign", "verify"]
 
 LEGACY_SECRET_HEADER = "x-vapi-secret"  # noqa: S105 - a header name, not a secret
 _MAX_SIGNATURES = 8
@@ -68,6 +72,7 @@ class AuthResult:
     reason: Reason | None = None
     message: str = ""
     skew_seconds: float | None = None
+    signature: bytes | None = field(default=None, repr=False)  # HMAC only: the digest that matched
 
     def log_fields(self) -> dict[str, object]:
         """Fields for the delivery's log line, safe to show; the 401 answer itself only gets ``reason``."""
@@ -88,15 +93,25 @@ def verify(settings: AuthSettings, headers: Mapping[str, str], body: bytes, *, n
         return AuthResult(False, None, Reason.MISSING_CREDENTIALS, "no authentication configured")
     present = _present(headers)
     results = [
-        _check_hmac(settings.hmac, present, body, now) if settings.hmac else None,
-        _check_shared_secret(settings, present),
-        _check_bearer(settings, present),
+        _check_hmac(settings.hmac, present, body, now) if settings.hmac and settings.accepts_hmac else None,
+        _check_shared_secret(settings, present) if settings.accepts_secret else None,
+        _check_bearer(settings, present) if settings.accepts_secret else None,
     ]
     tried = [result for result in results if result is not None]
     accepted = [result for result in tried if result.ok]
     if accepted:
         return accepted[0]
     return tried[0] if tried else _missing(settings)
+
+
+def needs_body(settings: AuthSettings, headers: Mapping[str, str]) -> bool:
+    """Whether ``verify`` needs the body for these headers: only an HMAC signature is over it.
+
+    When it does not, ``verify`` with an empty body decides, so the endpoint answers before
+    reading a body it would refuse.
+    """
+    hmac_header = settings.hmac.signature_header if settings.hmac and settings.accepts_hmac else None
+    return hmac_header is not None and bool(headers.get(hmac_header, "").strip())
 
 
 def sign(settings: AuthSettings, body: bytes, *, now: float) -> dict[str, str]:
@@ -118,9 +133,9 @@ def _present(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def _missing(settings: AuthSettings) -> AuthResult:
-    if settings.hmac and not settings.shared_secrets:
+    if settings.hmac and not settings.accepts_secret:
         return _fail(Scheme.HMAC, Reason.MISSING_SIGNATURE, f"no {settings.hmac.signature_header} header")
-    expected = [settings.hmac.signature_header] if settings.hmac else []
+    expected = [settings.hmac.signature_header] if settings.hmac and settings.accepts_hmac else []
     expected += [LEGACY_SECRET_HEADER, settings.bearer_header]
     return _fail(None, Reason.MISSING_CREDENTIALS, f"none of {', '.join(dict.fromkeys(expected))} present")
 
@@ -172,10 +187,12 @@ def _check_hmac(config: HmacSettings, headers: Mapping[str, str], body: bytes, n
         message = f"{config.signature_header} holds no {config.prefix}<{config.encoding} {config.algorithm} digest>"
         return _fail(Scheme.HMAC, Reason.MALFORMED_SIGNATURE, message)
     payload = config.payload.chunks(timestamp=stamp.encode(), body=body)
-    if not _any_signature_matches(signatures, config, payload):
+    matched = _matching_digest(signatures, config, payload)
+    if matched is None:
         message = f"{config.signature_header} matches no VAPI_HMAC_SECRET over {config.payload.text}"
         return _fail(Scheme.HMAC, Reason.SIGNATURE_MISMATCH, message)
-    return _check_skew(config, seconds, now)
+    result = _check_skew(config, seconds, now)
+    return replace(result, signature=matched) if result.ok else result
 
 
 @functools.cache
@@ -196,11 +213,16 @@ def _digest(key: bytes, chunks: list[bytes], algorithm: str) -> bytes:
     return mac.digest()
 
 
-def _any_signature_matches(signatures: list[bytes], config: HmacSettings, payload: list[bytes]) -> bool:
+def _matching_digest(signatures: list[bytes], config: HmacSettings, payload: list[bytes]) -> bytes | None:
+    """The expected digest (of the first secret) that a received signature matches, or None."""
     expected = [_digest(s.value, payload, config.algorithm.value) for s in config.secrets]
-    matched = False
-    for signature in signatures:  # every one compared: the time does not tell which matched
-        matched |= matches_any(signature, expected)
+    matched: bytes | None = None
+    for digest in expected:  # every pair compared: the time does not tell which matched
+        hit = False
+        for signature in signatures:
+            hit |= matches_any(signature, (digest,))
+        if hit and matched is None:
+            matched = digest
     return matched
 
 

@@ -8,13 +8,21 @@ signatures (the sender rotating its key) and any one may match; an unsigned time
 proves nothing, so a timestamp header next to a payload template without ``{timestamp}``
 is an error; Vapi's ``{method}``, ``{url}`` and ``{svix-id}`` placeholders are refused,
 since the URL Vapi signed cannot be rebuilt reliably behind proxies.
+
+Which schemes a request may pass is ``VAPI_AUTH_MODE`` (``AuthMode``): with an HMAC secret
+the default is ``hmac`` (a valid signature is required, a shared secret or bearer token
+alone is not enough, and a wrong signature is refused whatever else is right); with only
+``VAPI_SECRET`` it is ``secret``; ``either`` (a valid signature or a valid secret) only
+when asked for, and only with both configured. ``log_mode`` says at start which is in force.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import enum
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +34,7 @@ from ingest.settings import env_flag
 __all__ = [
     "Algorithm",
     "AuthConfigError",
+    "AuthMode",
     "AuthSettings",
     "Encoding",
     "HmacSettings",
@@ -34,6 +43,8 @@ __all__ = [
     "Secret",
     "TimestampUnit",
 ]
+
+log = logging.getLogger("ingest.web.auth")
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -47,6 +58,15 @@ class AuthConfigError(ConfigError):
     def __init__(self, variable: str, problem: str) -> None:
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
+
+
+class AuthMode(enum.StrEnum):
+    """Which configured schemes a request may pass."""
+
+    HMAC = "hmac"  # a valid signature, nothing else
+    SECRET = "secret"  # noqa: S105 - a mode name: the shared secret or bearer token
+    EITHER = "either"  # a valid signature or a valid secret (explicit only)
+    INSECURE = "insecure"  # nothing configured, INGEST_INSECURE on
 
 
 class Algorithm(enum.StrEnum):
@@ -155,11 +175,31 @@ class AuthSettings:
     bearer_prefix: str
     hmac: HmacSettings | None
     insecure: bool
+    mode: AuthMode | None = None  # None: as VAPI_AUTH_MODE's default (``in_force``)
 
     @property
     def configured(self) -> bool:
         """Whether any authentication scheme is configured."""
         return bool(self.shared_secrets) or self.hmac is not None
+
+    @property
+    def in_force(self) -> AuthMode:
+        """The mode: as set, else insecure, hmac with an HMAC secret, or secret."""
+        if self.mode is not None:
+            return self.mode
+        if self.insecure:
+            return AuthMode.INSECURE
+        return AuthMode.HMAC if self.hmac is not None else AuthMode.SECRET
+
+    @property
+    def accepts_hmac(self) -> bool:
+        """Whether a valid signature is accepted (and, in ``hmac`` mode, required)."""
+        return self.hmac is not None and self.in_force in (AuthMode.HMAC, AuthMode.EITHER)
+
+    @property
+    def accepts_secret(self) -> bool:
+        """Whether a valid shared secret or bearer token is accepted."""
+        return bool(self.shared_secrets) and self.in_force in (AuthMode.SECRET, AuthMode.EITHER)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AuthSettings:
@@ -175,7 +215,42 @@ class AuthSettings:
             raise AuthConfigError("INGEST_INSECURE", "set together with VAPI_SECRET or VAPI_HMAC_SECRET")
         if not settings.insecure and not settings.configured:
             raise AuthConfigError("VAPI_SECRET", "no VAPI_SECRET or VAPI_HMAC_SECRET, and INGEST_INSECURE off")
-        return settings
+        return dataclasses.replace(settings, mode=_mode(env, settings))
+
+    def log_mode(self) -> None:
+        """One log line at start naming the mode in force and what it ignores; never a secret."""
+        if self.in_force is AuthMode.INSECURE:
+            log.warning("INGEST_INSECURE is set: webhooks are accepted WITHOUT authentication (local development only)")
+            return
+        ignored = [
+            name
+            for name, unused in (
+                ("VAPI_HMAC_SECRET", self.hmac is not None and not self.accepts_hmac),
+                ("VAPI_SECRET", bool(self.shared_secrets) and not self.accepts_secret),
+            )
+            if unused
+        ]
+        log.log(
+            logging.WARNING if ignored else logging.INFO,
+            "webhook authentication",
+            extra={"auth_mode": str(self.in_force), **({"ignored": ignored} if ignored else {})},
+        )
+
+
+def _mode(env: Mapping[str, str], settings: AuthSettings) -> AuthMode:
+    if settings.insecure:
+        if env.get("VAPI_AUTH_MODE", "").strip():
+            raise AuthConfigError("VAPI_AUTH_MODE", "set, but INGEST_INSECURE turns authentication off")
+        return AuthMode.INSECURE
+    default = AuthMode.HMAC if settings.hmac is not None else AuthMode.SECRET
+    mode = _choice(env, "VAPI_AUTH_MODE", AuthMode, default)
+    if mode is AuthMode.INSECURE:
+        raise AuthConfigError("VAPI_AUTH_MODE", "expected hmac, secret or either (INGEST_INSECURE turns it off)")
+    if mode in (AuthMode.HMAC, AuthMode.EITHER) and settings.hmac is None:
+        raise AuthConfigError("VAPI_AUTH_MODE", f"{mode} needs VAPI_HMAC_SECRET")
+    if mode in (AuthMode.SECRET, AuthMode.EITHER) and not settings.shared_secrets:
+        raise AuthConfigError("VAPI_AUTH_MODE", f"{mode} needs VAPI_SECRET")
+    return mode
 
 
 def _placeholder(name: str) -> Placeholder:

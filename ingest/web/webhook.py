@@ -1,17 +1,26 @@
 """``POST /webhooks/vapi``: verify, bound, parse, answer, queue — and one log line.
 
-Order matters: the body is read within its bound before anything else, authenticated on
-the exact bytes received, then decoded and parsed. Every problem is a precise 4xx with a
-JSON body (``ingest.web.errors``); only when neither Redis nor Postgres can keep the
-delivery is it a 503. Every
-answer is counted (``ingest.metrics.counters``) where it is logged.
+Order matters: what the headers alone decide comes first (a shared secret or bearer token,
+a missing credential: 401; a content type other than JSON: 415), before a byte of the body is
+read. A body signed with HMAC can only be verified once read, so at most
+``MAX_UNVERIFIED_BODIES`` of those are read at a time (503 past it). The body is read within
+its bound and ``BODY_TIMEOUT_SECONDS`` (413, 408), authenticated on the exact bytes received,
+then decoded and parsed, off the event loop when it is large. An answer given before the
+body was read closes the connection. Every problem is a precise 4xx with a JSON body
+(``ingest.web.errors``); only when neither Redis nor Postgres can keep the delivery is it a
+503. Every answer is counted (``ingest.metrics.counters``) where it is logged. The limits:
+docs/security.md, "Limits and timeouts".
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,14 +33,20 @@ from ingest.metrics import counters
 from ingest.vocabulary import REQUEST_TYPES, DeliveryOutcome, MessageType
 from ingest.web import answers
 from ingest.web.answers import AnswerSettings
-from ingest.web.auth import verify
+from ingest.web.auth import needs_body, verify
 from ingest.web.auth_settings import AuthSettings
 from ingest.web.errors import UNAUTHORIZED, UNAUTHORIZED_DETAIL, error_response
 from ingest.web.intake import Intake, Unavailable
+from ingest.web.replays import ReplayMemory
 
 log = logging.getLogger("ingest.web.webhook")
 
 ACK = b'{"ok":true}'
+CLOSE = {"connection": "close"}  # for answers given before the body was read
+# Bodies above this size are decoded and parsed on a thread: a 15 MB body takes the parser
+# seconds at worst, during which the event loop would answer nobody. Below it, the hop to
+# a thread would cost more than the parse (bench/README.md: the bodies measured are 20 and 200 KB).
+OFF_LOOP_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,10 @@ class Webhook:
     answers: AnswerSettings
     intake: Intake
     max_body_bytes: int
+    body_timeout: float
+    unverified: asyncio.Semaphore  # signed bodies being read before their signature is checked
+    parser: Executor  # where large bodies are decoded and parsed
+    replays: ReplayMemory = field(default_factory=lambda: ReplayMemory(None, "", 1))  # ingest.web.replays
 
 
 def json_response(status: int, content: bytes | dict[str, Any]) -> Response:
@@ -58,34 +77,88 @@ def _log(outcome: DeliveryOutcome, started: float, size: int, **fields: Any) -> 
     log.log(level, "delivery", extra={"outcome": outcome, "bytes": size, "latency_ms": latency_ms, **fields})
 
 
+def is_json(content_type: str | None) -> bool:
+    """``application/json``, with or without parameters: what Vapi sends, and what a web page
+    cannot post across origins without a CORS preflight (a form, ``text/plain`` or no type can)."""
+    return (content_type or "").partition(";")[0].strip().lower() == "application/json"
+
+
+@contextlib.asynccontextmanager
+async def _slot(hook: Webhook, signed: bool) -> AsyncIterator[bool]:
+    """A place among the unverified bodies being read (only needed when ``signed``); False when full."""
+    if not signed:
+        yield True
+    elif hook.unverified.locked():
+        yield False
+    else:
+        async with hook.unverified:
+            yield True
+
+
+def _decode_and_parse(raw: bytes, encoding: str | None, limit: int) -> tuple[dict[str, Any], bytes]:
+    return body.parse_envelope(body.decode_content(raw, encoding, limit))
+
+
 async def receive(request: Request) -> Response:
     started = time.perf_counter()
     now = time.time()
     hook: Webhook = request.app.state.webhook
+    headers = request.headers
     size = 0
-    try:
-        raw = await body.read_bounded(request.stream(), request.headers.get("content-length"), hook.max_body_bytes)
-        size = len(raw)
-        auth = verify(hook.auth, request.headers, raw, now=now)
+    signed = needs_body(hook.auth, headers)
+    if not signed:  # the headers alone decide
+        auth = verify(hook.auth, headers, b"", now=now)
         if not auth.ok:
             _log(DeliveryOutcome.UNAUTHORIZED, started, size, **auth.log_fields())
-            return error_response(401, UNAUTHORIZED, UNAUTHORIZED_DETAIL, reason=auth.reason)
-        decoded = body.decode_content(raw, request.headers.get("content-encoding"), hook.max_body_bytes)
-        message, queued_body = body.parse_envelope(decoded)
+            return error_response(401, UNAUTHORIZED, UNAUTHORIZED_DETAIL, reason=auth.reason, headers=CLOSE)
+    if not is_json(headers.get("content-type")):
+        _log(DeliveryOutcome.INVALID, started, size, reason="unsupported_media_type")
+        detail = "Content-Type must be application/json"
+        return error_response(415, "unsupported_media_type", detail, headers=CLOSE)
+    try:
+        async with _slot(hook, signed) as admitted:
+            if not admitted:
+                _log(DeliveryOutcome.BUSY, started, size)
+                detail = "too many signed deliveries are being read; send it again"
+                return error_response(503, "busy", detail, headers={**CLOSE, "retry-after": "1"})
+            async with asyncio.timeout(hook.body_timeout):
+                raw = await body.read_bounded(request.stream(), headers.get("content-length"), hook.max_body_bytes)
+        size = len(raw)
+        if signed:
+            auth = verify(hook.auth, headers, raw, now=now)
+            if not auth.ok:
+                _log(DeliveryOutcome.UNAUTHORIZED, started, size, **auth.log_fields())
+                return error_response(401, UNAUTHORIZED, UNAUTHORIZED_DETAIL, reason=auth.reason)
+        encoding, limit = headers.get("content-encoding"), hook.max_body_bytes
+        if size > OFF_LOOP_BYTES:
+            loop = asyncio.get_running_loop()
+            message, queued_body = await loop.run_in_executor(hook.parser, _decode_and_parse, raw, encoding, limit)
+        else:
+            message, queued_body = _decode_and_parse(raw, encoding, limit)
+    except TimeoutError:
+        _log(DeliveryOutcome.TIMED_OUT, started, size)
+        detail = f"the body did not arrive within {hook.body_timeout:g}s"
+        return error_response(408, "body_timeout", detail, headers=CLOSE)
     except body.BodyError as exc:
         _log(
             DeliveryOutcome.TOO_LARGE if exc.status == 413 else DeliveryOutcome.INVALID, started, size, reason=exc.code
         )
-        return error_response(exc.status, exc.code, exc.detail)
+        return error_response(exc.status, exc.code, exc.detail, headers=CLOSE if exc.status == 413 else None)
 
     kind = str(message["type"])
     call = call_id(message)
+    # Replay memory (ingest.web.replays): a signed delivery seen within its window runs nothing
+    # again; a request Vapi waits on gets the first answer back.
+    claim = await hook.replays.claim(auth.signature, kind, call)
+    if claim.answer is not None:
+        return claim.answer
     reply = await answers.answer(hook.answers, message) if kind in REQUEST_TYPES else None
+    await claim.keep(reply)
     if reply is not None and kind == MessageType.ASSISTANT_REQUEST:
         queued_body = answers.with_answer_recorded(queued_body, reply)
     # Nothing parsed is kept across the wait for Redis: a large report's object tree
     # would otherwise stay alive for every garbage collection in the meantime.
-    del message, raw, decoded
+    del message, raw
     try:
         outcome = await hook.intake.accept(queued_body, int(now * 1000))
     except Unavailable:
@@ -94,6 +167,7 @@ async def receive(request: Request) -> Response:
             _log(DeliveryOutcome.ANSWERED_NOT_RECORDED, started, size, type=kind, call_id=call)
             return json_response(200, reply)
         _log(DeliveryOutcome.UNAVAILABLE, started, size, type=kind, call_id=call)
+        await claim.release()  # not kept: sending it again is no replay
         return error_response(503, "unavailable", "neither the queue nor the database took it; send it again")
     _log(outcome, started, size, type=kind, call_id=call)
     return json_response(200, reply if reply is not None else ACK)

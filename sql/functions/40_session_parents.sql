@@ -1,5 +1,8 @@
 -- Placeholder parents (trigger user_sessions_ensure_parents, migration 0008): an assistant,
 -- phone number or client seen for the first time gets a row so the foreign keys hold. A
+-- client only when INGEST_CREATE_CLIENTS allows it (ingest_create_clients()): otherwise an
+-- unknown client id is moved to metadata.unknown_client_id and the row has no client, so
+-- nothing is billed to a client nobody registered. A
 -- placeholder assistant takes the name the call's metadata gives its derived identity
 -- (metadata.assistants.<id>.name: a transient assistant's, a squad's or a workflow's).
 -- Runs after generate_call_analytics (BEFORE triggers fire in name order), so a client_id
@@ -35,9 +38,12 @@ BEGIN
     IF missing_phone THEN
         INSERT INTO phone_numbers (id) VALUES (NEW.phone_number_id) ON CONFLICT DO NOTHING;
     END IF;
-    IF missing_client THEN
+    IF missing_client AND ingest_create_clients() THEN
         INSERT INTO client_subscriptions (client_id, status) VALUES (NEW.client_id, 'unknown')
         ON CONFLICT DO NOTHING;
+    ELSIF missing_client THEN
+        NEW.metadata := coalesce(NEW.metadata, '{}'::jsonb) || jsonb_build_object('unknown_client_id', NEW.client_id);
+        NEW.client_id := NULL;
     END IF;
     RETURN NEW;
 END

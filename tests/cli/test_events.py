@@ -112,7 +112,7 @@ def test_list_command_table_and_json(
     assert (listed["id"], listed["state"], listed["call_id"]) == (unmappable, "failed", BAD_CALL)
     assert main(["events", "list"]) == 0
     assert capsys.readouterr().out.strip() == "no pending or waiting events"
-    assert main(["events", "list", "--failed", "--since", "1d"]) == 0  # received in September
+    assert main(["events", "list", "--failed", "--since", "1d"]) == 0  # received days ago (RECEIVED_AT_MS)
     assert capsys.readouterr().out.strip() == "no failed events"
 
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 from support.fixtures import load_call
-from support.live import wait_for
+from support.live import JSON, wait_for
 
 from ingest.dev.embedded import _free_port
 from ingest.migrate import discover
@@ -96,7 +96,7 @@ def test_procfile_runs_under_honcho(
         call_id = orjson.loads(body)["message"]["call"]["id"]
         assert httpx.post(f"{base}/webhooks/vapi", content=body).status_code == 401  # VAPI_SECRET from .env
         headers = sign(AuthSettings.from_env({"VAPI_SECRET": SECRET}), body, now=time.time())
-        assert httpx.post(f"{base}/webhooks/vapi", content=body, headers=headers).status_code == 200
+        assert httpx.post(f"{base}/webhooks/vapi", content=body, headers={**headers, **JSON}).status_code == 200
         with psycopg.connect(empty_db_url, autocommit=True) as conn:
             deadline = time.monotonic() + 30
             while not conn.execute("SELECT 1 FROM user_sessions WHERE call_id = %s", (call_id,)).fetchone():

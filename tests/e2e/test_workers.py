@@ -20,7 +20,7 @@ from support.rows import event_states, session_rows, usage
 from ingest.cli.replay import load
 
 EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
-RECEIVED_AT_MS = 1_790_000_000_000
+RECEIVED_AT_MS = 1_796_083_200_000  # 2026-12-01: after every recorded call (a later time is implausible)
 pytestmark = pytest.mark.slow
 
 

@@ -12,7 +12,7 @@ from ingest.handlers.end_of_call_report import handle
 from ingest.mapping.timing import parse_instant
 from ingest.patch import Source
 
-RECEIVED = datetime(2024, 6, 10, 6, 20, tzinfo=UTC)
+RECEIVED = datetime(2026, 6, 1, 6, 20, tzinfo=UTC)  # after every time below: later ones are implausible
 CALL = {"id": "00000000-0000-4000-8000-000000000002", "assistantId": "359ecb8e-2b18-470f-b38b-2b3e375752bb"}
 MESSAGES = [
     {"role": "system", "message": "prompt", "time": 1718000000000, "secondsFromStart": 0},
@@ -93,3 +93,22 @@ def test_drifted_fields_map_without_failing() -> None:
     assert "cost_total" not in patch.values
     assert patch.values["ended_at_utc"] == (RECEIVED, Source.RECEIVED)
     assert patch.values["assistant_id"] == (CALL["assistantId"], Source.CALL)
+
+
+@pytest.mark.parametrize(
+    ("started", "ended", "reason"),
+    [
+        ("0001-01-01T00:00:00.000Z", "0001-01-01T00:10:00.000Z", "before 2015-01-01"),
+        ("9999-01-01T00:00:00.000Z", "9999-01-01T00:10:00.000Z", "more than a day after the event was received"),
+        ("2026-03-10T21:15:08.234Z", "2026-03-10T21:14:05.334Z", "endedAt is before startedAt"),
+    ],
+)
+def test_implausible_report_times_are_kept_raw_not_used(started: str, ended: str, reason: str) -> None:
+    """Times from year 0001 or 9999, or an end before the start, go to metadata.implausible_times with a reason."""
+    patch = handle(report(startedAt=started, endedAt=ended), Context(received_at=RECEIVED))
+    assert "started_at_utc" not in patch.values
+    assert patch.values["ended_at_utc"] == (RECEIVED, Source.RECEIVED)  # a report still ends its call
+    assert patch.metadata["implausible_times"] == {
+        "startedAt": {"value": started, "reason": reason},
+        "endedAt": {"value": ended, "reason": reason},
+    }

@@ -198,3 +198,14 @@ def test_conversation_span_prefers_end_time_and_reads_ms_durations() -> None:
 def test_conversation_span_without_times() -> None:
     """No message with a time: nothing to say."""
     assert conversation_span([{"role": "user", "message": "hi"}, None]) == (None, None)
+
+
+def test_implausible_instants_are_named() -> None:
+    """Before 2015, or more than a day after the event was received, an instant is implausible."""
+    from ingest.mapping.timing import implausible
+
+    received = datetime(2026, 3, 10, tzinfo=UTC)
+    assert implausible(datetime(1, 1, 1, tzinfo=UTC), received) == "before 2015-01-01"
+    assert implausible(datetime(9999, 1, 1, tzinfo=UTC), received) == "more than a day after the event was received"
+    assert implausible(datetime(2015, 1, 1, tzinfo=UTC), received) is None
+    assert implausible(received + timedelta(hours=23), received) is None

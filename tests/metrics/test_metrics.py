@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg_pool import ConnectionPool
 from starlette.testclient import TestClient
 from support.fixtures import load_call, load_event
-from support.live import web_server, worker_process
+from support.live import JSON, web_server, worker_process
 
 from ingest.errors import ConfigError, PermanentError
 from ingest.event import Event
@@ -125,7 +125,7 @@ def test_deliveries_are_counted_by_type_and_outcome(env: dict[str, str]) -> None
             (b"{" + b" " * 5000 + b"}", SECRET),
         ]
         codes = [
-            httpx.post(f"{base}/webhooks/vapi", content=raw, headers={"x-vapi-secret": secret}).status_code
+            httpx.post(f"{base}/webhooks/vapi", content=raw, headers={"x-vapi-secret": secret, **JSON}).status_code
             for raw, secret in sent
         ]
         assert codes == [200, 200, 200, 200, 401, 400, 413]
@@ -151,14 +151,14 @@ def test_fallback_outcomes_are_counted(env: dict[str, str]) -> None:
     """Kept in Postgres is `stored`; with neither store, `unavailable`, or `answered_not_recorded` for a request."""
     down_redis = {**env, "REDIS_URL": "redis://127.0.0.1:1/0"}
     with web_server(down_redis) as base:
-        headers = {"x-vapi-secret": SECRET}
+        headers = {"x-vapi-secret": SECRET, **JSON}
         assert httpx.post(f"{base}/webhooks/vapi", content=body("status-update"), headers=headers).status_code == 200
         samples = scrape(base)
     assert value(samples, "vapi_ingest_deliveries_total", type="status-update", outcome="stored") == 1
     assert value(samples, "vapi_ingest_delivery_duration_seconds_count", outcome_class="stored") == 1
 
     nothing = {**down_redis, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1"}
-    with web_server(nothing) as base, httpx.Client(base_url=base, headers={"x-vapi-secret": SECRET}) as client:
+    with web_server(nothing) as base, httpx.Client(base_url=base, headers={"x-vapi-secret": SECRET, **JSON}) as client:
         assert client.post("/webhooks/vapi", content=body("hang")).status_code == 503
         assert client.post("/webhooks/vapi", content=body("assistant-request")).status_code == 200
         samples = scrape(base)
@@ -183,7 +183,7 @@ def test_counts_of_several_processes_are_summed(tmp_path: Path, env: dict[str, s
         "counters.event_failed('hang', permanent=True, seconds=0.02)",
     )
     assert len(list(directory.glob("counter_*.db"))) == 2
-    with TestClient(create_app(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(directory)})) as client:
+    with TestClient(create_app(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(directory)}), headers=JSON) as client:
         samples = parse(client.get("/metrics").text)
     assert value(samples, "vapi_ingest_deliveries_total", type="status-update", outcome="queued") == 5
     assert value(samples, "vapi_ingest_deliveries_total", type="unknown", outcome="unauthorized") == 1
@@ -218,7 +218,7 @@ def test_web_shows_what_live_workers_applied(env: dict[str, str], db_url: str, t
     full = {**env, "INGEST_WORKER_METRICS_PORT": str(worker_port), "INGEST_METRICS_TOKEN": token}
     with web_server(full) as base, worker_process(full, processes=2, threads=2):
         for raw in calls:
-            response = httpx.post(f"{base}/webhooks/vapi", content=raw, headers={"x-vapi-secret": SECRET})
+            response = httpx.post(f"{base}/webhooks/vapi", content=raw, headers={"x-vapi-secret": SECRET, **JSON})
             assert response.status_code == 200
         deadline = time.monotonic() + 60
         while True:  # until each good event is processed (retries included) and the bad one has failed
@@ -345,7 +345,7 @@ def test_gauges_match_the_queue_and_the_event_log(
 
     app_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "empty")}
     (tmp_path / "empty").mkdir()
-    with TestClient(create_app(env=app_env)) as test_client:
+    with TestClient(create_app(env=app_env), headers=JSON) as test_client:
         response = test_client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -367,7 +367,7 @@ def test_gauges_match_the_queue_and_the_event_log(
 
 def test_empty_queue_has_no_age(env: dict[str, str], tmp_path: Path) -> None:
     """With nothing queued every queue gauge is 0, the oldest age included."""
-    with TestClient(create_app(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})) as client:
+    with TestClient(create_app(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}), headers=JSON) as client:
         samples = parse(client.get("/metrics").text)
     assert value(samples, "vapi_ingest_queue_oldest_message_age_seconds", queue=QUEUE) == 0
     assert value(samples, "vapi_ingest_queue_messages", queue=QUEUE, state="ready") == 0
@@ -376,7 +376,7 @@ def test_empty_queue_has_no_age(env: dict[str, str], tmp_path: Path) -> None:
 def test_token_protects_the_endpoint(env: dict[str, str], tmp_path: Path) -> None:
     """With INGEST_METRICS_TOKEN set, only `Authorization: Bearer <token>` gets the counters."""
     app_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "INGEST_METRICS_TOKEN": "t0ken"}
-    with TestClient(create_app(env=app_env)) as client:
+    with TestClient(create_app(env=app_env), headers=JSON) as client:
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers={"authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/metrics", headers={"authorization": "Basic t0ken"}).status_code == 401
@@ -391,14 +391,14 @@ def test_token_protects_the_endpoint(env: dict[str, str], tmp_path: Path) -> Non
         allowed = client.get("/metrics", headers={"authorization": "Bearer t0ken"})
         assert allowed.status_code == 200
         assert "vapi_ingest_source_up" in allowed.text
-    with TestClient(create_app(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})) as client:
+    with TestClient(create_app(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}), headers=JSON) as client:
         assert client.get("/metrics").status_code == 200
 
 
 def test_scrape_with_redis_unreachable_marks_it_down(env: dict[str, str], tmp_path: Path) -> None:
     """With Redis refusing connections the scrape is still a 200: Redis is down, Postgres's gauges are there."""
     app_env = {**env, "REDIS_URL": "redis://127.0.0.1:1/0", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    with TestClient(create_app(env=app_env)) as client:
+    with TestClient(create_app(env=app_env), headers=JSON) as client:
         started = time.monotonic()
         response = client.get("/metrics")
         elapsed = time.monotonic() - started
@@ -452,7 +452,7 @@ def test_a_stuck_source_is_down_without_a_second_read(
 
     monkeypatch.setattr(gauges, "SOURCE_DEADLINE", 0.5)
     monkeypatch.setattr(gauges, "read_events", hanging)
-    with TestClient(create_app(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})) as client:
+    with TestClient(create_app(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}), headers=JSON) as client:
         first = parse(client.get("/metrics").text)
         started = time.monotonic()
         second = parse(client.get("/metrics").text)

@@ -13,7 +13,7 @@ from ingest.event import Event
 from ingest.vocabulary import EventState, MessageType
 from ingest.web.answers import AnswerSettings, assistant_request, with_answer_recorded
 
-RECEIVED_AT_MS = 1_790_000_000_000
+RECEIVED_AT_MS = 1_796_083_200_000  # 2026-12-01: after every recorded call (a later time is implausible)
 
 
 # What the test endpoints answer to an assistant-request: era_transient_assistant_request's

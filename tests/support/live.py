@@ -14,6 +14,8 @@ import httpx
 
 from ingest.dev.embedded import _free_port
 
+JSON = {"content-type": "application/json"}  # what Vapi sends: the webhook refuses other types (415)
+
 
 def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
@@ -38,17 +40,19 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
 
 
 @contextlib.contextmanager
-def web_server(env: Mapping[str, str]) -> Iterator[str]:
-    """``ingest web`` on a free port with ``env``; yields its base URL."""
+def web_server(env: Mapping[str, str], *, log_path: str = os.devnull) -> Iterator[str]:
+    """``ingest web`` on a free port with ``env``, its log lines appended to ``log_path``; yields its base URL."""
     port = _free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
-    process = subprocess.Popen([sys.executable, "-m", "ingest", "web"], env=full_env, stderr=subprocess.DEVNULL)
+    log = open(log_path, "ab")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([sys.executable, "-m", "ingest", "web"], env=full_env, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{base}/healthz", process)
         yield base
     finally:
         stop(process)
+        log.close()
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from ingest.body import loads_storable, parse_envelope
 from ingest.event import Event
 from ingest.vocabulary import EventState
 
-RECEIVED_AT_MS = 1_790_000_000_000
+RECEIVED_AT_MS = 1_796_083_200_000  # 2026-12-01, as support.apply: after every recorded call
 
 
 def use_servers(

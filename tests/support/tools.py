@@ -21,3 +21,12 @@ async def slow(arguments: dict[str, Any], message: dict[str, Any]) -> str:
 
 def broken(arguments: dict[str, Any], message: dict[str, Any]) -> str:
     raise RuntimeError("backend down")
+
+
+def counted(arguments: dict[str, Any], message: dict[str, Any]) -> str:
+    """Appends a line to ``$INGEST_TEST_TOOL_LOG`` per run, so a test can count runs in another process."""
+    import os
+
+    with open(os.environ["INGEST_TEST_TOOL_LOG"], "a") as runs:
+        runs.write(f"{arguments.get('orderId')}\n")
+    return f"order {arguments.get('orderId')} counted"

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 from support.fixtures import load_event, server_message_validator
+from support.live import JSON
 from support.queue import queued_bodies
 
 from ingest.vocabulary import ANSWER_FIELD
@@ -51,7 +52,7 @@ def valid(schema: str, answer: Any) -> None:
 
 @pytest.fixture
 def client(env: dict[str, str]) -> Iterator[TestClient]:
-    with TestClient(create_app(env=env)) as test_client:
+    with TestClient(create_app(env=env), headers=JSON) as test_client:
         yield test_client
 
 
@@ -76,7 +77,7 @@ def test_spoken_error_answer_records_no_assistant(env: dict[str, str]) -> None:
     """An assistant-request answered with an error is queued exactly as received."""
     env = {**env, "VAPI_DEFAULT_ASSISTANT_ID": "", "VAPI_ASSISTANT_ROUTES": ""}
     raw = load_event("assistant_request_phone.json")
-    with TestClient(create_app(env=env)) as client:
+    with TestClient(create_app(env=env), headers=JSON) as client:
         ask(client, orjson.loads(raw)["message"])
     assert queued_bodies(env["REDIS_URL"], env["INGEST_REDIS_NAMESPACE"]) == [orjson.loads(raw)]
 
@@ -86,7 +87,7 @@ def test_assistant_request_without_configuration_is_a_spoken_error(
 ) -> None:
     """With no default and no route, Vapi gets a valid error body instead of a timeout."""
     env = {**env, "VAPI_DEFAULT_ASSISTANT_ID": "", "VAPI_ASSISTANT_ROUTES": ""}
-    with TestClient(create_app(env=env)) as client:
+    with TestClient(create_app(env=env), headers=JSON) as client:
         answer = ask(client, orjson.loads(load_event("assistant_request_phone.json"))["message"])
     assert set(answer) == {"error"}
     assert answer["error"]
@@ -127,7 +128,7 @@ def test_tool_calls_get_one_result_per_call(client: TestClient, env: dict[str, s
 
 def test_tool_calls_with_no_tools_configured(env: dict[str, str]) -> None:
     """Without INGEST_TOOLS every tool call still gets an error result, with HTTP 200."""
-    with TestClient(create_app(env={**env, "INGEST_TOOLS": ""})) as client:
+    with TestClient(create_app(env={**env, "INGEST_TOOLS": ""}), headers=JSON) as client:
         answer = ask(client, orjson.loads(load_event("tool_calls_no_handler.json"))["message"])
     assert answer["results"]
     assert all("error" in r and "result" not in r for r in answer["results"])
@@ -147,10 +148,12 @@ def test_transfer_destination_request(client: TestClient, env: dict[str, str]) -
     answer = ask(client, orjson.loads(load_event("transfer_destination_request.json"))["message"])
     assert answer == {"destination": {"type": "number", "number": "+6495550199"}}
     valid("ServerMessageResponseTransferDestinationRequest", answer)
-    with TestClient(create_app(env={**env, "VAPI_TRANSFER_DESTINATION": "sip:desk@example.com"})) as client2:
+    with TestClient(
+        create_app(env={**env, "VAPI_TRANSFER_DESTINATION": "sip:desk@example.com"}), headers=JSON
+    ) as client2:
         sip = ask(client2, {"type": "transfer-destination-request", "call": {"id": "c4"}})
     assert sip == {"destination": {"type": "sip", "sipUri": "sip:desk@example.com"}}
-    with TestClient(create_app(env={**env, "VAPI_TRANSFER_DESTINATION": ""})) as client3:
+    with TestClient(create_app(env={**env, "VAPI_TRANSFER_DESTINATION": ""}), headers=JSON) as client3:
         none = ask(client3, {"type": "transfer-destination-request", "call": {"id": "c5"}})
     assert "error" in none
     valid("ServerMessageResponseTransferDestinationRequest", none)
@@ -159,12 +162,12 @@ def test_transfer_destination_request(client: TestClient, env: dict[str, str]) -
 def test_handoff_destination_request(client: TestClient, env: dict[str, str]) -> None:
     """A configured assistant id or squad member name is the destination; unconfigured is a refusal with an error."""
     message = orjson.loads(load_event("handoff-destination-request.json"))["message"]
-    with TestClient(create_app(env={**env, "VAPI_HANDOFF_DESTINATION": ROUTED})) as by_id:
+    with TestClient(create_app(env={**env, "VAPI_HANDOFF_DESTINATION": ROUTED}), headers=JSON) as by_id:
         answer = ask(by_id, message)
     assert answer == {"destination": {"type": "assistant", "assistantId": ROUTED}}
     valid("ServerMessageResponseHandoffDestinationRequest", answer)
     valid("HandoffDestinationAssistant", answer["destination"])
-    with TestClient(create_app(env={**env, "VAPI_HANDOFF_DESTINATION": "Billing Desk"})) as by_name:
+    with TestClient(create_app(env={**env, "VAPI_HANDOFF_DESTINATION": "Billing Desk"}), headers=JSON) as by_name:
         named = ask(by_name, message)
     assert named == {"destination": {"type": "assistant", "assistantName": "Billing Desk"}}
     valid("HandoffDestinationAssistant", named["destination"])

@@ -5,14 +5,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import time
+from pathlib import Path
 
+import httpx
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
+from support.live import JSON, web_server
 
 from ingest.web.auth import AuthResult, Reason, Scheme, sign, verify
-from ingest.web.auth_settings import AuthConfigError, AuthSettings
+from ingest.web.auth_settings import AuthConfigError, AuthMode, AuthSettings
 
 NOW = 1_750_000_000.0
 BODY = b'{"message":{"type":"status-update","status":"in-progress"}}'
@@ -183,8 +188,9 @@ def test_wrong_bearer_prefix_rejected(value: str) -> None:
 
 
 def test_missing_headers_rejected() -> None:
-    """No credential header at all is missing_credentials, naming the expected headers."""
-    result = check(load(VAPI_SECRET=SECRET, VAPI_HMAC_SECRET=SECRET), {"content-type": "application/json"})
+    """No credential header at all is missing_credentials, naming the expected headers (either mode)."""
+    settings = load(VAPI_SECRET=SECRET, VAPI_HMAC_SECRET=SECRET, VAPI_AUTH_MODE="either")
+    result = check(settings, {"content-type": "application/json"})
     assert result.reason is Reason.MISSING_CREDENTIALS
     assert "x-vapi-secret" in result.message
     assert "x-signature" in result.message
@@ -313,8 +319,9 @@ def test_rotated_hmac_secrets_either_accepted(secret: str) -> None:
 
 
 def test_retired_secrets_refused() -> None:
-    """A secret removed from the list is refused by both schemes."""
-    settings = load(VAPI_SECRET=f"{SECRET},{OLD_SECRET}", VAPI_HMAC_SECRET=f"{SECRET},{OLD_SECRET}")
+    """A secret removed from the list is refused by both schemes (either mode)."""
+    both = {"VAPI_SECRET": f"{SECRET},{OLD_SECRET}", "VAPI_HMAC_SECRET": f"{SECRET},{OLD_SECRET}"}
+    settings = load(**both, VAPI_AUTH_MODE="either")
     assert check(settings, {"x-vapi-secret": RETIRED_SECRET}).reason is Reason.SECRET_MISMATCH
     retired = sign(load(VAPI_HMAC_SECRET=RETIRED_SECRET), BODY, now=NOW)
     assert check(settings, retired).reason is Reason.SIGNATURE_MISMATCH
@@ -397,3 +404,126 @@ def test_repr_never_shows_secrets() -> None:
     text = repr(settings)
     assert "Secret('**********')" in text
     assert all(secret not in text for secret in (SECRET, OLD_SECRET, RETIRED_SECRET))
+
+
+# Modes (VAPI_AUTH_MODE)
+
+
+def test_mode_defaults_follow_what_is_configured() -> None:
+    """hmac with an HMAC secret (whether or not VAPI_SECRET is set), secret with only VAPI_SECRET."""
+    assert load(VAPI_HMAC_SECRET=SECRET).in_force is AuthMode.HMAC
+    assert load(VAPI_HMAC_SECRET=SECRET, VAPI_SECRET=SECRET).in_force is AuthMode.HMAC
+    assert load(VAPI_SECRET=SECRET).in_force is AuthMode.SECRET
+    assert load(INGEST_INSECURE="true").in_force is AuthMode.INSECURE
+    assert load(VAPI_HMAC_SECRET=SECRET, VAPI_SECRET=SECRET, VAPI_AUTH_MODE="Either").in_force is AuthMode.EITHER
+
+
+def test_hmac_mode_requires_the_signature_when_both_are_set() -> None:
+    """With both secrets set, a right shared secret alone or next to a wrong signature is refused."""
+    settings = load(VAPI_HMAC_SECRET=SECRET, VAPI_SECRET=SECRET)
+    assert check(settings, {"x-vapi-secret": SECRET}).reason is Reason.MISSING_SIGNATURE
+    assert check(settings, {"authorization": f"Bearer {SECRET}"}).reason is Reason.MISSING_SIGNATURE
+    forged = sign(load(VAPI_HMAC_SECRET=RETIRED_SECRET), BODY, now=NOW)
+    assert check(settings, {"x-vapi-secret": SECRET, **forged}).reason is Reason.SIGNATURE_MISMATCH
+    assert check(settings, {"x-vapi-secret": SECRET, **sign(settings, BODY, now=NOW)}).scheme is Scheme.HMAC
+
+
+def test_either_mode_accepts_both() -> None:
+    """VAPI_AUTH_MODE=either accepts a valid signature or a valid shared secret."""
+    settings = load(VAPI_HMAC_SECRET=SECRET, VAPI_SECRET=SECRET, VAPI_AUTH_MODE="either")
+    assert check(settings, {"x-vapi-secret": SECRET}).scheme is Scheme.SHARED_SECRET
+    assert check(settings, sign(settings, BODY, now=NOW)).scheme is Scheme.HMAC
+
+
+def test_secret_mode_ignores_signatures() -> None:
+    """VAPI_AUTH_MODE=secret with both set checks the shared secret only."""
+    settings = load(VAPI_HMAC_SECRET=SECRET, VAPI_SECRET=SECRET, VAPI_AUTH_MODE="secret")
+    assert check(settings, {"x-vapi-secret": SECRET}).ok
+    assert not check(settings, sign(settings, BODY, now=NOW)).ok
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"VAPI_SECRET": SECRET, "VAPI_AUTH_MODE": "hmac"}, "needs VAPI_HMAC_SECRET"),
+        ({"VAPI_HMAC_SECRET": SECRET, "VAPI_AUTH_MODE": "secret"}, "needs VAPI_SECRET"),
+        ({"VAPI_HMAC_SECRET": SECRET, "VAPI_AUTH_MODE": "either"}, "needs VAPI_SECRET"),
+        ({"VAPI_HMAC_SECRET": SECRET, "VAPI_AUTH_MODE": "any"}, "expected one of"),
+        ({"VAPI_HMAC_SECRET": SECRET, "VAPI_AUTH_MODE": "insecure"}, "expected hmac, secret or either"),
+        ({"INGEST_INSECURE": "true", "VAPI_AUTH_MODE": "hmac"}, "INGEST_INSECURE"),
+    ],
+)
+def test_bad_modes_are_refused(env: dict[str, str], problem: str) -> None:
+    """A mode the configured secrets cannot serve stops the process, naming VAPI_AUTH_MODE."""
+    with pytest.raises(AuthConfigError, match=problem) as raised:
+        AuthSettings.from_env(env)
+    assert raised.value.variable == "VAPI_AUTH_MODE"
+
+
+def test_accepted_signature_is_kept_for_the_replay_memory() -> None:
+    """An accepted HMAC result carries the matching digest (not logged); other schemes carry none."""
+    settings = load(VAPI_HMAC_SECRET=f"{SECRET},{OLD_SECRET}", VAPI_SECRET=SECRET, VAPI_AUTH_MODE="either")
+    current = check(settings, sign(settings, BODY, now=NOW))
+    assert current.signature == hmac.new(SECRET.encode(), f"{int(NOW)}.".encode() + BODY, "sha256").digest()
+    padded = sign(settings, BODY, now=NOW)
+    padded["x-signature"] = f"{'0' * 64}, {padded['x-signature'].upper()}"
+    assert check(settings, padded).signature == current.signature  # another spelling is the same request
+    assert "signature" not in current.log_fields()
+    assert check(settings, {"x-vapi-secret": SECRET}).signature is None
+
+
+# Against the real web process
+
+
+def _live_env(db_url: str, redis_url: str, namespace: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "INGEST_REDIS_NAMESPACE": namespace,
+        "INGEST_DATA_DIR": str(tmp_path),
+        "VAPI_SECRET": SECRET,
+        "VAPI_HMAC_SECRET": OLD_SECRET,
+        **extra,
+    }
+
+
+def _post(base: str, headers: dict[str, str]) -> httpx.Response:
+    return httpx.post(f"{base}/webhooks/vapi", content=BODY, headers={**JSON, **headers}, timeout=10)
+
+
+@pytest.mark.slow
+def test_live_hmac_is_required_when_configured(
+    db_url: str, redis_server_url: str, redis_namespace: str, tmp_path: Path
+) -> None:
+    """`ingest web` with both secrets: a shared secret alone or beside a wrong signature is a 401; boot says hmac."""
+    log_path = tmp_path / "web.log"
+    hmac_only = load(VAPI_HMAC_SECRET=OLD_SECRET)
+    with web_server(_live_env(db_url, redis_server_url, redis_namespace, tmp_path), log_path=str(log_path)) as base:
+        alone = _post(base, {"x-vapi-secret": SECRET})
+        forged = sign(load(VAPI_HMAC_SECRET=RETIRED_SECRET), BODY, now=time.time())
+        wrong_signature = _post(base, {"x-vapi-secret": SECRET, **forged})
+        right = _post(base, sign(hmac_only, BODY, now=time.time()))
+    assert (alone.status_code, alone.json()["reason"]) == (401, "missing_signature")
+    assert (wrong_signature.status_code, wrong_signature.json()["reason"]) == (401, "signature_mismatch")
+    assert right.status_code == 200
+    lines = [orjson.loads(line) for line in log_path.read_bytes().splitlines() if line.startswith(b"{")]
+    modes = [line for line in lines if line["msg"] == "webhook authentication"]
+    assert [(line["auth_mode"], line["ignored"]) for line in modes] == [("hmac", ["VAPI_SECRET"])]
+    text = log_path.read_text()
+    assert SECRET not in text
+    assert OLD_SECRET not in text
+
+
+@pytest.mark.slow
+def test_live_either_mode_accepts_both(
+    db_url: str, redis_server_url: str, redis_namespace: str, tmp_path: Path
+) -> None:
+    """`ingest web` with VAPI_AUTH_MODE=either accepts a shared secret alone and a valid signature; boot says so."""
+    log_path = tmp_path / "web.log"
+    env = _live_env(db_url, redis_server_url, redis_namespace, tmp_path, VAPI_AUTH_MODE="either")
+    with web_server(env, log_path=str(log_path)) as base:
+        alone = _post(base, {"x-vapi-secret": SECRET})
+        signed = _post(base, sign(load(VAPI_HMAC_SECRET=OLD_SECRET), BODY, now=time.time()))
+    assert (alone.status_code, signed.status_code) == (200, 200)
+    lines = [orjson.loads(line) for line in log_path.read_bytes().splitlines() if line.startswith(b"{")]
+    assert [line["auth_mode"] for line in lines if line["msg"] == "webhook authentication"] == ["either"]

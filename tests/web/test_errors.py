@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from support.live import JSON, web_server
+from support.raw_http import RawResponse, connect, head, read_response
 
 from ingest.web.app import create_app
 from ingest.web.auth import Reason, sign
@@ -69,7 +71,7 @@ def test_every_error_has_the_one_shape(db_url: str, redis_server_url: str, redis
 
     app = create_app(env=shared)
     app.router.routes.append(Route("/boom", boom))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, headers=JSON) as client:
 
         def post(body: bytes, **headers: str) -> httpx.Response:
             return client.post("/webhooks/vapi", content=body, headers=headers)
@@ -97,7 +99,7 @@ def test_every_error_has_the_one_shape(db_url: str, redis_server_url: str, redis
 
     hmac_env = _env(db_url, redis_server_url, redis_namespace, VAPI_HMAC_SECRET=HMAC_SECRET)
     auth = AuthSettings.from_env(hmac_env)
-    with TestClient(create_app(env=hmac_env)) as client:
+    with TestClient(create_app(env=hmac_env), headers=JSON) as client:
         signed = sign(auth, STATUS, now=time.time())
         for headers in (
             {},
@@ -108,14 +110,51 @@ def test_every_error_has_the_one_shape(db_url: str, redis_server_url: str, redis
             sign(auth, STATUS, now=time.time() - 3600),
         ):
             seen.append(_check(client.post("/webhooks/vapi", content=STATUS, headers=headers)))
+        # A replayed request whose first answer was too large to keep (ingest.web.replays): 409.
+        calls = [{"id": f"c{n}", "function": {"name": "n" * 4000}} for n in range(20)]
+        large_answer = orjson.dumps({"message": {"type": "tool-calls", "toolCallList": calls}})
+        signed = sign(auth, large_answer, now=time.time())
+        assert client.post("/webhooks/vapi", content=large_answer, headers=signed).status_code == 200
+        seen.append(_check(client.post("/webhooks/vapi", content=large_answer, headers=signed)))
+
+    # Too many failed /ops logins from one address: 429.
+    ops_env = _env(db_url, redis_server_url, redis_namespace, VAPI_SECRET=SECRET, INGEST_OPS_TOKEN="ops-t0ken")
+    with TestClient(create_app(env={**ops_env, "INGEST_OPS_LOGIN_LIMIT": "1/minute"})) as client:
+        wrong = {"authorization": "Bearer not-the-token"}
+        assert client.get("/ops/stats.json", headers=wrong).status_code == 401
+        seen.append(_check(client.get("/ops/stats.json", headers=wrong)))
 
     dead_db = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1"
     down = _env(dead_db, "redis://127.0.0.1:1/0", redis_namespace, VAPI_SECRET=SECRET)
-    with TestClient(create_app(env=down)) as client:
+    with TestClient(create_app(env=down), headers=JSON) as client:
         seen.append(_check(client.post("/webhooks/vapi", content=STATUS, headers={"x-vapi-secret": SECRET})))
         seen.append(_check(client.get("/readyz")))
+
+    seen += _limit_errors(_env(db_url, redis_server_url, redis_namespace, VAPI_HMAC_SECRET=HMAC_SECRET))
 
     documented_codes, documented_reasons = _documented()
     assert {(status, code) for status, code, _ in seen} == documented_codes
     walked_reasons = {reason for _, _, reason in seen if reason is not None}
     assert walked_reasons == documented_reasons == {reason.value for reason in Reason}
+
+
+def _limit_errors(env: dict[str, str]) -> list[tuple[int, str, str | None]]:
+    """The refusals of a real ``ingest web`` for what is too slow, too large or too many, and of a non-JSON type."""
+    limits = {"MAX_UNVERIFIED_BODIES": "1", "BODY_TIMEOUT_SECONDS": "1", "HEADER_TIMEOUT_SECONDS": "1"}
+    signed = {**JSON, "x-signature": "00" * 32, "x-timestamp": str(int(time.time())), "content-length": "100"}
+    with web_server({**env, **limits, "MAX_HEADER_BYTES": "1024"}) as base:
+        socks = [connect(base) for _ in range(4)]
+        slow, busy, half_headers, large_headers = socks
+        slow.sendall(head("/webhooks/vapi", signed) + b"{")
+        time.sleep(0.2)
+        busy.sendall(head("/webhooks/vapi", signed))
+        half_headers.sendall(b"POST /webhooks/vapi HTTP/1.1\r\n")
+        large_headers.sendall(b"POST /webhooks/vapi HTTP/1.1\r\nx-padding: " + b"a" * 2000)
+        answers = [read_response(sock, timeout=4) for sock in socks]
+        for sock in socks:
+            sock.close()
+        plain_headers = {"content-type": "text/plain", "x-signature": "00" * 32}
+        plain = httpx.post(f"{base}/webhooks/vapi", content=STATUS, headers=plain_headers)
+    assert all(isinstance(answer, RawResponse) for answer in answers), answers
+    raw = [httpx.Response(a.status, headers=a.headers, content=a.body) for a in answers if a is not None]
+    return [_check(response) for response in [*raw, plain]]

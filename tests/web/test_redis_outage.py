@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import psycopg
 from starlette.testclient import TestClient
+from support.live import JSON
 from support.queue import queued_bodies
 
 from ingest.dev.embedded import EmbeddedRedis, _free_port
@@ -51,7 +52,7 @@ def test_stopping_redis_mid_stream_loses_nothing(db_url: str, redis_namespace: s
     }
     sent = [transcript(n) for n in range(60)]
     try:
-        with TestClient(create_app(env=env)) as client:
+        with TestClient(create_app(env=env), headers=JSON) as client:
             headers = {"x-vapi-secret": SECRET}
             for body in sent[:20]:
                 assert client.post("/webhooks/vapi", content=body, headers=headers).status_code == 200

@@ -15,6 +15,7 @@ import redis
 from dramatiq import Message
 from starlette.testclient import TestClient
 from support.fixtures import load_event
+from support.live import JSON
 from support.queue import queued, queued_bodies
 
 from ingest.web.app import create_app
@@ -48,7 +49,7 @@ def env(db_url: str, redis_server_url: str, redis_namespace: str) -> dict[str, s
 
 @pytest.fixture
 def client(env: dict[str, str]) -> Iterator[TestClient]:
-    with TestClient(create_app(env=env)) as test_client:
+    with TestClient(create_app(env=env), headers=JSON) as test_client:
         yield test_client
 
 
@@ -101,7 +102,7 @@ def test_shared_secret_rejections(
 def test_bearer_and_rotated_secrets(db_url: str, redis_server_url: str, redis_namespace: str) -> None:
     """During rotation both secrets work, in X-Vapi-Secret and as a bearer token; a retired one does not."""
     env = make_env(db_url, redis_server_url, redis_namespace, VAPI_SECRET="new-one,old-one")
-    with TestClient(create_app(env=env)) as client:
+    with TestClient(create_app(env=env), headers=JSON) as client:
         assert client.post("/webhooks/vapi", content=STATUS, headers={"x-vapi-secret": "old-one"}).status_code == 200
         assert (
             client.post("/webhooks/vapi", content=STATUS, headers={"authorization": "Bearer new-one"}).status_code
@@ -115,7 +116,7 @@ def test_bearer_and_rotated_secrets(db_url: str, redis_server_url: str, redis_na
 def hmac_client(db_url: str, redis_server_url: str, redis_namespace: str) -> Iterator[tuple[TestClient, AuthSettings]]:
     extra = {"VAPI_HMAC_SECRET": HMAC_SECRET, "VAPI_SECRET": ""}
     env = make_env(db_url, redis_server_url, redis_namespace, **extra)
-    with TestClient(create_app(env=env)) as client:
+    with TestClient(create_app(env=env), headers=JSON) as client:
         yield client, AuthSettings.from_env(env)
 
 
@@ -156,7 +157,7 @@ def test_hmac_rejections(hmac_client: tuple[TestClient, AuthSettings], tamper: s
 def test_oversized_body_is_refused_by_content_length(db_url: str, redis_server_url: str, redis_namespace: str) -> None:
     """A declared length over MAX_BODY_BYTES is a 413 before the body is read."""
     env = make_env(db_url, redis_server_url, redis_namespace, MAX_BODY_BYTES="2048")
-    with TestClient(create_app(env=env)) as client:
+    with TestClient(create_app(env=env), headers=JSON) as client:
         response = post(client, b"{" + b" " * 5000 + b"}")
         assert response.status_code == 413
         assert response.json()["error"] == "body_too_large"
@@ -171,7 +172,7 @@ def test_oversized_streamed_body_is_refused(db_url: str, redis_server_url: str, 
         for _ in range(100):
             yield b"x" * 1000
 
-    with TestClient(create_app(env=env)) as client:
+    with TestClient(create_app(env=env), headers=JSON) as client:
         response = client.post("/webhooks/vapi", content=chunks(), headers={"x-vapi-secret": SECRET})
         assert response.status_code == 413
 
@@ -188,7 +189,7 @@ def test_gzip_bomb_is_refused(db_url: str, redis_server_url: str, redis_namespac
     env = make_env(db_url, redis_server_url, redis_namespace, MAX_BODY_BYTES="65536")
     bomb = gzip.compress(b'{"message":{"type":"hang","pad":"' + b"0" * 10_000_000 + b'"}}')
     assert len(bomb) < 65536
-    with TestClient(create_app(env=env)) as client:
+    with TestClient(create_app(env=env), headers=JSON) as client:
         response = post(client, bomb, {"content-encoding": "gzip"})
         assert response.status_code == 413
 
@@ -254,7 +255,7 @@ def test_healthz_and_readyz(client: TestClient) -> None:
 def test_readyz_names_what_is_down(db_url: str, redis_namespace: str) -> None:
     """With Redis unreachable, readiness is a 503 error saying it is Redis."""
     env = make_env(db_url, "redis://127.0.0.1:1/0", redis_namespace)
-    with TestClient(create_app(env=env)) as client:
+    with TestClient(create_app(env=env), headers=JSON) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json() == {"error": "not_ready", "detail": "redis unreachable"}
@@ -263,7 +264,7 @@ def test_readyz_names_what_is_down(db_url: str, redis_namespace: str) -> None:
 def test_redis_down_delivery_is_kept_in_postgres(db_url: str, redis_namespace: str) -> None:
     """With Redis unreachable the delivery is still answered 200 and written to call_events as pending."""
     env = make_env(db_url, "redis://127.0.0.1:1/0", redis_namespace)
-    with TestClient(create_app(env=env)) as client:
+    with TestClient(create_app(env=env), headers=JSON) as client:
         assert post(client, STATUS).status_code == 200
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT message_type, state, call_id, enqueued_at FROM call_events").fetchone()
@@ -274,7 +275,7 @@ def test_neither_redis_nor_postgres_is_503(redis_namespace: str) -> None:
     """When nothing can keep an informational delivery it is refused with 503, so the sender knows."""
     dead_db = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1"
     env = make_env(dead_db, "redis://127.0.0.1:1/0", redis_namespace)
-    with TestClient(create_app(env=env)) as client:
+    with TestClient(create_app(env=env), headers=JSON) as client:
         response = post(client, STATUS)
         assert response.status_code == 503
         assert response.json()["error"] == "unavailable"

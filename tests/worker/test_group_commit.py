@@ -9,7 +9,7 @@ import orjson
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool, PoolClosed
-from support.apply import queued_body
+from support.apply import RECEIVED_AT_MS, queued_body
 from support.fixtures import all_calls, fixture_path, iter_bodies, load_event
 from support.rows import event_states, session_rows
 
@@ -23,7 +23,7 @@ EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
 
 
 def event(raw: bytes) -> Event:
-    return Event.from_body(loads_storable(queued_body(raw)), 1_790_000_000_000)
+    return Event.from_body(loads_storable(queued_body(raw)), RECEIVED_AT_MS)
 
 
 def test_threads_sharing_commits_give_the_expected_rows(db: psycopg.Connection[Any], db_url: str) -> None:

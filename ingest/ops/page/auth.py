@@ -10,6 +10,10 @@ hostile page makes them send, so a POST authenticated by basic auth must also co
 our own origin: ``Origin`` (or, without it, ``Referer``) must name this host, or one of
 ``INGEST_OPS_ORIGINS`` when a proxy rewrites ``Host``. A bearer token is never sent by a
 browser on its own, so requests carrying one skip that check.
+
+Wrong credentials are limited per client address (``INGEST_OPS_LOGIN_LIMIT``, enforced by
+``ingest.ops.page.guard`` with ``ingest.web.failure_limit``); ``attempt`` says why a login
+failed, in words safe to log: never the tried user, password or token.
 """
 
 from __future__ import annotations
@@ -21,18 +25,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from limits import RateLimitItem
+
 from ingest.credentials import matches
 from ingest.errors import ConfigError
+from ingest.web.failure_limit import parse_limit
 
 REALM = "vapi-ingest ops"
 DISABLED_HINT = "set INGEST_OPS_USER and INGEST_OPS_PASSWORD (basic auth) and/or INGEST_OPS_TOKEN (bearer) to enable it"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BLOCKED_FETCH_SITES = frozenset({"cross-site", "same-site"})
+DEFAULT_LOGIN_LIMIT = "10/minute"
 
 
 class LoginScheme(enum.StrEnum):
     BASIC = "basic"
     BEARER = "bearer"
+
+
+class LoginFailure(enum.StrEnum):
+    """Why credentials were refused: logged and counted, so it never carries what was tried."""
+
+    WRONG_CREDENTIALS = "wrong_credentials"
+    MALFORMED = "malformed"
+    UNSUPPORTED_SCHEME = "unsupported_scheme"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One ``Authorization`` header judged: the scheme it claimed and, on failure, why."""
+
+    claimed: str  # basic, bearer or other
+    scheme: LoginScheme | None
+    failure: LoginFailure | None
 
 
 def normalise_origin(url: str) -> str | None:
@@ -58,6 +84,7 @@ class OpsAuth:
     password: bytes | None = field(default=None, repr=False)
     token: bytes | None = field(default=None, repr=False)
     trusted_origins: tuple[str, ...] = ()
+    login_limit: RateLimitItem = field(default_factory=lambda: parse_limit("", DEFAULT_LOGIN_LIMIT))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OpsAuth:
@@ -80,6 +107,9 @@ class OpsAuth:
             password=password.encode() or None,
             token=token.encode() or None,
             trusted_origins=tuple(origins),
+            login_limit=parse_limit(
+                "INGEST_OPS_LOGIN_LIMIT", env.get("INGEST_OPS_LOGIN_LIMIT", "").strip() or DEFAULT_LOGIN_LIMIT
+            ),
         )
 
     @property
@@ -97,22 +127,28 @@ class OpsAuth:
 
     def authenticate(self, authorization: str | None) -> LoginScheme | None:
         """The scheme that accepted the ``Authorization`` header, or None."""
-        if not authorization or " " not in authorization:
-            return None
-        kind, _, credentials = authorization.strip().partition(" ")
-        credentials = credentials.strip()
-        kind = kind.lower()
+        return self.attempt(authorization).scheme
+
+    def attempt(self, authorization: str | None) -> Attempt:
+        """The ``Authorization`` header judged: accepted by a scheme, or refused and why."""
+        kind, _, credentials = (authorization or "").strip().partition(" ")
+        kind, credentials = kind.lower(), credentials.strip()
+        claimed = kind if kind in set(LoginScheme) else "other"
+        if not credentials:
+            return Attempt(claimed, None, LoginFailure.MALFORMED)
         if kind == "bearer" and self.token is not None:
-            return LoginScheme.BEARER if matches(credentials.encode("utf-8", "surrogatepass"), self.token) else None
+            matched = matches(credentials.encode("utf-8", "surrogatepass"), self.token)
+            return _judged(claimed, LoginScheme.BEARER, matched)
         if kind == "basic" and self.user is not None and self.password is not None:
             try:
                 decoded = base64.b64decode(credentials, validate=True)
             except (binascii.Error, ValueError):
-                return None
+                return Attempt(claimed, None, LoginFailure.MALFORMED)
             user, colon, password = decoded.partition(b":")
-            matched = matches(user, self.user) & matches(password, self.password)
-            return LoginScheme.BASIC if colon and matched else None
-        return None
+            if not colon:
+                return Attempt(claimed, None, LoginFailure.MALFORMED)
+            return _judged(claimed, LoginScheme.BASIC, matches(user, self.user) & matches(password, self.password))
+        return Attempt(claimed, None, LoginFailure.UNSUPPORTED_SCHEME)
 
     def same_origin(self, headers: Mapping[str, str], scheme: str) -> bool:
         """Whether a state-changing request was sent by a page of this origin."""
@@ -124,3 +160,7 @@ class OpsAuth:
             return False
         own = normalise_origin(f"{scheme}://{headers.get('host', '')}")
         return source == own or source in self.trusted_origins
+
+
+def _judged(claimed: str, scheme: LoginScheme, matched: bool) -> Attempt:
+    return Attempt(claimed, scheme, None) if matched else Attempt(claimed, None, LoginFailure.WRONG_CREDENTIALS)

@@ -6,6 +6,12 @@ cross-site POST under basic auth (403), a backing service that does not answer (
 other failure (500); every answer, page or refusal, gets the same hardening headers and a
 fresh CSP nonce in ``request.state.nonce``. Every refusal has the service's one error
 shape, ``{"error": "<machine code>", "detail": "<human text>"}`` (``problem``).
+
+Logins (``Logins``): a request carrying wrong credentials is a failure of its client
+address (``ingest.web.client_address``), logged (address, claimed scheme, reason; never
+what was tried) and counted; past ``INGEST_OPS_LOGIN_LIMIT`` failures the address gets a
+429 with ``Retry-After``, whether its credentials are right or wrong. A
+request without credentials (a browser's first visit) is no failure.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 import psycopg
@@ -23,9 +30,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest import body
-from ingest.ops.page.auth import DISABLED_HINT, LoginScheme, OpsAuth
+from ingest.metrics import counters
+from ingest.ops.page.auth import DISABLED_HINT, LoginFailure, LoginScheme, OpsAuth
 from ingest.ops.page.templates import templates
+from ingest.web.client_address import TrustedProxies, of_request
 from ingest.web.errors import UNAUTHORIZED, UNAUTHORIZED_DETAIL, error_response
+from ingest.web.failure_limit import FailureLimit
 
 log = logging.getLogger("ingest.ops")
 
@@ -39,6 +49,27 @@ _REDIS_ID = re.compile(r"[0-9A-Za-z-]{1,64}")  # Dramatiq's message ids are UUID
 FAILED_SHOWN = 5  # events a retry notice explains, at most
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Logins:
+    """Failed logins: counted per client address in ``limit``, addresses read through ``proxies``."""
+
+    limit: FailureLimit
+    proxies: TrustedProxies
+
+    async def refused(self, request: Request, claimed: str, reason: LoginFailure) -> None:
+        address = of_request(request, self.proxies)
+        if reason is not LoginFailure.RATE_LIMITED:
+            await self.limit.failed(address)
+        counters.ops_login_failure(claimed, reason)
+        log.warning(
+            "ops login refused",
+            extra={"address": address, "scheme": claimed, "reason": reason, "path": request.url.path},
+        )
+
+    async def retry_after(self, request: Request) -> int | None:
+        return await self.limit.retry_after(of_request(request, self.proxies))
 
 
 def problem(request: Request, status: int, error: str, detail: str, template: str | None = None) -> Response:
@@ -66,7 +97,7 @@ def harden(response: Response, nonce: str) -> Response:
     return response
 
 
-def guard(auth: OpsAuth, endpoint: Endpoint, *, method: str = "GET") -> Endpoint:
+def guard(auth: OpsAuth, endpoint: Endpoint, *, method: str = "GET", logins: Logins | None = None) -> Endpoint:
     """``endpoint`` behind the page's access rules, answering ``method`` only; POST adds the same-origin check."""
     allowed = ("GET", "HEAD") if method == "GET" else (method,)
 
@@ -75,7 +106,19 @@ def guard(auth: OpsAuth, endpoint: Endpoint, *, method: str = "GET") -> Endpoint
         if not auth.enabled:
             detail = f"the ops page is disabled: {DISABLED_HINT}"
             return harden(problem(request, 404, "ops_disabled", detail, "disabled.html"), nonce)
-        scheme = auth.authenticate(request.headers.get("authorization"))
+        authorization = request.headers.get("authorization", "")
+        attempt = auth.attempt(authorization)
+        if authorization.strip() and logins is not None:
+            wait = await logins.retry_after(request)
+            if wait is not None:
+                await logins.refused(request, attempt.claimed, LoginFailure.RATE_LIMITED)
+                detail = f"too many failed logins from this address; try again in {wait}s"
+                return harden(
+                    error_response(429, "too_many_attempts", detail, headers={"retry-after": str(wait)}), nonce
+                )
+            if attempt.failure is not None:
+                await logins.refused(request, attempt.claimed, attempt.failure)
+        scheme = attempt.scheme
         if scheme is None:
             response = error_response(401, UNAUTHORIZED, UNAUTHORIZED_DETAIL)
             for challenge in auth.challenges():

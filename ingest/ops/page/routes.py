@@ -33,6 +33,7 @@ from ingest.ops.page import data
 from ingest.ops.page.auth import OpsAuth
 from ingest.ops.page.guard import (
     BASE,
+    Logins,
     dead_letter_form,
     event_form,
     failed_ids,
@@ -43,6 +44,7 @@ from ingest.ops.page.guard import (
 )
 from ingest.ops.page.templates import chart_seed, templates
 from ingest.settings import Settings
+from ingest.web.failure_limit import FailureLimit
 from ingest.web.webhook import json_response
 
 log = logging.getLogger("ingest.ops")
@@ -72,36 +74,46 @@ class OpsPage:
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._redis: redis.Redis | None = None
+        limit = FailureLimit(settings.redis_url, settings.queue_namespace, "ops-login", auth.login_limit)
+        self.logins = Logins(limit, settings.trusted_proxies)
 
     def routes(self) -> list[BaseRoute]:
-        auth = self.auth
+        auth, logins = self.auth, self.logins
         return [
             # Every method reaches the guard, which refuses the wrong ones with the error shape.
-            Route(BASE, guard(auth, self.overview), methods=ANY_METHOD, name="ops"),
-            Route(f"{BASE}/stats.json", guard(auth, self.stats), methods=ANY_METHOD, name="ops_stats"),
-            Route(f"{BASE}/calls/{{key:path}}", guard(auth, self.call), methods=ANY_METHOD, name="ops_call"),
-            Route(f"{BASE}/events/retry", guard(auth, self.retry, method="POST"), methods=ANY_METHOD, name="ops_retry"),
+            Route(BASE, guard(auth, self.overview, logins=logins), methods=ANY_METHOD, name="ops"),
+            Route(f"{BASE}/stats.json", guard(auth, self.stats, logins=logins), methods=ANY_METHOD, name="ops_stats"),
+            Route(
+                f"{BASE}/calls/{{key:path}}", guard(auth, self.call, logins=logins), methods=ANY_METHOD, name="ops_call"
+            ),
+            Route(
+                f"{BASE}/events/retry",
+                guard(auth, self.retry, method="POST", logins=logins),
+                methods=ANY_METHOD,
+                name="ops_retry",
+            ),
             Route(
                 f"{BASE}/events/discard",
-                guard(auth, self.discard, method="POST"),
+                guard(auth, self.discard, method="POST", logins=logins),
                 methods=ANY_METHOD,
                 name="ops_discard",
             ),
             Route(
                 f"{BASE}/dead-letters/requeue",
-                guard(auth, self.requeue, method="POST"),
+                guard(auth, self.requeue, method="POST", logins=logins),
                 methods=ANY_METHOD,
                 name="ops_dlq_requeue",
             ),
             Route(
                 f"{BASE}/dead-letters/purge",
-                guard(auth, self.purge, method="POST"),
+                guard(auth, self.purge, method="POST", logins=logins),
                 methods=ANY_METHOD,
                 name="ops_dlq_purge",
             ),
         ]
 
     async def close(self) -> None:
+        await self.logins.limit.close()
         with self._lock:
             pool, client, self._pool, self._redis = self._pool, self._redis, None, None
         if pool is not None:
