@@ -3,8 +3,8 @@
 -- Environment (read in every Lua state wrk creates):
 --   BENCH_BODY_FILE     file holding the request body
 --   BENCH_HEADERS_FILE  file of "name: value" lines added to the request
---   BENCH_HMAC_SECRET   when set, every request carries its own x-timestamp (epoch ms, unique per
---                       request) and x-signature (hex HMAC-SHA256 of "{timestamp}.{body}", the
+--   BENCH_HMAC_SECRET   when set, every request carries its own x-timestamp (epoch ms with a
+--                       per-request fraction, unique) and x-signature (hex HMAC-SHA256 of "{timestamp}.{body}", the
 --                       service's default scheme), computed with OpenSSL's libcrypto through
 --                       LuaJIT's FFI: the service remembers signatures and answers a repeated one
 --                       as a replay, so one signature per run would measure the replay path
@@ -60,19 +60,21 @@ if secret and secret ~= "" then
   local sha256 = crypto.EVP_sha256()
   local digest, digest_length = ffi.new("unsigned char[64]"), ffi.new("unsigned int[1]")
   local body = wrk.body
-  local last = 0
+  local sent = 0
 
   function request()
-    -- Unique per request: two requests in one millisecond would carry the same signature.
-    local stamp = math.max(math.floor(clock_ms(CLOCK_REALTIME)), last + 1)
-    last = stamp
+    -- Unique per request and close to the wall clock: the millisecond, and this run's request
+    -- count as its fraction (the service reads fractional timestamps; two requests in one
+    -- millisecond, or two runs, never share one).
+    sent = sent + 1
+    local stamp = string.format("%d.%09d", math.floor(clock_ms(CLOCK_REALTIME)), sent)
     local payload = stamp .. "." .. body
     crypto.HMAC(sha256, secret, #secret, payload, #payload, digest, digest_length)
     local hex = {}
     for i = 0, digest_length[0] - 1 do
       hex[i + 1] = string.format("%02x", digest[i])
     end
-    wrk.headers["x-timestamp"] = tostring(stamp)
+    wrk.headers["x-timestamp"] = stamp
     wrk.headers["x-signature"] = table.concat(hex)
     return wrk.format()
   end

@@ -1,4 +1,4 @@
-"""Replay memory: a signed delivery accepted once is not run again within its window.
+"""Replay memory: a signed request Vapi waits on is not run again within its window.
 
 An HMAC signature with a timestamp is valid for ``VAPI_HMAC_TOLERANCE`` seconds either way,
 so whoever captures a signed ``tool-calls`` could send it again and have the tools run
@@ -14,13 +14,15 @@ signature or changing case makes no new request.
   the first is still being answered, the replay waits for it (at most the tool timeout
   and a second). Without a stored answer (too large, or the first never finished) it is
   a 409 ``replayed``.
-- A replay of an informational message is acknowledged without being queued again.
+- Informational messages are not remembered: the raw log's dedupe key already makes a
+  replayed one change nothing, and a Redis round trip on every status update and report
+  would cost the request path more than half its throughput.
 - If the first delivery could not be kept (503), its signature is forgotten, so that the
   sender may send it again.
 
-Redis down: informational messages fail open (accepted as usual, and a log line says
-replay protection is off, at most every ``_WARN_EVERY`` seconds); requests fall back to
-a bounded memory of this process, so a replay to the same process still runs nothing twice.
+Redis down: requests fall back to a bounded memory of this process, so a replay to the
+same process still runs nothing twice, and a log line says the shared protection is off (at
+most every ``_WARN_EVERY`` seconds).
 Only signed (HMAC) deliveries are remembered: a shared secret is the same on every request.
 """
 
@@ -55,7 +57,6 @@ _POLL = 0.05
 _LOCAL_ENTRIES = 10_000
 _REDIS_PAUSE = 1.0  # after a Redis failure, how long it is left alone
 _WARN_EVERY = 60.0
-_ACK = b'{"ok":true}'
 
 
 @dataclass
@@ -101,18 +102,15 @@ class ReplayMemory:
 
     async def claim(self, signature: bytes | None, kind: str, call: str | None) -> Claim:
         """The first sight of ``signature``: a claim to keep the answer with; a replay: its answer."""
-        if signature is None:
+        if signature is None or kind not in REQUEST_TYPES:
             return NOTHING
         key = f"{self.namespace}:replay:{hashlib.sha256(signature).hexdigest()[:32]}"
-        request = kind in REQUEST_TYPES
         first = await self._claim_shared(key)
         if first is None:  # Redis did not answer
-            if not request:
-                return NOTHING
             first = self._claim_local(key)
         if first:
             return Claim(self, key)
-        return Claim(answer=await self._replayed(key, kind, call, request))
+        return Claim(answer=await self._replayed(key, kind, call))
 
     async def store(self, key: str, value: bytes) -> None:
         if key in self._local:
@@ -135,10 +133,7 @@ class ReplayMemory:
         if client is not None:
             await client.aclose()
 
-    async def _replayed(self, key: str, kind: str, call: str | None, request: bool) -> Response:
-        if not request:
-            self._count(kind, call, "acknowledged")
-            return Response(_ACK, media_type="application/json")
+    async def _replayed(self, key: str, kind: str, call: str | None) -> Response:
         deadline = time.monotonic() + self.wait
         value = await self._read(key)
         while value == PENDING and time.monotonic() < deadline:
