@@ -8,7 +8,7 @@ the whole body would make every retry look new.
 
 The key stored is the SHA-256 (hex) of that composition: 64 characters whatever the event
 says, so a 3,000-character ``timestamp`` or ``session.id`` cannot exceed what the unique
-index can hold. Migration 0020 rewrote the keys recorded before as the same digest.
+index can hold. Migration 0019 rewrote the keys recorded before as the same digest.
 """
 
 from __future__ import annotations
@@ -73,6 +73,6 @@ def event_key(message: dict[str, Any]) -> str:
     """A key equal for two deliveries of the same event and different for different events.
 
     64 hex characters: the SHA-256 of ``composed_key``'s UTF-8 bytes, which is what
-    migration 0020 computes in SQL for keys stored before (``sha256(convert_to(key, 'UTF8'))``).
+    migration 0019 computes in SQL for keys stored before (``sha256(convert_to(key, 'UTF8'))``).
     """
     return hashlib.sha256(composed_key(message).encode("utf-8", "surrogatepass")).hexdigest()

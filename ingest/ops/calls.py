@@ -10,7 +10,7 @@
   wall-clock times they hold with the zone's name, ``metadata.provenance`` (the source of
   each value) and its newest ``EVENTS_SHOWN`` events in arrival order, whatever their state.
 
-Both read the view ``user_sessions_local`` (migration 0019), which shows each ``*_nz``
+Both read the view ``user_sessions_local`` (migration 0018), which shows each ``*_nz``
 column as a plain local timestamp next to the zone it is in.
 """
 

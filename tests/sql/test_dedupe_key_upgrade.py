@@ -1,4 +1,4 @@
-"""Migration 0020: dedupe keys recorded before the upgrade are rewritten as the worker now computes them."""
+"""Migration 0019: dedupe keys recorded before the upgrade are rewritten as the worker now computes them."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_redelivery_of_an_event_recorded_before_the_upgrade_is_a_duplicate(empty
     older = tmp_path / "migrations"
     older.mkdir()
     for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        if path.name[:4] < "0020":
+        if path.name[:4] < "0019":
             shutil.copy(path, older / path.name)
     migrate(empty_db_url, local_timezone=TZ, directory=older)
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
