@@ -27,6 +27,11 @@ def env(db_url: str, redis_server_url: str, redis_namespace: str) -> dict[str, s
     }
 
 
+# Well under the stalls these tests guard against (5.2 s and 2.3 s with parsing on the event loop):
+# parsing in a thread still holds the GIL in spells, and a loaded CI machine adds delays of its own.
+STALL_BOUND = 1.5  # seconds
+
+
 def slowest_health_check_while(base: str, body: bytes) -> tuple[float, httpx.Response]:
     """Post ``body`` and, until it is answered, ask /healthz again and again: the slowest answer, and the post's."""
     headers = {**JSON, "x-vapi-secret": SECRET}
@@ -45,7 +50,7 @@ def slowest_health_check_while(base: str, body: bytes) -> tuple[float, httpx.Res
 
 
 def test_a_large_tool_calls_message_does_not_stall_the_event_loop(env: dict[str, str]) -> None:
-    """While a 12 MB tool-calls of 300,000 entries is handled, /healthz answers within 0.5 s; the first are answered."""
+    """While a 12 MB tool-calls of 300,000 entries is handled, /healthz answers within 1.5 s (5.2 s on the loop)."""
     entries = [{"id": f"call_{i:07d}", "function": {"name": "f"}} for i in range(300_000)]
     body = orjson.dumps({"message": {"type": "tool-calls", "call": CALL, "toolCallList": entries}})
     assert len(body) > 12_000_000
@@ -55,15 +60,15 @@ def test_a_large_tool_calls_message_does_not_stall_the_event_loop(env: dict[str,
     results = response.json()["results"]
     assert len(results) == MAX_TOOL_CALLS
     assert [r["toolCallId"] for r in results[:2]] == ["call_0000000", "call_0000001"]
-    assert slowest < 0.5
+    assert slowest < STALL_BOUND
 
 
 def test_a_large_body_read_by_the_fallback_parser_does_not_stall_the_event_loop(env: dict[str, str]) -> None:
-    """While a 15 MB body holding a NaN (which orjson refuses) is parsed, /healthz answers within 0.5 s."""
+    """While a 15 MB body holding a NaN (orjson refuses it) is parsed, /healthz answers within 1.5 s (2.3 s before)."""
     words = ",".join(f'"w{i:06d}"' for i in range(1_500_000))
     body = f'{{"message":{{"type":"status-update","call":{{"id":"{CALL["id"]}"}},"v":NaN,"w":[{words}]}}}}'.encode()
     assert len(body) > 15_000_000
     with web_server(env) as base:
         slowest, response = slowest_health_check_while(base, body)
     assert response.status_code == 200
-    assert slowest < 0.5
+    assert slowest < STALL_BOUND
