@@ -69,7 +69,7 @@ def test_unverified_signed_bodies_in_flight_are_bounded(env: dict[str, str]) -> 
             third.sendall(head(PATH, signed))
             response = read_response(third, timeout=3)
             assert response is not None, "a third unverified body was waited for"
-            assert time.monotonic() - started < 1
+            assert time.monotonic() - started < 5  # at once: waiting would take the 20 s body timeout
             assert response.status == 503
             assert response.json()["error"] == "busy"
         # Once those connections are gone, signed deliveries are read again.
