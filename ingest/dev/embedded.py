@@ -79,9 +79,13 @@ class EmbeddedPostgres:
         return self.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.cleanup()  # type: ignore[attr-defined]
-            self._server = None
+        server, self._server = self._server, None
+        if server is None:
+            return
+        try:
+            server.cleanup()  # type: ignore[attr-defined]
+        except Exception as exc:  # already gone: a Ctrl-C to the terminal's group reaches it too
+            log.warning("embedded postgres did not stop cleanly", extra={"error": type(exc).__name__})
 
 
 def ensure_database(admin_url: str, name: str) -> None:
