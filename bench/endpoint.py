@@ -468,12 +468,19 @@ class Bench:
         assert self.database_url is not None
         port = _free_port()
         log_path = self.tmp / f"ours-{log_level.lower()}.log"
+
+        def _sealing_key() -> str:
+            from ingest.sealing import generate_key  # the repository's own, like `sign` below
+
+            return generate_key()
+
         env = _clean_env()
         env.update(
             DATABASE_URL=self.database_url,
             REDIS_URL=self.options.redis_url,
             INGEST_REDIS_NAMESPACE=self.namespace,
             VAPI_HMAC_SECRET=self.hmac_secret,
+            INGEST_ENCRYPTION_KEYS=_sealing_key(),  # as production runs (the request path seals nothing)
             LOG_LEVEL=log_level,
             HOST="127.0.0.1",
             PORT=str(port),

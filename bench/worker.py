@@ -14,6 +14,12 @@ namespace) is removed at the end.
 (c) growth    one call of constant-size events (final transcripts, speech updates)
               applied through the worker's code path; the per-event cost of its last
               100 events against its first 100.
+
+(b) runs twice, alternating, on a database of its own each: with personal data sealed and
+redacted (the default: INGEST_ENCRYPTION_KEYS, INGEST_REDACT) and in plain text without
+redaction (INGEST_PLAINTEXT=true, INGEST_REDACT=false); the ratio of the two is the cost of
+privacy. Each also reports the bytes on disk per call (call_events and user_sessions with
+their indexes and TOAST).
 """
 
 from __future__ import annotations
@@ -42,12 +48,19 @@ from ingest.apply import apply_event  # noqa: E402
 from ingest.event import Event  # noqa: E402
 from ingest.mapping.event_key import event_key  # noqa: E402
 from ingest.migrate import migrate  # noqa: E402
+from ingest.privacy import Privacy  # noqa: E402
+from ingest.sealing import Keyring, generate_key  # noqa: E402
 from ingest.web.enqueue import encode_message  # noqa: E402
 
 TEMPLATE_CALL = ROOT / "tests" / "fixtures" / "calls" / "long_call.jsonl"
 TEMPLATE_ID = b"33ac20f6-19cb-4bb2-a2d2-37ac3a048062"
 QUEUE = "vapi-events"
 OUT = ROOT / "bench" / "out" / "worker.json"
+KEY = generate_key()  # made for this run, like the test suite's
+MODES = {
+    "sealed": {"INGEST_ENCRYPTION_KEYS": KEY, "INGEST_PLAINTEXT": "", "INGEST_REDACT": "true"},
+    "plain": {"INGEST_ENCRYPTION_KEYS": "", "INGEST_PLAINTEXT": "true", "INGEST_REDACT": "false"},
+}
 
 
 def scratch_database(server: str) -> tuple[str, str]:
@@ -117,11 +130,21 @@ def committed(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-def pipeline(url: str, redis_url: str, bodies: list[bytes], processes: int, threads: int) -> float:
+def bytes_on_disk(conn: psycopg.Connection[Any]) -> int:
+    """call_events and user_sessions with their indexes and TOAST, after a checkpoint-free VACUUM."""
+    conn.execute("VACUUM call_events, user_sessions")
+    row = conn.execute(
+        "SELECT pg_total_relation_size('call_events') + pg_total_relation_size('user_sessions')"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def pipeline(url: str, redis_url: str, bodies: list[bytes], processes: int, threads: int, mode: str) -> float:
     """Events per second from the first enqueue to the last committed row, through real workers."""
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
+        **MODES[mode],
         "DATABASE_URL": url,
         "REDIS_URL": redis_url,
         "INGEST_REDIS_NAMESPACE": namespace,
@@ -180,6 +203,7 @@ def growth(url: str, events: int) -> tuple[float, float]:
     base = 1_790_000_000_000
     call = {"id": call_id, "type": "inboundPhoneCall", "assistantId": str(uuid.uuid4())}
     timings: list[float] = []
+    privacy = Privacy(keyring=Keyring.parse(KEY))
     with psycopg.connect(url, autocommit=True) as conn:
         for n in range(events):
             if n % 2:
@@ -189,7 +213,7 @@ def growth(url: str, events: int) -> tuple[float, float]:
                 message = {"type": "transcript", "transcriptType": "final", "role": "user", "transcript": text}
             message.update(timestamp=base + 1000 * n, call=call)
             started = time.perf_counter()
-            apply_event(conn, Event.from_body({"message": message}, base), "NZ")
+            apply_event(conn, Event.from_body({"message": message}, base), privacy)
             timings.append(time.perf_counter() - started)
     first, last = timings[:100], timings[-100:]
     return statistics.mean(first) * 1000, statistics.mean(last) * 1000
@@ -212,9 +236,17 @@ def main() -> None:
         name, url = scratch_database(server)
         names.append(name)
         results["ceiling_events_per_s"] = round(ceiling(url, bodies))
-        name, url = scratch_database(server)
-        names.append(name)
-        results["pipeline_events_per_s"] = round(pipeline(url, redis_url, bodies, args.processes, args.threads))
+        for mode in ("plain", "sealed", "plain", "sealed"):  # alternated: the machine's drift hits both
+            name, url = scratch_database(server)
+            names.append(name)
+            rate = pipeline(url, redis_url, bodies, args.processes, args.threads, mode)
+            results.setdefault(f"pipeline_{mode}_events_per_s", []).append(round(rate))
+            with psycopg.connect(url, autocommit=True) as conn:
+                results[f"bytes_per_call_{mode}"] = round(bytes_on_disk(conn) / args.calls)
+            drop_database(server, names.pop())
+        best = {mode: max(results[f"pipeline_{mode}_events_per_s"]) for mode in ("plain", "sealed")}
+        results["pipeline_events_per_s"] = best["sealed"]
+        results["sealed_ratio"] = round(best["sealed"] / best["plain"], 3)
         name, url = scratch_database(server)
         names.append(name)
         first, last = growth(url, args.growth)
@@ -228,8 +260,13 @@ def main() -> None:
     results.update(ratio=round(ratio, 3), growth_ratio=round(growth_ratio, 3))
     print(f"events: {len(bodies)} ({args.calls} calls of the recorded long call)")
     print(f"(a) ceiling, pipelined psycopg   {results['ceiling_events_per_s']:>8} events/s")
-    print(f"(b) endpoint-encoded -> workers  {results['pipeline_events_per_s']:>8} events/s")
+    print(f"(b) endpoint-encoded -> workers  {results['pipeline_events_per_s']:>8} events/s (sealed, redacted)")
     print(f"    ratio                        {ratio:>8.2f}   (target >= 0.5)")
+    plain_runs, sealed_runs = results["pipeline_plain_events_per_s"], results["pipeline_sealed_events_per_s"]
+    print(f"    plain text runs {plain_runs}, sealed runs {sealed_runs} events/s")
+    print(f"    sealed / plain (best of each)  {results['sealed_ratio']:>6.2f}   (target >= 0.85)")
+    plain_bytes, sealed_bytes = results["bytes_per_call_plain"], results["bytes_per_call_sealed"]
+    print(f"    bytes on disk per call: plain {plain_bytes}, sealed {sealed_bytes}")
     print(f"(c) growth over {args.growth} events: first 100 {first:.3f} ms/event, last 100 {last:.3f} ms/event")
     print(f"    ratio                        {growth_ratio:>8.2f}   (target <= 1.3)")
     OUT.parent.mkdir(exist_ok=True)

@@ -18,14 +18,16 @@ import psycopg
 
 from ingest import queries
 from ingest.errors import describe, is_retryable
-from ingest.event import Event
+from ingest.event import Event, is_final_transcript
 from ingest.handlers import HANDLERS, Context
 from ingest.mapping.keywords import extract_keywords
 from ingest.mapping.sentiment import sentiment_of
 from ingest.mapping.timing import parse_instant
 from ingest.mapping.transcript import transcript_from_finals
 from ingest.patch import Patch, Source
-from ingest.vocabulary import TRANSCRIPT_TYPES, CallStatus, EventState, MergeOutcome, MessageType
+from ingest.privacy import Privacy
+from ingest.sealing import KeyUnavailable
+from ingest.vocabulary import CallStatus, EventState, MergeOutcome, MessageType
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,6 @@ Connection = psycopg.Connection[Any]
 # Events after which a call that ended without a report transcript gets one rebuilt from
 # its final transcript events.
 REBUILD_SOURCES = (None, Source.TRANSCRIPTS.value)
-
-
-def _is_final_transcript(message: dict[str, Any]) -> bool:
-    kind = message.get("type")
-    return kind in TRANSCRIPT_TYPES and (kind != MessageType.TRANSCRIPT or message.get("transcriptType") == "final")
 
 
 def _report_expected(message: dict[str, Any]) -> bool:
@@ -60,7 +57,7 @@ def _closes_call(message: dict[str, Any]) -> bool:
     if kind == MessageType.END_OF_CALL_REPORT:
         return True
     ending = kind == MessageType.STATUS_UPDATE and message.get("status") == CallStatus.ENDED
-    return (ending or _is_final_transcript(message)) and not _report_expected(message)
+    return (ending or is_final_transcript(message)) and not _report_expected(message)
 
 
 Merged = tuple[MergeOutcome, bool, str | None]
@@ -73,67 +70,84 @@ def merge(conn: Connection, patch: Patch) -> Merged:
     return MergeOutcome(row[0]), row[1], row[2]
 
 
-def rebuild_transcript(conn: Connection, key: str) -> None:
-    """``call_transcript`` (with sentiment and keywords) from the call's final transcripts."""
-    rows = []
-    for timestamp, role, text in conn.execute(queries.FINAL_TRANSCRIPTS, {"call_id": key}):
-        instant = parse_instant(timestamp)  # epoch ms, or an ISO string in older payloads
+def rebuild_transcript(conn: Connection, key: str, privacy: Privacy) -> None:
+    """``call_transcript`` (with sentiment and keywords) from the call's final transcripts.
+
+    A final sealed under a key this process does not hold raises ``KeyUnavailable``: a
+    transcript built without it would be missing lines, so the event waits instead.
+    """
+    rows: list[Any] = []  # (timestamp ms, role, text) as the events gave them
+    for kept, body in conn.execute(queries.FINAL_TRANSCRIPTS, {"call_id": key}):
+        final = privacy.open_message(kept, body)
+        if not is_final_transcript(final):
+            continue
+        instant = parse_instant(final.get("timestamp"))  # epoch ms, or an ISO string in older payloads
         if instant is not None:
-            rows.append((instant.timestamp() * 1000, role, text))
+            rows.append((instant.timestamp() * 1000, final.get("role"), final.get("transcript")))
     transcript = transcript_from_finals(rows)
     if transcript is None:
         return
     said = [text for _, role, text in rows if role == "user" and isinstance(text, str)]
     sentiment = sentiment_of(said)
-    patch = Patch(call_id=key).with_value("call_transcript", transcript, Source.TRANSCRIPTS)
+    searchable = privacy.redacted(transcript)
+    patch = Patch(call_id=key).with_text("call_transcript", transcript, Source.TRANSCRIPTS, searchable)
     patch = patch.with_value("sentiment", sentiment.value if sentiment else None, Source.TRANSCRIPTS)
-    patch = patch.with_value("keywords", extract_keywords(transcript) or None, Source.TRANSCRIPTS)
-    merge(conn, patch)
+    patch = patch.with_value("keywords", extract_keywords(searchable or "") or None, Source.TRANSCRIPTS)
+    merge(conn, privacy.seal_patch(patch))
 
 
-def _patch(message: dict[str, Any], context: Context) -> Patch | None:
-    """The message's patch; None for a type we do not map or one about no call or session."""
+def _patch(message: dict[str, Any], context: Context, privacy: Privacy) -> Patch | None:
+    """The message's patch, originals sealed; None for a type we do not map or one about no call or session."""
     handler = HANDLERS.get(str(message.get("type")))
     if handler is None:
         return None
     patch = handler(message, context)  # may raise Unmappable: nothing is written then
-    return patch if patch.call_id or patch.session_id else None
+    return privacy.seal_patch(patch) if patch.call_id or patch.session_id else None
 
 
-def _follow_up(conn: Connection, message: dict[str, Any], patch: Patch, context: Context, merged: Merged) -> None:
+def _follow_up(conn: Connection, message: dict[str, Any], patch: Patch, privacy: Privacy, merged: Merged) -> None:
     """After a merge: apply the events that waited for a new row; rebuild a transcript."""
     outcome, ended, transcript_source = merged
     if outcome == MergeOutcome.INSERTED:
-        _apply_waiting(conn, patch, context)
+        _apply_waiting(conn, patch, privacy)
         outcome, ended, transcript_source = merge(conn, Patch(patch.call_id, patch.session_id))
     if patch.call_id and ended and transcript_source in REBUILD_SOURCES and _closes_call(message):
-        rebuild_transcript(conn, patch.call_id)
+        rebuild_transcript(conn, patch.call_id, privacy)
 
 
-def apply_message(conn: Connection, message: dict[str, Any], context: Context) -> EventState:
+def apply_message(conn: Connection, message: dict[str, Any], context: Context, privacy: Privacy) -> EventState:
     """Map and merge a recorded message inside the caller's transaction; the state it leaves."""
-    patch = _patch(message, context)
+    patch = _patch(message, context, privacy)
     if patch is None:
         return EventState.IGNORED
     merged = merge(conn, patch)
     if merged[0] == MergeOutcome.MISSING:
         return EventState.WAITING
-    _follow_up(conn, message, patch, context, merged)
+    _follow_up(conn, message, patch, privacy, merged)
     return EventState.APPLIED
 
 
-def _apply_waiting(conn: Connection, patch: Patch, context: Context) -> None:
-    """Apply the events that waited for this row to exist."""
+def _apply_waiting(conn: Connection, patch: Patch, privacy: Privacy) -> None:
+    """Apply the events that waited for this row to exist.
+
+    One sealed under a key this process does not hold keeps waiting, with the reason; the
+    sweeper applies it once the key is configured.
+    """
     if patch.call_id:
         rows = conn.execute(queries.CLAIM_WAITING_FOR_CALL, {"call_id": patch.call_id}).fetchall()
     else:
         rows = conn.execute(queries.CLAIM_WAITING_FOR_SESSION, {"session_id": patch.session_id}).fetchall()
-    for event_id, message in rows:
-        state = apply_message(conn, message, context)
+    for event_id, kept, body, received_at in rows:
+        try:
+            message = privacy.open_message(kept, body)
+        except KeyUnavailable as exc:
+            conn.execute(queries.SET_EVENT_ERROR, {"id": event_id, "error": describe(exc)})
+            continue
+        state = apply_message(conn, message, privacy.context(received_at), privacy)
         conn.execute(queries.SET_EVENT_STATE, {"id": event_id, "state": state.value, "error": None})
 
 
-def apply_event(conn: Connection, event: Event, phone_region: str, *, savepoint: bool = True) -> EventState | None:
+def apply_event(conn: Connection, event: Event, privacy: Privacy, *, savepoint: bool = True) -> EventState | None:
     """Record and apply ``event`` in one transaction; None when it was already applied.
 
     The common case is one round trip: ``ingest_record_and_apply`` records the event,
@@ -141,16 +155,16 @@ def apply_event(conn: Connection, event: Event, phone_region: str, *, savepoint:
     transcript follow only when the merge calls for them. With ``savepoint=False`` the
     caller's transaction is used as it is (the caller rolls it all back on an error).
     """
-    context = Context(received_at=event.received_at, phone_region=phone_region)
-    patch = _patch(event.message, context)
-    params = {**event.row(EventState.PENDING), "patch": patch.to_json().decode() if patch else None}
+    context = privacy.context(event.received_at)
+    patch = _patch(event.message, context, privacy)
+    params = {**event.row(EventState.PENDING, privacy), "patch": patch.to_json().decode() if patch else None}
     with conn.transaction() if savepoint else contextlib.nullcontext():
         row = conn.execute(queries.RECORD_AND_APPLY, params).fetchone()
         if row is None:
             return None  # a duplicate of an applied (or ignored) event
         _, state, outcome, ended, transcript_source = row
         if patch is not None and outcome != MergeOutcome.MISSING:
-            _follow_up(conn, event.message, patch, context, (outcome, ended, transcript_source))
+            _follow_up(conn, event.message, patch, privacy, (outcome, ended, transcript_source))
         return EventState(state)
 
 
@@ -164,28 +178,33 @@ class StoredOutcome:
     error: Exception | None = None
 
 
-def apply_stored_event(conn: Connection, event_id: int, phone_region: str) -> StoredOutcome:
+def apply_stored_event(conn: Connection, event_id: int, privacy: Privacy) -> StoredOutcome:
     """Claim an event kept in ``call_events`` (pending, waiting or failed) and apply it.
 
     The sweeper, ``ingest events reapply`` and the ops page's retry button all go through
     here: the claim (``FOR UPDATE SKIP LOCKED``) keeps two of them off the same event, and a
-    failure is recorded with the event, in the same transaction as the claim.
+    failure is recorded with the event, in the same transaction as the claim. An event sealed
+    under a key this process does not hold keeps its state, with that error.
     """
     with conn.transaction():
         row = conn.execute(queries.CLAIM_STORED_EVENT, {"id": event_id}).fetchone()
         if row is None:
             return StoredOutcome(claimed=False)
-        event = Event(row[0], row[1])
+        try:
+            event = Event(privacy.open_message(row[0], row[1]), row[2])
+        except Exception as exc:
+            conn.execute(queries.SET_EVENT_ERROR, {"id": event_id, "error": describe(exc)})
+            return StoredOutcome(claimed=True, error=exc)
         try:
             with conn.transaction():
-                state = apply_event(conn, event, phone_region)
+                state = apply_event(conn, event, privacy)
         except Exception as exc:
-            record_failure(conn, event, exc, permanent=not is_retryable(exc))
+            record_failure(conn, event, exc, permanent=not is_retryable(exc), privacy=privacy)
             return StoredOutcome(claimed=True, error=exc)
     return StoredOutcome(claimed=True, state=state)
 
 
-def record_failure(conn: Connection, event: Event, error: BaseException, *, permanent: bool) -> None:
+def record_failure(conn: Connection, event: Event, error: BaseException, *, permanent: bool, privacy: Privacy) -> None:
     """Keep the event and its error, outside the failed transaction.
 
     Should its own row be refused for its content (a value no column or index can hold, JSON
@@ -196,7 +215,7 @@ def record_failure(conn: Connection, event: Event, error: BaseException, *, perm
     state = EventState.FAILED if permanent else EventState.PENDING
     try:
         with conn.transaction():
-            conn.execute(queries.RECORD_FAILURE, event.row(state, text))
+            conn.execute(queries.RECORD_FAILURE, event.row(state, privacy, text))
         return
     except Exception as exc:
         if conn.closed or (isinstance(exc, psycopg.Error) and is_retryable(exc)):
@@ -204,4 +223,6 @@ def record_failure(conn: Connection, event: Event, error: BaseException, *, perm
         refused = describe(exc, 500)
     log.warning("event kept in a reduced row", extra={"error": refused})
     with conn.transaction():
-        conn.execute(queries.RECORD_FAILURE, event.reduced_row(EventState.FAILED, f"{text} (row refused: {refused})"))
+        conn.execute(
+            queries.RECORD_FAILURE, event.reduced_row(EventState.FAILED, privacy, f"{text} (row refused: {refused})")
+        )

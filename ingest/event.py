@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from psycopg.types.json import Jsonb
@@ -17,7 +17,28 @@ from psycopg.types.json import Jsonb
 from ingest.body import clean
 from ingest.mapping.event_key import event_key
 from ingest.mapping.identity import as_uuid, call_id, indexable, session_id
-from ingest.vocabulary import EventState
+from ingest.mapping.timing import parse_instant
+from ingest.vocabulary import TRANSCRIPT_TYPES, EventState, MessageType
+
+if TYPE_CHECKING:
+    from ingest.privacy import Privacy
+
+
+def is_final_transcript(message: dict[str, Any]) -> bool:
+    """A final transcript event: what a transcript is rebuilt from when no report brings one."""
+    kind = message.get("type")
+    return kind in TRANSCRIPT_TYPES and (kind != MessageType.TRANSCRIPT or message.get("transcriptType") == "final")
+
+
+def clear_columns(message: dict[str, Any]) -> dict[str, Any]:
+    """What the SQL reads of a message, kept in clear beside its sealed body (migration 0020):
+    whether it is a final transcript, a status-update's status, the message's own timestamp."""
+    status = message.get("status") if message.get("type") == MessageType.STATUS_UPDATE else None
+    return {
+        "final_transcript": is_final_transcript(message),
+        "status": indexable(status) if isinstance(status, str) else None,
+        "event_at": parse_instant(message.get("timestamp")),
+    }
 
 
 def _jsonb(value: Any) -> Jsonb:
@@ -48,36 +69,45 @@ class Event:
         """The row this event belongs to (call id, else session id), for ordering batches."""
         return call_id(self.message) or session_id(self.message) or ""
 
-    def row(self, state: EventState, error: str | None = None) -> dict[str, Any]:
-        """The ``call_events`` row. Its indexed columns are cut to a length an index can hold
-        (an event with a longer id cannot map and fails; its body keeps every character)."""
+    def row(self, state: EventState, privacy: Privacy, error: str | None = None) -> dict[str, Any]:
+        """The ``call_events`` row: the message sealed (or plain), the clear columns the SQL
+        reads of it. Indexed columns are cut to a length an index can hold (an event with a
+        longer id cannot map and fails; its body keeps every character)."""
         raw_call_id = call_id(self.message)
+        body = privacy.seal_message(self.message)
         return {
             "received_at": self.received_at,
             "call_id": as_uuid(raw_call_id) or indexable(raw_call_id),
             "session_id": indexable(session_id(self.message)),
             "message_type": indexable(self.kind),
             "dedupe_key": event_key(self.message),
-            "message": _jsonb(self.message),
+            "message": None if body is not None else _jsonb(self.message),
+            "body": body,
+            **clear_columns(self.message),
             "state": state.value,
             "last_error": error,
         }
 
-    def reduced_row(self, state: EventState, error: str | None = None) -> dict[str, Any]:
+    def reduced_row(self, state: EventState, privacy: Privacy, error: str | None = None) -> dict[str, Any]:
         """A row that can always be written, for an event whose own ``row`` cannot be.
 
         The message becomes ``{"type": …, UNSTORABLE_KEY: "<the message as JSON text>"}``
         and the lookup columns are left empty, so nothing in the content can stop the row
         being written; the dedupe key is the event's own.
         """
-        text = _json_text(self.message)
+        kept = {"type": clean(indexable(self.kind)), UNSTORABLE_KEY: _json_text(self.message)}
+        body = privacy.seal_message(kept)
         return {
             "received_at": self.received_at,
             "call_id": None,
             "session_id": None,
-            "message_type": clean(indexable(self.kind)),
+            "message_type": kept["type"],
             "dedupe_key": event_key(self.message),
-            "message": _jsonb({"type": clean(indexable(self.kind)), UNSTORABLE_KEY: text}),
+            "message": None if body is not None else _jsonb(kept),
+            "body": body,
+            "final_transcript": False,
+            "status": None,
+            "event_at": None,
             "state": state.value,
             "last_error": error,
         }

@@ -25,13 +25,21 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 _SMALL = {bool, int, float}  # kept as they are, without a call
 
 
+# Dramatiq gives each actor a logger named after its function (``worker.actors.apply_event``).
+ACTOR_LOGGERS = ("worker.actors",)
+
+
 class RedactMessages(logging.Filter):
-    """Dramatiq logs whole messages (``Failed to process message apply_event({...})``); ours
-    carry webhook bodies with transcripts and phone numbers, so only actor and id are kept."""
+    """Dramatiq logs whole messages (``Failed to process message apply_event({...})``) and an
+    actor's arguments; ours carry webhook bodies with transcripts and phone numbers, so only
+    actor and id are kept, and arguments never."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("dramatiq") and isinstance(record.args, tuple):
             record.args = tuple(_redacted(arg) for arg in record.args)
+        elif record.name.startswith(ACTOR_LOGGERS) and record.args:
+            # an actor's own logger: at DEBUG, Dramatiq logs ``Received args=%r kwargs=%r.``
+            record.msg, record.args = "Received a message (its arguments, a webhook body, are not logged)", ()
         return True
 
 

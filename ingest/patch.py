@@ -33,6 +33,13 @@ class Source(StrEnum):
     EVENT = "event"  # identity facts repeated on every event (rank 0)
 
 
+# A redacted column's original text travels in the patch as a value of its own column,
+# sealed before the patch is written (``ingest.privacy``). It has no provenance: the merge
+# moves it together with the redacted text it belongs to (``ingest_merge_rules``).
+ORIGINALS = {"call_transcript": "call_transcript_original", "call_summary": "call_summary_original"}
+_COMPANIONS = frozenset(ORIGINALS.values())
+
+
 @dataclass(frozen=True)
 class Patch:
     call_id: str | None = None
@@ -49,6 +56,19 @@ class Patch:
             self.call_id, self.session_id, {**self.values, column: (value, source)}, self.metadata, self.timeline
         )
 
+    def with_text(self, column: str, text: str | None, source: Source, redacted: str | None) -> Patch:
+        """``column`` = the ``redacted`` text, its original beside it when redaction changed it.
+
+        Every write of a redactable column goes through here, so the redacted text and its
+        original always travel together (an unchanged text leaves the original empty).
+        """
+        if text is None or redacted is None:
+            return self
+        patch = self.with_value(column, redacted, source)
+        if redacted != text:
+            patch = patch.with_value(ORIGINALS[column], text, source)
+        return patch
+
     def row(self) -> dict[str, Any]:
         """The patch as a ``user_sessions`` row (JSON-able), provenance inside ``metadata``."""
         row: dict[str, Any] = {"call_id": self.call_id, "session_id": self.session_id, "source": "vapi"}
@@ -58,7 +78,8 @@ class Patch:
                 row["duration_seconds"] = value
             else:
                 row[column] = value
-            provenance[column] = source.value
+            if column not in _COMPANIONS:
+                provenance[column] = source.value
         metadata = dict(self.metadata)
         if provenance:
             metadata["provenance"] = provenance

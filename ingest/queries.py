@@ -5,15 +5,17 @@ from __future__ import annotations
 # -- the endpoint's fallback: Redis is down, keep the delivery in Postgres -----------------
 
 STORE_PENDING_EVENT = """
-INSERT INTO call_events (received_at, call_id, session_id, message_type, dedupe_key, message, state)
-VALUES (%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s, %(message)s, 'pending')
+INSERT INTO call_events (received_at, call_id, session_id, message_type, dedupe_key, message, body,
+                         final_transcript, status, event_at, state)
+VALUES (%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s, %(message)s, %(body)s,
+        %(final_transcript)s, %(status)s, %(event_at)s, 'pending')
 ON CONFLICT (dedupe_key) DO NOTHING
 """
 
 # Rows the endpoint kept while Redis was down and nobody has queued since; locked so that
 # several web processes draining at once hand each row to the queue once.
 CLAIM_UNQUEUED_EVENTS = """
-SELECT id, message, (extract(epoch FROM received_at) * 1000)::bigint AS received_at_ms
+SELECT id, message, body, (extract(epoch FROM received_at) * 1000)::bigint AS received_at_ms
 FROM call_events
 WHERE state = 'pending' AND enqueued_at IS NULL
 ORDER BY id
@@ -28,10 +30,10 @@ MARK_EVENTS_QUEUED = "UPDATE call_events SET enqueued_at = now() WHERE id = ANY(
 # The event came off the queue, which still holds it (a retry) or gave it up (failed): it
 # is marked queued, so the web processes' drainer does not queue it a second time.
 RECORD_FAILURE = """
-INSERT INTO call_events AS e (received_at, call_id, session_id, message_type, dedupe_key, message, state,
-                              attempts, last_error, enqueued_at)
-VALUES (%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s, %(message)s, %(state)s,
-        1, %(last_error)s, now())
+INSERT INTO call_events AS e (received_at, call_id, session_id, message_type, dedupe_key, message, body,
+                              final_transcript, status, event_at, state, attempts, last_error, enqueued_at)
+VALUES (%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s, %(message)s, %(body)s,
+        %(final_transcript)s, %(status)s, %(event_at)s, %(state)s, 1, %(last_error)s, now())
 ON CONFLICT (dedupe_key) DO UPDATE SET
     attempts = e.attempts + 1,
     last_error = EXCLUDED.last_error,
@@ -46,30 +48,41 @@ SET state = %(state)s, last_error = %(error)s,
 WHERE id = %(id)s
 """
 
+# An event that cannot be opened (sealed under a key this process does not hold) keeps its
+# state; the error says why it waits.
+SET_EVENT_ERROR = "UPDATE call_events SET last_error = %(error)s WHERE id = %(id)s"
+
 RECORD_AND_APPLY = """
 SELECT event_id, state, outcome, ended, transcript_source
 FROM ingest_record_and_apply(%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s,
-                             %(message)s, %(patch)s::jsonb)
+                             %(message)s, %(body)s, %(final_transcript)s, %(status)s, %(event_at)s,
+                             %(patch)s::jsonb)
 """
 
 APPLY_PATCH = "SELECT outcome, ended, transcript_source FROM ingest_apply_patch(%(patch)s::jsonb)"
 
 CLAIM_WAITING_FOR_CALL = """
-SELECT id, message FROM call_events WHERE call_id = %(call_id)s AND state = 'waiting' ORDER BY id FOR UPDATE
+SELECT id, message, body, received_at FROM call_events
+WHERE call_id = %(call_id)s AND state = 'waiting' ORDER BY id FOR UPDATE
 """
 
 CLAIM_WAITING_FOR_SESSION = """
-SELECT id, message FROM call_events
+SELECT id, message, body, received_at FROM call_events
 WHERE session_id = %(session_id)s AND call_id IS NULL AND state = 'waiting' ORDER BY id FOR UPDATE
 """
 
-FINAL_TRANSCRIPTS = """
-SELECT message -> 'timestamp', message ->> 'role', message ->> 'transcript'
-FROM call_events
-WHERE call_id = %(call_id)s
-  AND message_type IN ('transcript', 'transcript[transcriptType="final"]', 'transcript[transcriptType=''final'']')
-  AND (message_type <> 'transcript' OR message ->> 'transcriptType' = 'final')
-  AND state IN ('applied', 'pending', 'waiting')
+# A final transcript event: the clear column (migration 0020), or, for a row recorded in
+# plain text before it, the message itself. The worker opens what it selects.
+_FINAL_TRANSCRIPT = """(e.final_transcript OR (
+      e.message_type IN ('transcript', 'transcript[transcriptType="final"]', 'transcript[transcriptType=''final'']')
+      AND (e.message_type <> 'transcript' OR e.message ->> 'transcriptType' = 'final')))"""
+
+FINAL_TRANSCRIPTS = f"""
+SELECT e.message, e.body
+FROM call_events AS e
+WHERE e.call_id = %(call_id)s
+  AND {_FINAL_TRANSCRIPT}
+  AND e.state IN ('applied', 'pending', 'waiting')
 """
 
 # The sweeper: events left pending or waiting past a grace period (a lost queue message,
@@ -85,7 +98,7 @@ LIMIT %(limit)s
 """
 
 CLAIM_STORED_EVENT = """
-SELECT message, received_at FROM call_events
+SELECT message, body, received_at FROM call_events
 WHERE id = %(id)s AND state IN ('pending', 'waiting', 'failed')
 FOR UPDATE SKIP LOCKED
 """
@@ -97,14 +110,12 @@ FOR UPDATE SKIP LOCKED
 # they give no transcript, MARK_TRANSCRIPT_TRIED keeps that id in the row, so such a call
 # is tried once, again only when a newer final arrives, and never crowds out the calls
 # behind it.
-CALLS_WITHOUT_TRANSCRIPT = """
+CALLS_WITHOUT_TRANSCRIPT = f"""
 SELECT s.call_id::text, f.newest FROM user_sessions AS s
 CROSS JOIN LATERAL (
     SELECT max(e.id) AS newest FROM call_events AS e
     WHERE e.call_id = s.call_id::text
-      AND e.message_type IN ('transcript', 'transcript[transcriptType="final"]',
-                             'transcript[transcriptType=''final'']')
-      AND (e.message_type <> 'transcript' OR e.message ->> 'transcriptType' = 'final')
+      AND {_FINAL_TRANSCRIPT}
       AND e.state IN ('applied', 'pending', 'waiting')
 ) AS f
 WHERE s.call_transcript IS NULL AND s.call_id IS NOT NULL
@@ -169,7 +180,7 @@ LIMIT %(limit)s
 GET_EVENT = """
 SELECT id, received_at, message_type, call_id, session_id, state, attempts,
        nullif(split_part(coalesce(last_error, ''), E'\\n', 1), '') AS error,
-       last_error, applied_at, updated_at, enqueued_at, dedupe_key, message
+       last_error, applied_at, updated_at, enqueued_at, dedupe_key, message, body
 FROM call_events
 WHERE id = %(id)s
 """
@@ -202,7 +213,7 @@ LOCK_SESSION_KEY = "SELECT pg_advisory_xact_lock(hashtextextended('ingest:' || %
 # Every recorded event of a row that is, or will be, part of it (not failed, not ignored):
 # the call's own events, and events naming only the row's session.
 EVENTS_OF_SESSION_ROW = """
-SELECT id, message, received_at FROM call_events
+SELECT id, message, body, received_at FROM call_events
 WHERE (call_id = %(call_id)s::text OR (call_id IS NULL AND session_id = %(session_id)s::text))
   AND state IN ('applied', 'pending', 'waiting')
 ORDER BY id
@@ -251,7 +262,8 @@ LIMIT %(limit)s OFFSET %(offset)s
 OPS_SESSION_BY_KEY = """
 SELECT call_id, session_id, type, customer_number, business_number, started_at_utc, ended_at_utc, ended_reason,
        duration_seconds, duration_minutes, cost_total, call_outcome, sentiment, created_at, assistant_id,
-       phone_number_id, client_id, user_id, source, call_summary, call_transcript, keywords, server_messages, metadata
+       phone_number_id, client_id, user_id, source, call_summary, call_transcript, keywords, server_messages, metadata,
+       call_summary_original, call_transcript_original
 FROM user_sessions
 WHERE call_id = ingest_try_uuid(%(key)s::text) OR session_id = %(key)s::text
 ORDER BY call_id IS NULL
@@ -261,7 +273,8 @@ LIMIT 1
 # Every state, in arrival order: the call's whole timeline, not only what is unfinished.
 OPS_EVENTS_OF_KEY = """
 SELECT id, received_at, message_type, call_id, session_id, state, attempts, last_error, applied_at,
-       message ->> 'status' AS status, message -> 'timestamp' AS event_timestamp
+       coalesce(status, message ->> 'status') AS status,
+       coalesce(to_jsonb(event_at), message -> 'timestamp') AS event_timestamp
 FROM call_events
 WHERE call_id = %(key)s::text OR session_id = %(key)s::text
 ORDER BY id
@@ -294,9 +307,102 @@ LIMIT %(limit)s
 
 CALL_BY_ID = "SELECT * FROM user_sessions_local WHERE call_id = %(call_id)s::uuid"
 
+# --- the access log: data_access_log (ingest.audit) ---
+
+RECORD_ACCESS = """
+INSERT INTO data_access_log
+    (actor, actor_kind, action, surface, target_kind, target, target_count, reason, client_id, details)
+VALUES (%(actor)s, %(actor_kind)s, %(action)s, %(surface)s, %(target_kind)s, %(target)s, %(target_count)s,
+        %(reason)s, %(client_id)s, %(details)s::jsonb)
+"""
+
+# Newest first. ``call`` matches a call or session targeted, or the call of an event targeted.
+ACCESS_ENTRIES = """
+SELECT id, at, actor, actor_kind, action, surface, target_kind, target, target_count, reason, client_id,
+       db_role, details
+FROM data_access_log
+WHERE (%(call)s::text IS NULL OR target = %(call)s::text OR details ->> 'call' = %(call)s::text)
+  AND (%(actor)s::text IS NULL OR actor = %(actor)s::text)
+  AND (%(action)s::text IS NULL OR action = %(action)s::text)
+  AND (%(since)s::timestamptz IS NULL OR at >= %(since)s::timestamptz)
+ORDER BY at DESC, id DESC
+LIMIT %(limit)s
+"""
+
 # --- ingest dev --demo: what the sample calls produced ---
 
 DEMO_EVENT_STATES = "SELECT state, count(*) FROM call_events WHERE call_id = ANY(%(ids)s) GROUP BY state"
 DEMO_SESSION_ROWS = "SELECT count(*) FROM user_sessions WHERE call_id = ANY(%(ids)s::uuid[])"
 DEMO_ALL_SESSION_ROWS = "SELECT count(*) FROM user_sessions"
 DEMO_FAILURES = "SELECT message_type, last_error FROM call_events WHERE call_id = ANY(%(ids)s) AND state = 'failed'"
+
+# --- ops: re-sealing under the current key (ingest.ops.keys) ---
+
+# Rows whose message is not sealed under the current key (``prefix`` is ``v1:<kid>:``):
+# plain ones, and ones sealed under an older key, a page at a time in id order. Reading the
+# prefix of an EXTERNAL body fetches its first chunk only. A row a worker holds is waited
+# for (its transactions are short).
+EVENTS_TO_RESEAL = """
+SELECT id, message, body FROM call_events
+WHERE id > %(after)s AND (body IS NULL OR substring(body FROM 1 FOR length(%(prefix)s)) <> %(prefix)s)
+ORDER BY id
+LIMIT %(limit)s
+FOR UPDATE
+"""
+
+EVENTS_TO_RESEAL_COUNT = """
+SELECT count(*) FROM call_events
+WHERE body IS NULL OR substring(body FROM 1 FOR length(%(prefix)s)) <> %(prefix)s
+"""
+
+RESEAL_EVENT = """
+UPDATE call_events
+SET message = NULL, body = %(body)s, final_transcript = %(final_transcript)s,
+    status = coalesce(status, %(status)s), event_at = coalesce(event_at, %(event_at)s)
+WHERE id = %(id)s
+"""
+
+# Rows with something to seal or re-seal: an original or a raw number not under the current
+# key (``prefix`` is ``v1:<kid>:``), or, where nothing was ever sealed, a transcript or
+# summary that may hold personal data in clear (written before redaction).
+SESSIONS_TO_RESEAL = """
+SELECT id, call_transcript, call_summary, call_transcript_original, call_summary_original, keywords,
+       metadata -> 'raw_numbers' AS raw_numbers
+FROM user_sessions
+WHERE id > %(after)s::uuid AND (
+       (call_transcript_original IS NOT NULL AND NOT starts_with(call_transcript_original, %(prefix)s))
+    OR (call_summary_original IS NOT NULL AND NOT starts_with(call_summary_original, %(prefix)s))
+    OR (call_transcript_original IS NULL AND call_transcript IS NOT NULL AND %(redact)s)
+    OR (call_summary_original IS NULL AND call_summary IS NOT NULL AND %(redact)s)
+    OR EXISTS (SELECT 1 FROM jsonb_each_text(CASE WHEN jsonb_typeof(metadata -> 'raw_numbers') = 'object'
+                                                  THEN metadata -> 'raw_numbers' END) AS n
+               WHERE NOT starts_with(n.value, %(prefix)s)))
+ORDER BY id
+LIMIT %(limit)s
+FOR UPDATE
+"""
+
+RESEAL_SESSION = """
+UPDATE user_sessions
+SET call_transcript = %(call_transcript)s, call_summary = %(call_summary)s,
+    call_transcript_original = %(call_transcript_original)s, call_summary_original = %(call_summary_original)s,
+    keywords = %(keywords)s,
+    metadata = CASE WHEN %(raw_numbers)s::jsonb IS NULL THEN metadata
+                    ELSE jsonb_set(metadata, '{raw_numbers}', %(raw_numbers)s::jsonb) END
+WHERE id = %(id)s
+"""
+
+# Values per key id (NULL: plain text): raw events by their body's prefix, session rows by
+# their transcript's or summary's sealed original.
+KEY_USAGE = """
+SELECT 'call_events' AS "table",
+       CASE WHEN body IS NOT NULL THEN convert_from(
+           substring(body FROM 4 FOR position(':'::bytea IN substring(body FROM 4 FOR 40)) - 1), 'UTF8') END,
+       count(*)
+FROM call_events GROUP BY 2
+UNION ALL
+SELECT 'user_sessions', CASE WHEN starts_with(o, 'v1:') THEN split_part(o, ':', 2) END, count(*)
+FROM user_sessions, LATERAL (VALUES (call_transcript_original), (call_summary_original)) AS v(o)
+WHERE o IS NOT NULL GROUP BY 2
+ORDER BY 1, 2 NULLS FIRST
+"""

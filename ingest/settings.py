@@ -14,6 +14,7 @@ Every variable, its default and its meaning is listed in the README's configurat
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import zoneinfo
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ from ingest.metrics.multiprocess import worker_metrics_port
 
 if TYPE_CHECKING:
     from ingest.ops.page.auth import OpsAuth
+    from ingest.privacy import Privacy
+    from ingest.sealing import Keyring
     from ingest.web.answers import AnswerSettings
     from ingest.web.auth_settings import AuthSettings
     from ingest.web.client_address import TrustedProxies
@@ -108,6 +111,10 @@ class Settings:
     max_unverified_bodies: int = 16
     enqueue_timeout: float = 0.25
     phone_region: str = "NZ"
+    # Personal data (docs/security.md): redact searchable text; run without encryption keys
+    # only when INGEST_PLAINTEXT says so.
+    redact: bool = True
+    plaintext: bool = False
     sweep_interval: float = 30.0
     sweep_grace: float = 120.0
     heartbeat_timeout_ms: int = 60_000
@@ -125,6 +132,37 @@ class Settings:
         from ingest.web.auth_settings import AuthSettings
 
         return AuthSettings.from_env(self.environment)
+
+    @functools.cached_property
+    def keyring(self) -> Keyring:
+        """The sealing keys (``INGEST_ENCRYPTION_KEYS``); empty when none are configured."""
+        from ingest.sealing import Keyring
+
+        keyring = Keyring.parse(self.environment.get("INGEST_ENCRYPTION_KEYS", ""))
+        if keyring.sealing and self.plaintext:
+            raise ConfigError("INGEST_PLAINTEXT=true and INGEST_ENCRYPTION_KEYS are both set: choose one")
+        return keyring
+
+    def require_keys(self) -> None:
+        """Refuse to run the service without sealing keys, unless plain text is chosen explicitly
+        (then say so loudly, once per process)."""
+        if self.keyring.sealing:
+            return
+        if not self.plaintext:
+            raise ConfigError(
+                "no encryption key: set INGEST_ENCRYPTION_KEYS (`ingest keys generate` makes one), "
+                "or INGEST_PLAINTEXT=true to store transcripts and raw bodies unencrypted"
+            )
+        logging.getLogger("ingest").warning(
+            "INGEST_PLAINTEXT is set: raw bodies and original transcripts are stored UNENCRYPTED"
+        )
+
+    @functools.cached_property
+    def privacy(self) -> Privacy:
+        """Region, redaction and keys: how events are applied and kept (``ingest.privacy``)."""
+        from ingest.privacy import Privacy
+
+        return Privacy(phone_region=self.phone_region, redact=self.redact, keyring=self.keyring)
 
     @functools.cached_property
     def answers(self) -> AnswerSettings:
@@ -178,6 +216,8 @@ class Settings:
             max_unverified_bodies=_int(env, "MAX_UNVERIFIED_BODIES", 16, minimum=1),
             enqueue_timeout=_int(env, "ENQUEUE_TIMEOUT_MS", 250, minimum=1) / 1000,
             phone_region=_region(env),
+            redact=env_flag(env, "INGEST_REDACT", True),
+            plaintext=env_flag(env, "INGEST_PLAINTEXT", False),
             sweep_interval=float(_int(env, "SWEEP_INTERVAL_SECONDS", 30, minimum=1)),
             sweep_grace=float(_int(env, "SWEEP_GRACE_SECONDS", 120, minimum=1)),
             heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000, minimum=1000),

@@ -130,3 +130,45 @@ class EventState(StrEnum):
     APPLIED = "applied"
     FAILED = "failed"  # can never be applied; the error is kept
     IGNORED = "ignored"  # recorded only (unknown or informational type)
+
+
+class AuditAction(StrEnum):
+    """``data_access_log.action``: a read of session data or an administrative action (``ingest.audit``)."""
+
+    VIEW_CALL = "view_call"
+    LIST_CALLS = "list_calls"
+    VIEW_EVENT = "view_event"
+    LIST_EVENTS = "list_events"
+    REAPPLY = "reapply"
+    DISCARD = "discard"
+    DLQ_REQUEUE = "dlq_requeue"
+    DLQ_PURGE = "dlq_purge"
+    REBUILD = "rebuild"
+    REVEAL = "reveal"  # a sealed value shown in clear; always with a reason
+    EXPORT = "export"
+    KEYS_ROTATE = "keys_rotate"
+
+
+class AuditSurface(StrEnum):
+    """``data_access_log.surface``: where the access came through."""
+
+    CLI = "cli"  # the ingest command
+    OPS = "ops"  # the /ops page
+
+
+class AuditActorKind(StrEnum):
+    """``data_access_log.actor_kind``: what ``actor`` names."""
+
+    OS_USER = "os_user"  # the operating-system user running the ingest command
+    OPS_USER = "ops_user"  # the /ops page's basic-auth user (INGEST_OPS_USER)
+    OPS_BEARER = "ops_bearer"  # the /ops page's bearer token (INGEST_OPS_TOKEN), by name, never its value
+
+
+class AuditTargetKind(StrEnum):
+    """``data_access_log.target_kind``: what ``target`` is."""
+
+    CALL = "call"
+    SESSION = "session"
+    EVENT = "event"
+    DEAD_LETTER = "dead_letter"
+    BULK = "bulk"  # several items or rows: ``target_count`` says how many

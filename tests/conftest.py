@@ -24,6 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ingest.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from ingest.migrate import FUNCTIONS_DIR, MIGRATIONS_DIR, migrate
+from ingest.sealing import generate_key
 
 # Hypothesis runs third-party "hypothesis" entry points on import; trio (pulled in by the
 # browser driver) registers one that warns, and warnings are errors here. None are needed.
@@ -32,6 +33,10 @@ os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
 # recorded calls route to clients no test registers. tests/sql/test_unknown_clients.py
 # proves that the default, false, refuses them.
 os.environ["INGEST_CREATE_CLIENTS"] = "true"
+# Sealed at rest, as the service refuses to run otherwise: a key made for this run (subprocesses
+# inherit it). tests/test_sealing.py covers plain text and the refusal without keys.
+os.environ["INGEST_ENCRYPTION_KEYS"] = generate_key()
+os.environ.pop("INGEST_PLAINTEXT", None)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = ROOT / ".data" / "test"

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from support.apply import RECEIVED_AT_MS, apply_bodies
+from support.apply import PRIVACY, RECEIVED_AT_MS, apply_bodies
 from support.fixtures import all_calls, fixture_path, iter_bodies, load_call, load_event
-from support.rows import event_states, session_rows, usage
+from support.rows import event_states, session_rows, stored_messages, usage
 
 from ingest.apply import apply_event
 from ingest.errors import Unmappable
@@ -206,10 +206,9 @@ def test_transcript_is_rebuilt_from_finals_when_no_report_comes(db: psycopg.Conn
 def test_nul_byte_in_a_transcript_is_stored(db: psycopg.Connection[Any]) -> None:
     """A final transcript containing U+0000 is recorded and applied, with U+FFFD in its place."""
     assert apply_bodies(db, [load_event("transcript_nul_byte.json")]) == [EventState.APPLIED]
-    stored = db.execute("SELECT message ->> 'transcript' FROM call_events").fetchone()
-    assert stored is not None
-    assert "\ufffd" in stored[0]
-    assert "\x00" not in stored[0]
+    [stored] = stored_messages(db)
+    assert "\ufffd" in stored["transcript"]
+    assert "\x00" not in stored["transcript"]
 
 
 def test_session_only_stream(db: psycopg.Connection[Any]) -> None:
@@ -284,7 +283,7 @@ def test_non_uuid_call_id_is_unmappable(db: psycopg.Connection[Any]) -> None:
     """A call id that is not a UUID can never map: a permanent error, and nothing is half-written."""
     body = orjson.loads(load_event("status_update_bad_call_id.json"))
     with pytest.raises(Unmappable, match="not a UUID"):
-        apply_event(db, Event.from_body(body, RECEIVED_AT_MS), "NZ")
+        apply_event(db, Event.from_body(body, RECEIVED_AT_MS), PRIVACY)
     assert db.execute("SELECT count(*) FROM call_events").fetchone() == (0,)
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 from support.live import JSON, web_server
 
-from ingest.logs import FIELD_LIMIT, JsonFormatter
+from ingest.logs import FIELD_LIMIT, JsonFormatter, configure_logging
 
 SECRET = "logs-secret"
 
@@ -23,6 +25,7 @@ def test_a_huge_message_type_and_call_id_make_a_short_log_line(
         "REDIS_URL": redis_server_url,
         "INGEST_REDIS_NAMESPACE": redis_namespace,
         "VAPI_SECRET": SECRET,
+        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
         "LOG_LEVEL": "INFO",
     }
     body = orjson.dumps({"message": {"type": "t" * 4_000_000, "call": {"id": "c" * 1_000_000}}})
@@ -52,3 +55,17 @@ def test_every_field_of_a_record_is_bounded() -> None:
     [(key, value)] = line["fields"].items()
     assert len(key) < FIELD_LIMIT + 30
     assert len(value) < FIELD_LIMIT + 30
+
+
+def test_an_actor_s_arguments_are_never_logged(capsys: pytest.CaptureFixture[str]) -> None:
+    """At DEBUG, Dramatiq's "Received args=…" line of an actor's logger keeps no part of the webhook body."""
+    configure_logging("DEBUG")
+    try:
+        body = {"message": {"type": "transcript", "transcript": "call me on 021 448 9031", "customer": "a@b.nz"}}
+        logging.getLogger("worker.actors.apply_event").debug("Received args=%r kwargs=%r.", (body, 1), {})
+    finally:
+        configure_logging("INFO")
+    line = capsys.readouterr().err
+    assert "Received a message" in line
+    assert "021 448" not in line
+    assert "a@b.nz" not in line

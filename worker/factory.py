@@ -15,6 +15,7 @@ from worker.middleware import Resources
 
 def make_broker(settings: Settings) -> tuple[RedisBroker, Resources]:
     url = require(settings.redis_url, "REDIS_URL")
+    settings.require_keys()  # no worker seals nothing by accident
     # Only the middleware this service uses. Dramatiq's defaults add Callbacks, Pipelines and
     # ShutdownNotifications, and every middleware is called at each step of every message.
     middleware = [AgeLimit(), TimeLimit(), Retries()]

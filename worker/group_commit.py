@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool
 from ingest.apply import Connection, apply_event
 from ingest.errors import Transient
 from ingest.event import Event
+from ingest.privacy import Privacy
 from ingest.vocabulary import EventState
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,9 @@ class _Slot:
 
 
 class GroupCommit:
-    def __init__(self, pool: ConnectionPool, phone_region: str, *, max_batch: int = 64) -> None:
+    def __init__(self, pool: ConnectionPool, privacy: Privacy, *, max_batch: int = 64) -> None:
         self.pool = pool
-        self.phone_region = phone_region
+        self.privacy = privacy
         self.max_batch = max_batch
         self._waiting: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
         self._closed = False
@@ -114,7 +115,7 @@ class GroupCommit:
         """The whole batch in one transaction without savepoints; False (rolled back) if any event failed."""
         try:
             with conn.transaction():
-                states = [apply_event(conn, slot.event, self.phone_region, savepoint=False) for slot in batch]
+                states = [apply_event(conn, slot.event, self.privacy, savepoint=False) for slot in batch]
         except Exception:
             if conn.closed:
                 raise
@@ -128,6 +129,6 @@ class GroupCommit:
         with conn.transaction():
             for slot in batch:
                 try:
-                    slot.state = apply_event(conn, slot.event, self.phone_region)
+                    slot.state = apply_event(conn, slot.event, self.privacy)
                 except Exception as exc:
                     slot.error = exc

@@ -61,14 +61,14 @@ class Resources(Middleware):
         configure_logging(self.settings.log_level)  # JSON lines, like the web process
         self._pool = sync_pool(self.settings, name="worker")
         self._pool.open(wait=True, timeout=30)
-        self._group = GroupCommit(self._pool, self.settings.phone_region)
+        self._group = GroupCommit(self._pool, self.settings.privacy)
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         assert isinstance(broker, RedisBroker)
         queue_name = self.settings.queue_name
         self._sweeper = Sweeper(
             self.pool,
-            self.settings.phone_region,
+            self.settings.privacy,
             interval=self.settings.sweep_interval,
             grace=self.settings.sweep_grace,
             also=lambda: reclaim(broker, queue_name),
@@ -112,6 +112,6 @@ class Resources(Middleware):
         try:
             event = event_from_body(*message.args)
             with self.pool.connection() as conn:
-                record_failure(conn, event, error, permanent=True)
+                record_failure(conn, event, error, permanent=True, privacy=self.settings.privacy)
         except Exception as exc:
             log.error(complaint, extra={"error": type(exc).__name__})

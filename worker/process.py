@@ -36,7 +36,7 @@ def process(group: GroupCommit, event: Event) -> EventState | None:
         counters.event_failed(event.kind, permanent=permanent, seconds=time.perf_counter() - started)
         try:
             with pool.connection() as conn:
-                record_failure(conn, event, exc, permanent=permanent)
+                record_failure(conn, event, exc, permanent=permanent, privacy=group.privacy)
         except Exception as record_error:  # the database itself is down: Dramatiq still has the message
             log.error("could not record a failed event", extra={"error": type(record_error).__name__})
         fields = {"type": event.kind, "error": describe(exc, 500), "permanent": permanent}

@@ -18,13 +18,13 @@ from psycopg_pool import ConnectionPool
 from ingest import queries
 from ingest.apply import apply_stored_event, rebuild_transcript
 from ingest.errors import describe
+from ingest.privacy import Privacy
+from ingest.sealing import KeyUnavailable
 
 log = logging.getLogger(__name__)
 
 
-def sweep_once(
-    pool: ConnectionPool, phone_region: str, *, grace: float, unqueued_grace: float, limit: int = 100
-) -> int:
+def sweep_once(pool: ConnectionPool, privacy: Privacy, *, grace: float, unqueued_grace: float, limit: int = 100) -> int:
     """Apply up to ``limit`` stale events; return how many were applied or settled."""
     with pool.connection() as conn:
         params = {"grace": grace, "unqueued_grace": unqueued_grace, "limit": limit}
@@ -32,7 +32,7 @@ def sweep_once(
     done = 0
     for event_id in ids:
         with pool.connection() as conn:
-            outcome = apply_stored_event(conn, event_id, phone_region)
+            outcome = apply_stored_event(conn, event_id, privacy)
         if outcome.error is not None:
             log.warning(
                 "sweeper could not apply an event", extra={"id": event_id, "error": describe(outcome.error, 300)}
@@ -44,19 +44,23 @@ def sweep_once(
     return done
 
 
-def rebuild_missing_transcripts(pool: ConnectionPool, *, grace: float, limit: int = 50) -> int:
+def rebuild_missing_transcripts(pool: ConnectionPool, privacy: Privacy, *, grace: float, limit: int = 50) -> int:
     """Build transcripts from final transcript events for calls whose report never came; return the calls tried.
 
     A call whose finals give no transcript (no spoken text, no usable timestamps) is marked
     with the newest final it was tried with, so it is not read again on every sweep, ahead
-    of the calls behind it, but only once a newer final arrives.
+    of the calls behind it, but only once a newer final arrives. A call with a final sealed
+    under a key this process does not hold is left for a later sweep (logged).
     """
     with pool.connection() as conn:
         calls = conn.execute(queries.CALLS_WITHOUT_TRANSCRIPT, {"grace": grace, "limit": limit}).fetchall()
     for key, newest in calls:
-        with pool.connection() as conn, conn.transaction():
-            rebuild_transcript(conn, key)
-            conn.execute(queries.MARK_TRANSCRIPT_TRIED, {"call_id": key, "newest": newest})
+        try:
+            with pool.connection() as conn, conn.transaction():
+                rebuild_transcript(conn, key, privacy)
+                conn.execute(queries.MARK_TRANSCRIPT_TRIED, {"call_id": key, "newest": newest})
+        except KeyUnavailable as exc:
+            log.warning("transcript rebuild waits for a key", extra={"key_id": exc.key_id})
     return len(calls)
 
 
@@ -66,7 +70,7 @@ class Sweeper(threading.Thread):
     def __init__(
         self,
         pool: ConnectionPool,
-        phone_region: str,
+        privacy: Privacy,
         *,
         interval: float,
         grace: float,
@@ -75,15 +79,15 @@ class Sweeper(threading.Thread):
         super().__init__(name="ingest-sweeper", daemon=True)
         self.also = also
         self.pool = pool
-        self.phone_region = phone_region
+        self.privacy = privacy
         self.interval = interval
         self.grace = grace
         self._stopped = threading.Event()
 
     def run(self) -> None:
         tasks: list[Callable[[], object]] = [
-            lambda: sweep_once(self.pool, self.phone_region, grace=self.grace, unqueued_grace=self.grace * 5),
-            lambda: rebuild_missing_transcripts(self.pool, grace=self.grace * 5),
+            lambda: sweep_once(self.pool, self.privacy, grace=self.grace, unqueued_grace=self.grace * 5),
+            lambda: rebuild_missing_transcripts(self.pool, self.privacy, grace=self.grace * 5),
         ]
         if self.also is not None:
             tasks.insert(0, self.also)

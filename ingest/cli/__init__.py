@@ -10,7 +10,7 @@ import psycopg
 import redis
 from psycopg_pool import PoolTimeout
 
-from ingest.cli import calls, dlq, events, queue, rebuild, replay, serve
+from ingest.cli import audit, calls, dlq, events, keys, queue, rebuild, replay, serve
 from ingest.dev import stack, state
 from ingest.dev.embedded import EmbeddedError
 from ingest.errors import ConfigError
@@ -64,6 +64,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     dlq.add_arguments(dlq_parser)
     rebuild_parser = add("rebuild", rebuild.run, "Re-derive user_sessions rows from call_events alone.")
     rebuild.add_arguments(rebuild_parser)
+    keys_parser = add("keys", keys.run, "Make a sealing key, see what each key seals, re-seal under the first key.")
+    keys.add_arguments(keys_parser)
+    audit_parser = add("audit", audit.run, "List the access log: who read session data or acted on it, and when.")
+    audit.add_arguments(audit_parser)
     return parser, commands
 
 

@@ -9,17 +9,21 @@ from typing import Any
 
 import psycopg
 
+from ingest import audit
+from ingest.cli import revealing
 from ingest.cli.output import age, first_line, positive_int, since, table, to_json, wallclock, when
 from ingest.db import connection_kwargs, require
 from ingest.mapping.identity import as_uuid
 from ingest.ops import calls
-from ingest.ops.masking import mask_phone
-from ingest.patch import Source
+from ingest.ops.reveal import unopened
+from ingest.patch import ORIGINALS, Source
+from ingest.sealing import KeyUnavailable, SealError
 from ingest.settings import Settings
-from ingest.vocabulary import EventState
+from ingest.vocabulary import AuditAction, AuditTargetKind, EventState
 
 DEFAULT_LIMIT = 50
 TEXT_BLOCKS = ("call_summary", "call_transcript")  # printed whole, below the columns
+SEALED = {original: column for column, original in ORIGINALS.items()}
 LOCAL = {"started_at_nz": "started_at_local", "ended_at_nz": "ended_at_local"}
 
 
@@ -55,11 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = actions.add_parser(
         "show",
         help="one call: every column, where each value came from, its events",
-        description="One call's row (phone numbers masked; --json prints the row as stored), its provenance and"
-        " its events.",
+        description="One call's row with personal data hidden (numbers masked, transcript and summary redacted,"
+        " sealed originals named by their key), its provenance and its events. --reveal --reason TEXT shows the"
+        " original transcript and summary and whole numbers, and records the reveal with its reason.",
     )
     show.add_argument("call_id", type=_uuid("a call id"), metavar="CALL_ID")
-    show.add_argument("--json", action="store_true", help="machine-readable output: the row as stored")
+    show.add_argument("--json", action="store_true", help="machine-readable output (hidden the same way)")
+    revealing.add_options(show, "the original transcript and summary and whole numbers")
 
 
 def _connect(settings: Settings) -> psycopg.Connection[Any]:
@@ -72,9 +78,18 @@ def _money(value: Any) -> str:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    with _connect(settings) as conn:
+    with _connect(settings) as conn, conn.transaction():
         found = calls.list_calls(
             conn, since=args.since, client=args.client, assistant=args.assistant, outcome=args.outcome, limit=args.limit
+        )
+        filters = {"since": args.since, "assistant": args.assistant, "outcome": args.outcome, "limit": args.limit}
+        audit.cli().record(
+            conn,
+            AuditAction.LIST_CALLS,
+            AuditTargetKind.BULK,
+            target_count=len(found),
+            client_id=args.client,
+            details=filters,
         )
     if args.json:
         print(to_json([call.as_dict() for call in found]))
@@ -112,11 +127,13 @@ def _filtered(args: argparse.Namespace) -> bool:
 
 
 def _value(column: str, value: Any, detail: calls.CallDetail) -> str:
-    """One column as ``show`` prints it: masked, summarised or labelled with its zone."""
+    """One column as ``show`` prints it (hidden or revealed already): summarised or labelled with its zone."""
     if value is None:
         return "-"
-    if column in calls.PHONE_COLUMNS:
-        return mask_phone(value)
+    if column in SEALED:
+        if detail.revealed:
+            return f"(opened: below, as {SEALED[column]} (original))"
+        return f"{value} — use --reveal --reason TEXT"
     if column in LOCAL:
         local = detail.started_at_local if column == "started_at_nz" else detail.ended_at_local
         stored = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00")
@@ -149,9 +166,40 @@ def _in_reading_order(row: dict[str, Any]) -> list[str]:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    with _connect(settings) as conn:
-        detail = calls.get_call(conn, args.call_id)
-    if detail is None:
+    try:
+        reason = revealing.reason(args, settings.phone_region)
+    except revealing.Refused as exc:
+        print(f"ingest calls show: {exc}", file=sys.stderr)
+        return 2
+    failed: KeyUnavailable | SealError | None = None
+    detail: calls.CallDetail | None = None
+    with _connect(settings) as conn, conn.transaction():  # the read and its record commit together
+        stored = calls.get_call(conn, args.call_id)
+        if stored is not None and reason is None:
+            detail = stored.hidden(settings.phone_region)
+        elif stored is not None:
+            try:
+                detail = stored.revealed_with(settings.privacy)
+            except (KeyUnavailable, SealError) as exc:
+                failed = exc
+        client, shown = (stored.row["client_id"] if stored else None), int(detail is not None)
+        if reason is None:
+            audit.cli().record(
+                conn, AuditAction.VIEW_CALL, AuditTargetKind.CALL, args.call_id, target_count=shown, client_id=client
+            )
+        else:
+            about = {"unopened_key": failed.key_id} if failed else {}
+            audit.cli().record(
+                conn,
+                AuditAction.REVEAL,
+                AuditTargetKind.CALL,
+                args.call_id,
+                target_count=shown,
+                client_id=client,
+                reason=reason,
+                details=about,
+            )
+    if stored is None:
         print(f"ingest calls show: no call {args.call_id} in user_sessions", file=sys.stderr)
         print(
             f"  events recorded for it that made no row: ingest events list --call {args.call_id}"
@@ -159,17 +207,28 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
+    if detail is None:
+        assert failed is not None
+        print(f"ingest calls show: cannot reveal call {args.call_id}: {unopened(failed)}", file=sys.stderr)
+        return 1
     if args.json:
         print(to_json(detail.as_dict()))
         return 0
+    _print(args.call_id, detail)
+    return 0
+
+
+def _print(call_id: str, detail: calls.CallDetail) -> None:
     width = max(len(column) for column in detail.row)
-    print(f"call {args.call_id}")
+    revealed = "  (revealed: the originals and whole numbers)" if detail.revealed else ""
+    print(f"call {call_id}{revealed}")
     for column in _in_reading_order(detail.row):
         print(f"  {column:<{width}}  {_value(column, detail.row[column], detail)}")
     for column in TEXT_BLOCKS:
-        if detail.row.get(column):
-            print(f"{column}:")
-            print("\n".join(f"  {line}" for line in str(detail.row[column]).splitlines()))
+        text = detail.original(column) if detail.revealed else detail.row.get(column)
+        if text:
+            print(f"{column} (original):" if detail.revealed else f"{column}:")
+            print("\n".join(f"  {line}" for line in str(text).splitlines()))
     print(f"provenance (the source of each value; sources, best first: {', '.join(Source)}):")
     if detail.provenance:
         lines = table(("COLUMN", "SOURCE"), sorted(detail.provenance.items()))
@@ -185,14 +244,17 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
         print("  none recorded (a row written by hand, or before call_events existed)")
     if len(detail.events) == calls.EVENTS_SHOWN:
         print(
-            f"  (the newest {calls.EVENTS_SHOWN}; ingest events list --call {args.call_id}"
+            f"  (the newest {calls.EVENTS_SHOWN}; ingest events list --call {call_id}"
             f" --state {','.join(EventState)} --limit N for more)"
         )
-    print(
-        f"phone numbers are masked; `ingest calls show {args.call_id} --json` prints the row as stored,"
-        " `ingest events show ID` an event's message."
-    )
-    return 0
+    if detail.revealed:
+        print("shown with the originals: this reveal is recorded in the access log, with its reason.")
+    else:
+        print(
+            "personal data is hidden (numbers masked, transcript and summary redacted);"
+            f" `ingest calls show {call_id} --reveal --reason TEXT` shows the originals (recorded in the access log),"
+            " `ingest events show ID` an event's message."
+        )
 
 
 ACTIONS = {"list": _list, "show": _show}

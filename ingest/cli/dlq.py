@@ -6,12 +6,15 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
+import psycopg
 import redis
 
+from ingest import audit
 from ingest.cli.output import NotInteractive, age, confirm, first_line, positive_int, table, to_json, when
-from ingest.db import require
+from ingest.db import connection_kwargs, require
 from ingest.ops import dead_letters
 from ingest.settings import Settings
+from ingest.vocabulary import AuditAction, AuditTargetKind
 
 
 def _select(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -47,6 +50,16 @@ def _ids(args: argparse.Namespace) -> list[str] | None:
     return None if args.all else list(args.ids)
 
 
+def _audit(settings: Settings, action: AuditAction, ids: list[str] | None) -> None:
+    """Record a requeue or purge before it runs (in Postgres: no access log, no action)."""
+    url = require(settings.database_url, "DATABASE_URL")
+    with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings)) as conn:
+        if ids is None:  # --all: as many as there are when it runs
+            audit.cli().record(conn, action, AuditTargetKind.BULK, details={"all": True})
+        else:
+            audit.cli().record(conn, action, **audit.by_ids(AuditTargetKind.DEAD_LETTER, ids))
+
+
 def _list(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
     letters = dead_letters.list_dead_letters(client, settings.queue_namespace, settings.queue_name, limit=args.limit)
     if args.json:
@@ -74,6 +87,7 @@ def _list(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> 
 
 def _requeue(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
     ids = _ids(args)
+    _audit(settings, AuditAction.DLQ_REQUEUE, ids)
     result = dead_letters.requeue(client, settings.queue_namespace, settings.queue_name, ids)
     print(f"requeued {result.requeued} message(s) on {settings.queue_name}")
     for redis_id in result.not_found:
@@ -98,6 +112,7 @@ def _purge(args: argparse.Namespace, settings: Settings, client: redis.Redis) ->
     except NotInteractive as exc:
         print(f"ingest dlq purge: {exc}", file=sys.stderr)
         return 2
+    _audit(settings, AuditAction.DLQ_PURGE, ids)
     deleted = dead_letters.purge(client, settings.queue_namespace, settings.queue_name, ids)
     print(f"deleted {deleted} dead-lettered message(s)")
     return 0 if deleted == len(set(ids)) else 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -10,12 +11,15 @@ import psycopg
 import redis
 from psycopg_pool import ConnectionPool
 
+from ingest import audit
+from ingest.cli import revealing
 from ingest.cli.output import event_id as event_id_arg
 from ingest.cli.output import first_line, positive_int, since, table, to_json, when
 from ingest.db import connection_kwargs, require
 from ingest.ops import events
+from ingest.ops.reveal import hidden_json, hidden_text
 from ingest.settings import Settings
-from ingest.vocabulary import EventState
+from ingest.vocabulary import AuditAction, AuditTargetKind, EventState
 
 DEFAULT_LIMIT = 50
 STATES = [state.value for state in EventState]
@@ -64,9 +68,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"events in this state ({'|'.join(STATES)}); repeatable or comma-separated (default: pending, waiting)",
     )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    show = actions.add_parser("show", help="one event: its error and its message", description="Show one event.")
+    show = actions.add_parser(
+        "show",
+        help="one event: its error and its message",
+        description="Show one event: its message with personal data hidden (every string redacted, numbers"
+        " masked). --reveal --reason TEXT prints the message exactly as received, and records the reveal with"
+        " its reason.",
+    )
     show.add_argument("id", type=event_id_arg, metavar="ID")
-    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--json", action="store_true", help="machine-readable output (hidden the same way)")
+    revealing.add_options(show, "the message exactly as received")
     reapply = actions.add_parser(
         "reapply",
         help="apply events again, through the worker's handlers and merge",
@@ -107,9 +118,22 @@ def _listed_states(args: argparse.Namespace) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The filters of a list or a re-apply, for its access-log entry."""
+    states = [state.value for state in getattr(args, "states", [])] + (["failed"] if args.failed else [])
+    return {"states": states, "type": args.message_type, "since": args.since, "limit": args.limit}
+
+
+def _audit_many(conn: psycopg.Connection[Any], action: AuditAction, args: argparse.Namespace, count: int) -> None:
+    """One entry for events chosen by ``--call`` (the call is the target) or by other filters (bulk)."""
+    kind, target = audit.call_target(args.call) if args.call else (AuditTargetKind.BULK, None)
+    audit.cli().record(conn, action, kind, target, target_count=count, details=_filters(args))
+
+
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    with _connect(settings) as conn:
+    with _connect(settings) as conn, conn.transaction():
         events = _select(conn, args)
+        _audit_many(conn, AuditAction.LIST_EVENTS, args, len(events))
     if args.json:
         print(to_json([event.as_dict() for event in events]))
         return 0
@@ -127,13 +151,48 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    with _connect(settings) as conn:
-        event = events.get_event(conn, args.id)
+    try:
+        reason = revealing.reason(args, settings.phone_region)
+    except revealing.Refused as exc:
+        print(f"ingest events show: {exc}", file=sys.stderr)
+        return 2
+    with _connect(settings) as conn, conn.transaction():  # the read and its record commit together
+        event = events.get_event(conn, args.id, settings.privacy)
+        about: dict[str, Any] = {"call": event.key} if event and event.key else {}
+        if reason is None:
+            shown = int(event is not None)
+            audit.cli().record(
+                conn, AuditAction.VIEW_EVENT, AuditTargetKind.EVENT, str(args.id), target_count=shown, details=about
+            )
+        else:
+            shown = int(event is not None and event.unreadable is None)
+            if event is not None and event.unreadable is not None:
+                about["unopened_key"] = event.key_id
+            audit.cli().record(
+                conn,
+                AuditAction.REVEAL,
+                AuditTargetKind.EVENT,
+                str(args.id),
+                target_count=shown,
+                reason=reason,
+                details=about,
+            )
     if event is None:
         print(f"ingest events show: no event {args.id}", file=sys.stderr)
         return 1
+    if event.unreadable is not None:  # its message is sealed under a key not configured here
+        print(f"ingest events show: cannot open the message of event {event.id}: {event.unreadable}", file=sys.stderr)
+        return 1
+    region = settings.phone_region
+    if reason is None:
+        event = dataclasses.replace(
+            event,
+            message=hidden_json(event.message, region),
+            last_error=hidden_text(event.last_error, region) if event.last_error else None,
+            error=hidden_text(event.error, region) if event.error else None,
+        )
     if args.json:
-        print(to_json(event.as_dict()))
+        print(to_json({**event.as_dict(), "revealed": reason is not None}))
         return 0
     fields = [
         ("type", event.message_type),
@@ -151,7 +210,11 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     if event.last_error:
         print("error:")
         print("\n".join(f"  {line}" for line in event.last_error.splitlines()))
-    print("message:")
+    if reason is None:
+        hint = f"`ingest events show {event.id} --reveal --reason TEXT` prints it as received"
+        print(f"message (personal data hidden; {hint}):")
+    else:
+        print("message (as received; this reveal is recorded in the access log, with its reason):")
     print(to_json(event.message))
     return 0
 
@@ -168,11 +231,15 @@ def _reapply(args: argparse.Namespace, settings: Settings) -> int:
         ids = args.ids or events.matching_event_ids(
             conn, failed=args.failed, message_type=args.message_type, call=args.call, since=args.since, limit=args.limit
         )
+        if args.ids:
+            audit.cli().record(conn, AuditAction.REAPPLY, **audit.by_ids(AuditTargetKind.EVENT, ids))
+        else:
+            _audit_many(conn, AuditAction.REAPPLY, args, len(ids))
     url = require(settings.database_url, "DATABASE_URL")
     pool = ConnectionPool(url, min_size=1, max_size=1, kwargs=connection_kwargs(settings), open=False, name="ops")
     try:
         pool.open(wait=True, timeout=10)
-        result = events.reapply(pool, ids, phone_region=settings.phone_region)
+        result = events.reapply(pool, ids, privacy=settings.privacy)
     finally:
         pool.close()
     print(f"applied {result.applied} of {result.total}")
@@ -185,7 +252,8 @@ def _discard(args: argparse.Namespace, settings: Settings) -> int:
     """Mark failed events ignored and delete their dead letters (the page's discard does the same)."""
     client = redis.Redis.from_url(require(settings.redis_url, "REDIS_URL"), socket_timeout=10)
     try:
-        with _connect(settings) as conn:
+        with _connect(settings) as conn, conn.transaction():
+            audit.cli().record(conn, AuditAction.DISCARD, **audit.by_ids(AuditTargetKind.EVENT, args.ids))
             count = events.discard(conn, args.ids, events.Queue(client, settings.queue_namespace, settings.queue_name))
     finally:
         client.close()

@@ -12,10 +12,12 @@ from typing import Any
 
 import psycopg
 
+from ingest import audit
 from ingest.cli.output import to_json
 from ingest.db import connection_kwargs, require
 from ingest.ops.rebuild import NO_KEY, RebuildResult, RowKey, every_key, rebuild_row
 from ingest.settings import Settings
+from ingest.vocabulary import AuditAction, AuditTargetKind
 
 # The sweeper builds a missing transcript once a call has been over for this many sweep
 # grace periods (``worker.sweeper.Sweeper``); a rebuild does the same.
@@ -73,6 +75,16 @@ def _given(calls: list[str]) -> Iterator[RowKey]:
         yield RowKey(repr(call), call.strip() or None)
 
 
+def _audit(conn: psycopg.Connection[Any], args: argparse.Namespace) -> None:
+    """Record the rebuild before it starts: one entry per call given, or one for ``--all``."""
+    flags = {"dry_run": args.dry_run}
+    with conn.transaction():
+        if args.all:
+            audit.cli().record(conn, AuditAction.REBUILD, AuditTargetKind.BULK, details={**flags, "all": True})
+        for call in dict.fromkeys(args.call):
+            audit.cli().record(conn, AuditAction.REBUILD, *audit.call_target(call), target_count=1, details=flags)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if bool(args.call) == args.all:
         print("ingest rebuild: give --call ID (one or more) or --all", file=sys.stderr)
@@ -84,13 +96,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # --all pages through the keys on a second connection (a rebuilt row keeps its id, so
     # the pages neither skip nor repeat a row).
     with psycopg.connect(url, **connect) as conn, psycopg.connect(url, **connect) as lister:
+        _audit(conn, args)
         rows = every_key(lister) if args.all else _given(args.call)
         for row in rows:
             if row.key is None:  # nothing names its events: there is nothing to rebuild it from
                 result = RebuildResult(f"row {row.row_id}", "skipped", reason=NO_KEY)
             else:
                 result = rebuild_row(
-                    conn, row.key, phone_region=settings.phone_region, transcript_grace=grace, dry_run=args.dry_run
+                    conn, row.key, privacy=settings.privacy, transcript_grace=grace, dry_run=args.dry_run
                 )
             counts[result.outcome] += 1
             for line in _report(result, quiet=args.all):

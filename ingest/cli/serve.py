@@ -21,6 +21,7 @@ def web(args: argparse.Namespace, settings: Settings) -> int:
     settings.answers  # noqa: B018
     settings.ops_auth  # noqa: B018
     settings.trusted_proxies  # noqa: B018
+    settings.require_keys()
     multiprocess.prepare(multiprocess.WEB, settings.data_dir)  # before the app imports prometheus_client
     uvicorn.run(
         "ingest.web.app:create_app",
@@ -56,6 +57,7 @@ def worker_command(settings: Settings) -> list[str]:
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     require(settings.database_url, "DATABASE_URL")
     require(settings.redis_url, "REDIS_URL")
+    settings.require_keys()
     multiprocess.prepare(multiprocess.WORKER, settings.data_dir)  # inherited by every worker process
     # How long an idle consumer sleeps before asking Redis again (Dramatiq's default, 1 s,
     # would add up to a second to an event arriving at a quiet worker).

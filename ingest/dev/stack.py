@@ -30,6 +30,7 @@ import httpx
 from ingest.dev import demo, state
 from ingest.dev.embedded import EmbeddedPostgres, EmbeddedRedis, data_dir_lock
 from ingest.migrate import migrate
+from ingest.sealing import generate_key
 from ingest.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,20 @@ def ops_password(data_dir: Path) -> str:
     return password
 
 
+def encryption_key(data_dir: Path) -> str:
+    """The local stack's sealing key kept in ``data_dir`` (mode 0600), made on first use."""
+    path = data_dir / state.KEY_FILE
+    if path.exists() and (kept := path.read_text().strip()):
+        return kept
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = generate_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
 def child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = settings.database_url or ""
@@ -104,6 +119,9 @@ def child_env(settings: Settings) -> dict[str, str]:
     if not any(env.get(name) for name in ("INGEST_OPS_USER", "INGEST_OPS_PASSWORD", "INGEST_OPS_TOKEN")):
         env["INGEST_OPS_USER"] = OPS_USER
         env["INGEST_OPS_PASSWORD"] = ops_password(settings.data_dir)
+    if not env.get("INGEST_ENCRYPTION_KEYS") and not env.get("INGEST_PLAINTEXT"):
+        # sealed like production; losing the file loses what it sealed (docs/local-stack.md)
+        env["INGEST_ENCRYPTION_KEYS"] = encryption_key(settings.data_dir)
     return env
 
 

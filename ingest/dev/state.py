@@ -22,6 +22,9 @@ import orjson
 from ingest.settings import Settings
 
 STATE_FILE = "stack.json"
+# The local stack's encryption key (``kid:base64``, mode 0600), made by ``ingest dev`` on its
+# first run: never in stack.json, read from here by the commands that find the stack.
+KEY_FILE = "encryption.key"
 
 # What a client of the stack may take from it (secrets stay in the environment they were set in).
 SHARED_VARIABLES = ("DATABASE_URL", "REDIS_URL", "HOST", "PORT", "INGEST_INSECURE", "INGEST_REDIS_NAMESPACE")
@@ -82,4 +85,8 @@ def discovered(settings: Settings) -> Settings:
     if state is None:
         return settings
     given = {name: value for name, value in settings.environment.items() if value}
-    return Settings.from_env({**state.environment, **given})
+    found = dict(state.environment)
+    if not given.get("INGEST_ENCRYPTION_KEYS") and not given.get("INGEST_PLAINTEXT"):
+        with contextlib.suppress(OSError):
+            found["INGEST_ENCRYPTION_KEYS"] = (settings.data_dir / KEY_FILE).read_text().strip()
+    return Settings.from_env({**found, **given})

@@ -8,19 +8,42 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingest.mapping.call import call_identity
+from ingest.mapping.redaction import redact
 from ingest.mapping.timing import parse_instant
 from ingest.patch import Patch
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a handler may know besides the message: when it arrived, how to read numbers."""
+    """What a handler may know besides the message: when it arrived, how to read numbers,
+    whether personal data in text is redacted (``ingest.mapping.redaction``)."""
 
     received_at: datetime
     phone_region: str = "NZ"
+    redact: bool = True
 
 
 Handler = Callable[[dict[str, Any], Context], Patch]
+
+
+def redacted(text: str | None, context: Context) -> str | None:
+    """``text`` with personal data replaced by placeholders, unless redaction is off."""
+    if text is None or not context.redact:
+        return text
+    return redact(text, context.phone_region)
+
+
+def redacted_strings(value: Any, context: Context) -> Any:
+    """``value`` (JSON) with every string in it redacted: free-form analysis output kept in metadata."""
+    if not context.redact:
+        return value
+    if isinstance(value, str):
+        return redact(value, context.phone_region)
+    if isinstance(value, dict):
+        return {key: redacted_strings(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redacted_strings(item, context) for item in value]
+    return value
 
 
 def iso(instant: datetime | None) -> str | None:

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.handlers.common import Context, call_event, timeline_entry, with_metadata, with_timeline
+from ingest.handlers.common import (
+    Context,
+    call_event,
+    redacted,
+    redacted_strings,
+    timeline_entry,
+    with_metadata,
+    with_timeline,
+)
 from ingest.mapping.artifacts import performance_metrics, stable_recording_urls
 from ingest.mapping.costs import cost_metadata, reported_cost
 from ingest.mapping.identity import obj
@@ -52,12 +60,14 @@ def transcript_of(message: dict[str, Any]) -> str | None:
     )
 
 
-def _analysis(patch: Patch, message: dict[str, Any], transcript: str | None, reason: str | None) -> Patch:
+def _analysis(
+    patch: Patch, message: dict[str, Any], transcript: str | None, reason: str | None, context: Context
+) -> Patch:
+    """Summary, sentiment, outcome, keywords; keywords come from the redacted transcript."""
     analysis = obj(message.get("analysis"))
     structured = obj(analysis.get("structuredData"))
-    patch = patch.with_value(
-        "call_summary", _text(analysis.get("summary")) or _text(message.get("summary")), Source.REPORT
-    )
+    summary = _text(analysis.get("summary")) or _text(message.get("summary"))
+    patch = patch.with_text("call_summary", summary, Source.REPORT, redacted(summary, context))
 
     sentiment = normalise_sentiment(structured.get("sentiment"))
     if sentiment:
@@ -74,10 +84,11 @@ def _analysis(patch: Patch, message: dict[str, Any], transcript: str | None, rea
         from_reason = outcome_from_ended_reason(reason)
         patch = patch.with_value("call_outcome", from_reason.value if from_reason else None, Source.REPORT)
 
-    keywords = normalise_keywords(structured.get("keywords"))
+    keywords = normalise_keywords(redacted_strings(structured.get("keywords"), context))
     if keywords:
         return patch.with_value("keywords", keywords, Source.STRUCTURED)
-    return patch.with_value("keywords", extract_keywords(transcript) if transcript else None, Source.REPORT)
+    searchable = redacted(transcript, context)
+    return patch.with_value("keywords", extract_keywords(searchable) if searchable else None, Source.REPORT)
 
 
 def _times(patch: Patch, message: dict[str, Any], context: Context) -> Patch:
@@ -125,18 +136,20 @@ def handle(message: dict[str, Any], context: Context) -> Patch:
     patch = patch.with_value("duration", reported_duration_seconds(message), Source.REPORT)
     patch = patch.with_value("cost_total", reported_cost(message), Source.REPORT)
     transcript = transcript_of(message)
-    patch = patch.with_value("call_transcript", transcript, Source.REPORT)
-    patch = _analysis(patch, message, transcript, reason)
+    patch = patch.with_text("call_transcript", transcript, Source.REPORT, redacted(transcript, context))
+    patch = _analysis(patch, message, transcript, reason, context)
 
     analysis = obj(message.get("analysis"))
     call = obj(message.get("call"))
     report = {
         key: value
         for key, value in {
-            "success_evaluation": analysis.get("successEvaluation"),
-            "structured_data": analysis.get("structuredData") or None,
-            "structured_outputs": obj(message.get("artifact")).get("structuredOutputs") or None,
-            "ended_message": message.get("endedMessage") or call.get("endedMessage"),
+            # free-form text the assistant wrote: kept redacted, like the transcript
+            "success_evaluation": redacted_strings(analysis.get("successEvaluation"), context),
+            "structured_data": redacted_strings(analysis.get("structuredData"), context) or None,
+            "structured_outputs": redacted_strings(obj(message.get("artifact")).get("structuredOutputs"), context)
+            or None,
+            "ended_message": redacted_strings(message.get("endedMessage") or call.get("endedMessage"), context),
             "destination": message.get("destination"),
         }.items()
         if value is not None

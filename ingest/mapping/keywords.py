@@ -14,6 +14,8 @@ import re
 import threading
 from typing import TYPE_CHECKING, Final
 
+from ingest.mapping.redaction import Placeholder
+
 if TYPE_CHECKING:
     from yake import KeywordExtractor
 
@@ -58,19 +60,21 @@ def _extractor() -> KeywordExtractor:
 # The extractor keeps a similarity cache it clears as it goes; Dramatiq runs actors in
 # threads, so one extraction at a time (it is CPU-bound under the GIL anyway).
 _LOCK: Final = threading.Lock()
+_PLACEHOLDERS: Final = re.compile("|".join(re.escape(p.value) for p in Placeholder))
 
 
 def extract_keywords(text: str, limit: int = MAX_KEYWORDS) -> list[str]:
     """Up to ``limit`` key phrases of ``text``, best first, lower-cased and distinct.
 
-    Speaker labels are removed first; text past 100 000 characters is ignored. A phrase
+    Speaker labels and redaction placeholders (``[PHONE]``, …: not what a call was about)
+    are removed first; text past 100 000 characters is ignored. A phrase
     is skipped when its words all appear in a phrase already chosen ("marine" after
     "marine parade"). The same text always gives the same list: YAKE's ranking is a
     stable sort over candidates in text order.
     """
     if not isinstance(text, str) or limit <= 0:
         return []
-    cleaned = _SPEAKER.sub("", text[:_MAX_TEXT_CHARS]).strip()
+    cleaned = _PLACEHOLDERS.sub(" ", _SPEAKER.sub("", text[:_MAX_TEXT_CHARS])).strip()
     if not cleaned:
         return []
     extractor = _extractor()

@@ -6,9 +6,16 @@
   (or created) at or after ``since``. A listing holds the row's key fields and the
   customer's number masked; never a transcript, a summary or a raw body.
 - ``get_call(conn, call_id)`` → ``CallDetail`` or None: every column of the row as stored
-  (numbers whole, transcript and summary included), its ``*_nz`` times as the local
-  wall-clock times they hold with the zone's name, ``metadata.provenance`` (the source of
-  each value) and its newest ``EVENTS_SHOWN`` events in arrival order, whatever their state.
+  (numbers whole, sealed values sealed), its ``*_nz`` times as the local wall-clock times
+  they hold with the zone's name, ``metadata.provenance`` (the source of each value) and its
+  newest ``EVENTS_SHOWN`` events in arrival order, whatever their state. What a front shows
+  is one of two views of it:
+  - ``detail.hidden(region)``: personal data hidden (``ingest.ops.reveal``): numbers masked,
+    transcript, summary, keywords, metadata and event errors redacted and masked, sealed
+    values named by their key (``sealed (key k…)``), recording links left out;
+  - ``detail.revealed_with(privacy)``: the row as stored with its sealed values opened (the
+    original transcript and summary, raw numbers), for a reveal made with a reason;
+    ``KeyUnavailable`` / ``SealError`` (naming the key) when one does not open.
 
 Both read the view ``user_sessions_local`` (migration 0018), which shows each ``*_nz``
 column as a plain local timestamp next to the zone it is in.
@@ -16,6 +23,7 @@ column as a plain local timestamp next to the zone it is in.
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import uuid
 from dataclasses import asdict, dataclass
@@ -29,12 +37,18 @@ from ingest import queries
 from ingest.mapping.identity import as_uuid
 from ingest.ops import events
 from ingest.ops.masking import mask_phone
+from ingest.ops.reveal import hidden_json, hidden_text, sealed_label
+from ingest.patch import ORIGINALS
+from ingest.privacy import RAW_NUMBERS, Privacy
 from ingest.vocabulary import EventState
 
 Connection = psycopg.Connection[Any]
 
 EVENTS_SHOWN = 200
 PHONE_COLUMNS = ("business_number", "customer_number")
+TEXT_COLUMNS = ("call_summary", "call_transcript", "call_outcome")  # free text: hidden unless revealed
+JSON_COLUMNS = ("metadata", "server_messages")
+RECORDINGS = "recordings"  # metadata: recording links, which grant access to the audio
 LOCAL_COLUMNS = ("started_at_local", "ended_at_local", "local_timezone")  # the view's own
 
 
@@ -77,10 +91,32 @@ class CallDetail:
     local_timezone: str
     provenance: dict[str, str]
     events: list[events.EventSummary]  # arrival order, the newest EVENTS_SHOWN
+    revealed: bool = False  # the sealed values are opened
+
+    def hidden(self, region: str) -> CallDetail:
+        """This call with its personal data hidden: what every front shows unless asked to reveal."""
+        if self.revealed:
+            raise ValueError("hide the call as stored, not once revealed")
+        row = {column: _hidden(column, value, region) for column, value in self.row.items()}
+        errors = [dataclasses.replace(e, error=hidden_text(e.error, region) if e.error else None) for e in self.events]
+        return dataclasses.replace(self, row=row, events=errors, revealed=False)
+
+    def revealed_with(self, privacy: Privacy) -> CallDetail:
+        """This call with its sealed values opened; ``KeyUnavailable`` or ``SealError`` naming the key."""
+        return dataclasses.replace(self, row=privacy.open_row(self.row), revealed=True)
+
+    def original(self, column: str) -> str | None:
+        """The original text of ``call_transcript`` or ``call_summary`` once revealed (the column
+        itself when its original is NULL: redaction changed nothing)."""
+        if not self.revealed:
+            raise ValueError("the originals are shown only once revealed")
+        opened = self.row.get(ORIGINALS[column])
+        return opened if opened is not None else self.row.get(column)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able: times as ISO 8601 (the local ones without offset), amounts and ids as strings."""
         return {
+            "revealed": self.revealed,
             "row": {key: _plain(value) for key, value in self.row.items()},
             "local": {
                 "timezone": self.local_timezone,
@@ -90,6 +126,42 @@ class CallDetail:
             "provenance": self.provenance,
             "events": [event.as_dict() for event in self.events],
         }
+
+
+_SEALED_COLUMNS = frozenset(ORIGINALS.values())
+
+
+def _hidden(column: str, value: Any, region: str) -> Any:
+    """One column as it is shown without a reveal."""
+    if value is None:
+        return None
+    if column in PHONE_COLUMNS:
+        return mask_phone(value)
+    if column in _SEALED_COLUMNS:
+        return sealed_label(value)
+    if column in TEXT_COLUMNS:
+        return hidden_text(value, region)
+    if column == "keywords":
+        return [hidden_text(str(keyword), region) for keyword in value]
+    if column in JSON_COLUMNS:
+        if column == "metadata" and isinstance(value, dict):
+            return _hidden_metadata(value, region)
+        return hidden_json(value, region)
+    return value
+
+
+def _hidden_metadata(metadata: dict[str, Any], region: str) -> dict[str, Any]:
+    """``metadata`` hidden; sealed raw numbers named by their key, recording links left out."""
+    hidden: dict[str, Any] = hidden_json(
+        {key: value for key, value in metadata.items() if key not in (RAW_NUMBERS, RECORDINGS)}, region
+    )
+    raw = metadata.get(RAW_NUMBERS)
+    if isinstance(raw, dict):
+        hidden[RAW_NUMBERS] = {key: sealed_label(str(value)) for key, value in raw.items()}
+    recordings = metadata.get(RECORDINGS)
+    if isinstance(recordings, dict):
+        hidden[RECORDINGS] = {key: "(link not shown)" for key, value in recordings.items() if value}
+    return hidden
 
 
 def _plain(value: Any) -> Any:
@@ -168,4 +240,4 @@ def get_call(conn: Connection, call_id: str) -> CallDetail | None:
     )
 
 
-__all__ = ["EVENTS_SHOWN", "PHONE_COLUMNS", "CallDetail", "CallListing", "get_call", "list_calls"]
+__all__ = ["EVENTS_SHOWN", "PHONE_COLUMNS", "TEXT_COLUMNS", "CallDetail", "CallListing", "get_call", "list_calls"]

@@ -10,9 +10,9 @@ The one API for every operator surface (``ingest events``, the ops page's button
 - ``matching_event_ids(conn, *, failed=False, message_type=None, call=None, since=None,
   limit=None)`` → ``list[int]``: the ids of the events ``list_events`` would show for the
   same filters, newest first, read page by page: every one of them, or at most ``limit``.
-- ``get_event(conn, event_id)`` → ``EventDetail`` (the summary plus the whole error, the
+- ``get_event(conn, event_id, privacy)`` → ``EventDetail`` (the summary plus the whole error, the
   timestamps, the dedupe key and the raw message), or None.
-- ``reapply(pool, event_ids, *, phone_region)`` → ``ReapplyResult(applied, total,
+- ``reapply(pool, event_ids, *, privacy)`` → ``ReapplyResult(applied, total,
   failures)``: each event claimed and applied in its own transaction exactly as the sweeper
   does (``CLAIM_STORED_EVENT``, then the worker's ``apply_event``: same handlers, same
   merge, same follow-ups); a failure is recorded on the event as the worker records it
@@ -50,6 +50,8 @@ from ingest.apply import apply_stored_event
 from ingest.errors import describe
 from ingest.mapping.identity import as_uuid
 from ingest.ops import dead_letters
+from ingest.privacy import Privacy
+from ingest.sealing import KeyUnavailable, SealError, key_id_of
 from ingest.vocabulary import EventState
 
 Connection = psycopg.Connection[Any]
@@ -96,6 +98,8 @@ class EventDetail(EventSummary):
     enqueued_at: datetime | None = None
     dedupe_key: str = ""
     message: dict[str, Any] = field(default_factory=dict)
+    key_id: str | None = None  # the key its body is sealed under; None when kept in plain text
+    unreadable: str | None = None  # why the message could not be opened (a key not configured)
 
 
 @dataclass(frozen=True)
@@ -171,10 +175,20 @@ def matching_event_ids(
     return ids
 
 
-def get_event(conn: Connection, event_id: int) -> EventDetail | None:
+def get_event(conn: Connection, event_id: int, privacy: Privacy) -> EventDetail | None:
+    """The whole event, its message opened (``unreadable`` says why when it cannot be)."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(queries.GET_EVENT, {"id": event_id}).fetchone()
-    return None if row is None else EventDetail(**_summary_fields(row))
+    if row is None:
+        return None
+    body = row.pop("body")
+    fields = _summary_fields(row)
+    fields["key_id"] = key_id_of(body) if body is not None else None
+    try:
+        fields["message"] = privacy.open_message(row["message"], body)
+    except (SealError, KeyUnavailable) as exc:
+        fields["message"], fields["unreadable"] = {}, str(exc)
+    return EventDetail(**fields)
 
 
 def _unclaimed(conn: Connection, event_id: int) -> str | None:
@@ -203,10 +217,10 @@ def why_not_applied(event: EventDetail | None) -> str | None:
     return event.last_error or event.state.value
 
 
-def _reapply_one(pool: ConnectionPool, event_id: int, phone_region: str) -> str | None:
+def _reapply_one(pool: ConnectionPool, event_id: int, privacy: Privacy) -> str | None:
     """Apply one stored event; None when it ends applied, else why not."""
     with pool.connection() as conn:
-        outcome = apply_stored_event(conn, event_id, phone_region)
+        outcome = apply_stored_event(conn, event_id, privacy)
         if not outcome.claimed:
             return _unclaimed(conn, event_id)
     if outcome.error is not None:
@@ -216,12 +230,12 @@ def _reapply_one(pool: ConnectionPool, event_id: int, phone_region: str) -> str 
     return None  # applied, ignored (a type not mapped), or a duplicate of an applied event
 
 
-def reapply(pool: ConnectionPool, event_ids: Sequence[int], *, phone_region: str) -> ReapplyResult:
+def reapply(pool: ConnectionPool, event_ids: Sequence[int], *, privacy: Privacy) -> ReapplyResult:
     """Re-apply stored events through the worker's code path, one transaction each."""
     ids = list(dict.fromkeys(event_ids))
     failures: list[tuple[int, str]] = []
     for event_id in ids:
-        reason = _reapply_one(pool, event_id, phone_region)
+        reason = _reapply_one(pool, event_id, privacy)
         if reason is not None:
             failures.append((event_id, reason))
     return ReapplyResult(applied=len(ids) - len(failures), total=len(ids), failures=failures)

@@ -46,8 +46,8 @@ from psycopg.rows import dict_row
 from ingest import queries
 from ingest.apply import apply_message, rebuild_transcript
 from ingest.errors import describe, is_retryable
-from ingest.handlers import Context
 from ingest.mapping.identity import as_uuid
+from ingest.privacy import Privacy
 from ingest.vocabulary import EventState
 
 Connection = psycopg.Connection[Any]
@@ -102,37 +102,38 @@ def _row(conn: Connection, query: str, params: dict[str, Any]) -> dict[str, Any]
         return cur.execute(query, params).fetchone()
 
 
-def _replay(conn: Connection, events: list[tuple[int, dict[str, Any], datetime]], phone_region: str) -> None:
-    """Apply the events in order; those that found no row yet, again once it exists."""
+def _replay(conn: Connection, events: list[tuple[Any, ...]], privacy: Privacy) -> None:
+    """Apply the events (id, message, body, received_at) in order; those that found no row yet,
+    again once it exists. One that cannot be opened fails the row (``KeyUnavailable``)."""
     held = []
-    for _, message, received_at in events:
-        context = Context(received_at=received_at, phone_region=phone_region)
-        if apply_message(conn, message, context) == EventState.WAITING:
+    for _, kept, body, received_at in events:
+        message, context = privacy.open_message(kept, body), privacy.context(received_at)
+        if apply_message(conn, message, context, privacy) == EventState.WAITING:
             held.append((message, context))
     for message, context in held:
-        apply_message(conn, message, context)
+        apply_message(conn, message, context, privacy)
 
 
 def _derive(
     conn: Connection,
     old: dict[str, Any] | None,
-    events: list[tuple[int, dict[str, Any], datetime]],
+    events: list[tuple[Any, ...]],
     where: dict[str, str | None],
     *,
-    phone_region: str,
+    privacy: Privacy,
     transcript_grace: float,
 ) -> dict[str, Any] | None:
     """Replace ``old`` by the row its events make (keeping its identity); None if they make none."""
     if old is not None:
         conn.execute(queries.DELETE_SESSION_ROW, {"id": old["id"]})
-    _replay(conn, events, phone_region)
+    _replay(conn, events, privacy)
     new = _row(conn, queries.SESSION_ROW_BY_KEY, where)
     if new is None:
         return None
     ended, call_id = new["ended_at_utc"], where["call_id"]
     long_ago = datetime.now(UTC) - timedelta(seconds=transcript_grace)
     if call_id and new["call_transcript"] is None and ended is not None and ended < long_ago:
-        rebuild_transcript(conn, call_id)  # what the sweeper does for a report that never came
+        rebuild_transcript(conn, call_id, privacy)  # what the sweeper does for a report that never came
     if old is not None:
         params = {"id": old["id"], "created_at": old["created_at"], "new_id": new["id"]}
         conn.execute(queries.RESTORE_SESSION_IDENTITY, params)
@@ -158,7 +159,7 @@ def _conflict(exc: psycopg.Error) -> bool:
 
 
 def rebuild_row(
-    conn: Connection, key: str, *, phone_region: str, transcript_grace: float, dry_run: bool = False
+    conn: Connection, key: str, *, privacy: Privacy, transcript_grace: float, dry_run: bool = False
 ) -> RebuildResult:
     """Rebuild the row of call (or session) ``key`` from its events; see the module's docstring.
 
@@ -171,9 +172,7 @@ def rebuild_row(
     attempt = 1
     while True:
         try:
-            return _rebuild_once(
-                conn, key, phone_region=phone_region, transcript_grace=transcript_grace, dry_run=dry_run
-            )
+            return _rebuild_once(conn, key, privacy=privacy, transcript_grace=transcript_grace, dry_run=dry_run)
         except psycopg.Error as exc:
             if not _conflict(exc):
                 raise
@@ -186,7 +185,7 @@ def rebuild_row(
 
 
 def _rebuild_once(
-    conn: Connection, key: str, *, phone_region: str, transcript_grace: float, dry_run: bool
+    conn: Connection, key: str, *, privacy: Privacy, transcript_grace: float, dry_run: bool
 ) -> RebuildResult:
     call_id = as_uuid(key)
     try:
@@ -202,7 +201,7 @@ def _rebuild_once(
             if not events:
                 raise _Abandon(RebuildResult(key, "skipped", reason="no recorded events: left as it is"))
             try:
-                new = _derive(conn, old, events, where, phone_region=phone_region, transcript_grace=transcript_grace)
+                new = _derive(conn, old, events, where, privacy=privacy, transcript_grace=transcript_grace)
             except Exception as exc:
                 if is_retryable(exc):
                     raise
@@ -210,7 +209,8 @@ def _rebuild_once(
             if new is None:
                 reason = "its events create no row (none names an assistant)"
                 raise _Abandon(RebuildResult(key, "failed" if old else "skipped", reason=reason))
-            found = tuple(changes(old, new)) if old is not None else ()
+            # sealed values differ on every sealing: compare what they hold
+            found = tuple(changes(privacy.open_row(old), privacy.open_row(new))) if old is not None else ()
             outcome: RebuildOutcome = "created" if old is None else "changed" if found else "unchanged"
             result = RebuildResult(row_key, outcome, found)
             if dry_run:

@@ -52,7 +52,10 @@ async def readyz(request: Request) -> Response:
     down = [name for name, value in checks.items() if value != "ok"]
     if down:
         return error_response(503, "not_ready", f"{' and '.join(down)} unreachable")
-    return json_response(200, {"status": "ready", **checks})
+    keyring = request.app.state.settings.keyring
+    # not a readiness failure, but never quiet: plain text is a choice ops must see
+    encryption = f"sealing under {keyring.current}" if keyring.sealing else "OFF (INGEST_PLAINTEXT)"
+    return json_response(200, {"status": "ready", **checks, "encryption": encryption})
 
 
 def create_app(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> Starlette:
@@ -62,6 +65,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
     answer_settings = settings.answers
     ops = OpsPage(settings.ops_auth, settings)
     redis_url = require(settings.redis_url, "REDIS_URL")
+    settings.require_keys()
     auth.log_mode()  # one line naming VAPI_AUTH_MODE in force (the INGEST_INSECURE warning included)
 
     @contextlib.asynccontextmanager
@@ -71,7 +75,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
         enqueuer = Enqueuer(
             redis_url, settings.queue_name, namespace=settings.queue_namespace, timeout=settings.enqueue_timeout
         )
-        intake = Intake(enqueuer, pool)
+        intake = Intake(enqueuer, pool, settings.privacy)
         # Signed deliveries seen within the HMAC window (ingest.web.replays).
         tolerance = auth.hmac.tolerance if auth.hmac else 1
         replays = ReplayMemory(

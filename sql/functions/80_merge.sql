@@ -77,8 +77,9 @@ AS $$
         ('duration',        ARRAY['duration_seconds', 'duration_minutes'], 'lowest', false, 'duration'),
         -- a session's cost only grows
         ('cost_total',      ARRAY['cost_total'],                          'highest', false, 'cost'),
-        ('call_summary',    ARRAY['call_summary'],                        'lowest',  false, 'plain'),
-        ('call_transcript', ARRAY['call_transcript'],                     'lowest',  false, 'transcript'),
+        -- the redacted text is compared; its sealed original moves with it
+        ('call_summary',    ARRAY['call_summary', 'call_summary_original'], 'lowest', false, 'plain'),
+        ('call_transcript', ARRAY['call_transcript', 'call_transcript_original'], 'lowest', false, 'transcript'),
         ('sentiment',       ARRAY['sentiment'],                           'lowest',  false, 'follows_transcript'),
         ('keywords',        ARRAY['keywords'],                            'lowest',  false, 'follows_transcript'),
         ('call_outcome',    ARRAY['call_outcome'],                        'lowest',  false, 'plain')
@@ -152,6 +153,7 @@ DECLARE
     rule record;
     takes text;
     steps text := '';               -- ingest_merge_session: one step per rule
+    moves text;                     -- the assignments of one rule's columns
     follow_finals text := '';       -- ... what follows a transcript rebuilt from finals
     identity_checks text := '';     -- ingest_identity_is_known: identity values compared
     carries_nothing text := '';     -- ingest_apply_patch: the patch holds identity only
@@ -171,11 +173,14 @@ BEGIN
         ELSE
             carries_nothing := carries_nothing || format(E'\n       AND p.%I IS NULL', rule.columns[1]);
         END IF;
+        -- every column of the rule moves with the one compared
+        moves := (SELECT string_agg(format('r.%1$I := n.%1$I;', c), ' ' ORDER BY i)
+                  FROM unnest(rule.columns) WITH ORDINALITY AS m(c, i));
         IF rule.kind = 'plain' THEN
             steps := steps || format(E'
     IF %1$s THEN
-        r.%2$I := n.%2$I; p := p || jsonb_build_object(%3$L, pn -> %3$L);
-    END IF;', takes, rule.columns[1], rule.key);
+        %2$s p := p || jsonb_build_object(%3$L, pn -> %3$L);
+    END IF;', takes, moves, rule.key);
         ELSIF rule.kind = 'duration' THEN
             -- seconds and minutes move as one; minutes derived when the patch gave seconds only
             steps := steps || format(E'
@@ -199,11 +204,11 @@ BEGIN
         take_finals := length(n.%2$I) > length(o.%2$I)
             OR (length(n.%2$I) = length(o.%2$I) AND n.%2$I > o.%2$I);
         IF take_finals THEN
-            r.%2$I := n.%2$I;@follow_finals@
+            %4$s@follow_finals@
         END IF;
     ELSIF %3$s THEN
-        r.%2$I := n.%2$I; p := p || jsonb_build_object(%1$L, pn -> %1$L);
-    END IF;', rule.key, rule.columns[1], takes);
+        %4$s p := p || jsonb_build_object(%1$L, pn -> %1$L);
+    END IF;', rule.key, rule.columns[1], takes, moves);
             seen_transcript := true;
         ELSIF rule.kind = 'follows_transcript' THEN
             IF NOT seen_transcript THEN

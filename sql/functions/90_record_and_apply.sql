@@ -7,6 +7,10 @@
 -- 'missing'); `outcome`, `ended` and `transcript_source` are ingest_apply_patch's, for the
 -- caller's follow-ups (applying waiting events, rebuilding a transcript).
 
+-- The message comes as p_message (plain text) or p_body (sealed), with the clear columns
+-- the SQL reads of it (final_transcript, status, event_at: migration 0020).
+DROP FUNCTION IF EXISTS ingest_record_and_apply(timestamptz, text, text, text, text, jsonb, jsonb);
+
 CREATE OR REPLACE FUNCTION ingest_record_and_apply(
     p_received_at timestamptz,
     p_call_id text,
@@ -14,6 +18,10 @@ CREATE OR REPLACE FUNCTION ingest_record_and_apply(
     p_message_type text,
     p_dedupe_key text,
     p_message jsonb,
+    p_body bytea,
+    p_final_transcript boolean,
+    p_status text,
+    p_event_at timestamptz,
     p_patch jsonb
 ) RETURNS TABLE (event_id bigint, state text, outcome text, ended boolean, transcript_source text)
 LANGUAGE plpgsql
@@ -25,10 +33,10 @@ DECLARE
     inserted boolean;
     merged record;
 BEGIN
-    INSERT INTO call_events AS e (received_at, call_id, session_id, message_type, dedupe_key, message, state,
-                                  attempts, applied_at)
-    VALUES (p_received_at, p_call_id, p_session_id, p_message_type, p_dedupe_key, p_message, first_state,
-            1, CASE WHEN first_state = 'applied' THEN now() END)
+    INSERT INTO call_events AS e (received_at, call_id, session_id, message_type, dedupe_key, message, body,
+                                  final_transcript, status, event_at, state, attempts, applied_at)
+    VALUES (p_received_at, p_call_id, p_session_id, p_message_type, p_dedupe_key, p_message, p_body,
+            p_final_transcript, p_status, p_event_at, first_state, 1, CASE WHEN first_state = 'applied' THEN now() END)
     ON CONFLICT ON CONSTRAINT call_events_dedupe_key_key DO UPDATE SET attempts = e.attempts + 1
     WHERE e.state NOT IN ('applied', 'ignored')
     RETURNING e.id, (e.xmax = 0) INTO recorded_id, inserted;

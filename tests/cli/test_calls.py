@@ -13,9 +13,12 @@ import pytest
 from support.apply import apply_bodies
 from support.fixtures import load_call
 from support.ops_cli import store_failed, use_servers
+from support.personal_data import CARD, EMAIL, REASON, sealing_key, with_personal_data
 
+from ingest import audit
 from ingest.cli import main
 from ingest.ops import calls
+from ingest.sealing import generate_key
 from ingest.vocabulary import EventState
 
 BOOKING = "44447e38-9fd3-4025-bc93-2132b1b437d0"  # client-harbourside-dental, started 2026-03-10 21:14:05Z
@@ -25,6 +28,7 @@ SESSION = "sess_tui_7YqK2mWc9LpR4xVb"  # a chat session, started 2026-10-08 04:1
 KIWI_SOLAR_ASSISTANT = "2538eb2b-bd63-4815-bad0-6faf31be39b8"
 BOOKING_CUSTOMER = "+64211234567"
 BOOKING_BUSINESS = "+6493001122"
+CLIENT = "client-harbourside-dental"
 UNKNOWN = "0b6c2a9e-1d3f-4c5b-8a7e-9f0d1c2b3a4e"
 Conn = psycopg.Connection[Any]
 
@@ -204,13 +208,18 @@ def test_show_prints_every_column_local_times_provenance_and_events(
     ]
     labels = {line.split()[0] for line in out.splitlines() if line.startswith("  ") and line.split()}
     assert set(columns) <= labels
-    assert (
-        "started_at_nz     2026-03-11 10:14:05 Pacific/Auckland"
-        "  (stored as 2026-03-11 10:14:05+00: the local wall-clock time, read as UTC)"
-    ) in out
-    assert "started_at_utc    2026-03-10 21:14:05Z\n  started_at_nz     2026-03-11 10:14:05 Pacific/Auckland" in out
-    assert "customer_number   •••4567" in out
-    assert "business_number   •••1122" in out
+    assert re.search(
+        r"^  started_at_nz +2026-03-11 10:14:05 Pacific/Auckland"
+        r"  \(stored as 2026-03-11 10:14:05\+00: the local wall-clock time, read as UTC\)$",
+        out,
+        re.M,
+    )
+    assert re.search(
+        r"^  started_at_utc +2026-03-10 21:14:05Z\n  started_at_nz +2026-03-11 10:14:05 Pacific/Auckland", out, re.M
+    )
+    assert re.search(r"^  customer_number +•••4567$", out, re.M)
+    assert re.search(r"^  business_number +•••1122$", out, re.M)
+    assert re.search(r"^  call_transcript_original +-$", out, re.M)  # nothing redacted: no original kept
     assert BOOKING_CUSTOMER not in out
     assert BOOKING_BUSINESS not in out
     assert "call_summary:\n  Hemi Walker called to book" in out
@@ -222,39 +231,127 @@ def test_show_prints_every_column_local_times_provenance_and_events(
     assert f"events ({events[0]}, in arrival order):" in out
     assert "end-of-call-report" in out
     assert out.rstrip().endswith(
-        f"phone numbers are masked; `ingest calls show {BOOKING} --json` prints the row as stored,"
+        "personal data is hidden (numbers masked, transcript and summary redacted);"
+        f" `ingest calls show {BOOKING} --reveal --reason TEXT` shows the originals (recorded in the access log),"
         " `ingest events show ID` an event's message."
     )
 
 
-def test_show_json_is_the_row_as_stored(served: Conn, capsys: pytest.CaptureFixture[str]) -> None:
-    """`calls show --json` prints every column unmasked, the local times, provenance and events."""
+def test_show_json_hides_the_same_as_the_text(served: Conn, capsys: pytest.CaptureFixture[str]) -> None:
+    """`calls show --json` prints every column as data, numbers masked and recording links left out."""
     assert main(["calls", "show", BOOKING, "--json"]) == 0
-    shown = orjson.loads(capsys.readouterr().out)
-    assert shown["row"]["customer_number"] == BOOKING_CUSTOMER
+    out = capsys.readouterr().out
+    shown = orjson.loads(out)
+    assert shown["revealed"] is False
+    assert (shown["row"]["customer_number"], shown["row"]["business_number"]) == ("•••4567", "•••1122")
+    assert BOOKING_CUSTOMER not in out
     assert shown["row"]["started_at_nz"] == "2026-03-11T10:14:05.334000+00:00"
     assert shown["local"]["started_at_local"] == "2026-03-11T10:14:05.334000"
     assert shown["provenance"]["cost_total"] == "report"
+    assert shown["row"]["metadata"]["recordings"]["recording_url"] == "(link not shown)"
+    assert "storage.vapi.ai" not in out
+    assert shown["row"]["metadata"]["analysis"]["structured_data"]["outcome"] == "appointment_booked"
     assert {event["state"] for event in shown["events"]} == {"applied"}
 
 
-def test_show_refuses_a_malformed_id_and_reports_an_unknown_one(
-    served: Conn, capsys: pytest.CaptureFixture[str]
+# -- hidden unless revealed with a reason ---------------------------------------------------------
+
+
+@pytest.fixture
+def personal(monkeypatch: pytest.MonkeyPatch, db_url: str, db: Conn) -> Conn:
+    use_servers(monkeypatch, db_url=db_url)
+    apply_bodies(db, [with_personal_data(raw) for raw in load_call("inbound_booking")])
+    return db
+
+
+def access_log(db: Conn) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "SELECT actor, actor_kind, action, target_kind, target, target_count, client_id, reason, details"
+        " FROM data_access_log ORDER BY id"
+    ).fetchall()
+
+
+def test_show_hides_the_originals_and_names_their_key(personal: Conn, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --reveal the transcript and summary are the redacted ones; the sealed originals are named, not shown."""
+    assert main(["calls", "show", BOOKING]) == 0
+    out = capsys.readouterr().out
+    assert "My email is [EMAIL] and my card is [CARD]." in out
+    assert "Hemi Walker ([EMAIL]) called to book" in out
+    kid = sealing_key()
+    for column in ("call_transcript_original", "call_summary_original"):
+        assert re.search(rf"^  {column} +sealed \(key {kid}\) — use --reveal --reason TEXT$", out, re.M), column
+    for secret in (EMAIL, CARD, CARD.replace(" ", ""), BOOKING_CUSTOMER, "v1:"):
+        assert secret not in out
+    assert main(["calls", "show", BOOKING, "--json"]) == 0
+    out = capsys.readouterr().out
+    shown = orjson.loads(out)
+    assert shown["row"]["call_transcript_original"] == f"sealed (key {kid})"
+    assert "[EMAIL]" in shown["row"]["call_summary"]
+    for secret in (EMAIL, CARD, BOOKING_CUSTOMER, "v1:"):
+        assert secret not in out
+    assert [entry[2] for entry in access_log(personal)] == ["view_call", "view_call"]
+
+
+def test_reveal_prints_the_originals_and_records_the_reason(personal: Conn, capsys: pytest.CaptureFixture[str]) -> None:
+    """--reveal --reason prints the original transcript, summary and whole numbers; one reveal entry with the reason."""
+    assert main(["calls", "show", BOOKING, "--reveal", "--reason", f"  {REASON} "]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"call {BOOKING}  (revealed: the originals and whole numbers)\n")
+    assert "call_transcript (original):\n  AI: Kia ora" in out
+    assert f"User: Sure, it's Hemi Walker. My email is {EMAIL} and my card is {CARD}." in out
+    assert f"call_summary (original):\n  Hemi Walker ({EMAIL}) called to book" in out
+    assert re.search(rf"^  customer_number +{re.escape(BOOKING_CUSTOMER)}$", out, re.M)
+    assert "[EMAIL]" not in out.split("call_summary (original):", 1)[1].split("provenance (", 1)[0]
+    assert "this reveal is recorded in the access log, with its reason." in out
+    [entry] = access_log(personal)
+    assert entry == (audit.cli_actor().name, "os_user", "reveal", "call", BOOKING, 1, CLIENT, REASON, {})
+    assert main(["calls", "show", BOOKING, "--json", "--reveal", "--reason", REASON]) == 0
+    shown = orjson.loads(capsys.readouterr().out)
+    assert shown["revealed"] is True
+    assert shown["row"]["customer_number"] == BOOKING_CUSTOMER
+    assert EMAIL in shown["row"]["call_transcript_original"]
+    assert shown["row"]["call_summary_original"].startswith(f"Hemi Walker ({EMAIL}) called to book")
+    assert "[EMAIL]" in shown["row"]["call_summary"]  # the searchable column as stored
+    assert [entry[2] for entry in access_log(personal)] == ["reveal", "reveal"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--reveal"], "--reveal needs --reason TEXT"),
+        (["--reveal", "--reason", "   "], "a reveal needs a reason"),
+        (["--reason", REASON], "--reason goes with --reveal"),
+        (["--reveal", "--reason", "call back +64 21 123 4567"], "must not hold a phone number"),
+        (["--reveal", "--reason", f"asked by {EMAIL}"], "must not hold a phone number, an e-mail address"),
+    ],
+    ids=["no-reason", "blank-reason", "reason-alone", "number-in-reason", "address-in-reason"],
+)
+def test_reveal_without_a_proper_reason_is_a_usage_error(
+    personal: Conn, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
 ) -> None:
-    """A call id that is not a UUID is a usage error (exit 2); an unknown call is exit 1 with a message."""
-    with pytest.raises(SystemExit) as exited:
-        main(["calls", "show", "call_8e21f0f7b3c94d6a"])
-    assert exited.value.code == 2
-    assert "'call_8e21f0f7b3c94d6a' is not a call id: a UUID" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exited:
-        main(["calls", "list", "--assistant", "asst_1"])
-    assert exited.value.code == 2
-    assert "'asst_1' is not an assistant id" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exited:
-        main(["calls", "list", "--since", "yesterday"])
-    assert exited.value.code == 2
-    assert main(["calls", "show", UNKNOWN]) == 1
+    """A reveal needs a reason without personal data in it: otherwise exit 2, nothing read, shown or recorded."""
+    assert main(["calls", "show", BOOKING, *flags]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert f"ingest calls show: no call {UNKNOWN} in user_sessions" in captured.err
-    assert f"ingest events list --call {UNKNOWN} --state pending,waiting,failed" in captured.err
+    assert message in captured.err
+    assert access_log(personal) == []
+
+
+def test_reveal_under_a_key_not_configured_names_it(
+    personal: Conn, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Originals sealed under a key this process lacks: a line naming the key, exit 1, the attempt recorded."""
+    sealed_under = sealing_key()
+    monkeypatch.setenv("INGEST_ENCRYPTION_KEYS", generate_key())
+    assert main(["calls", "show", BOOKING, "--reveal", "--reason", REASON]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        f"ingest calls show: cannot reveal call {BOOKING}: sealed under key {sealed_under},"
+        " which INGEST_ENCRYPTION_KEYS does not hold: add that key to open it"
+    ) in captured.err
+    assert EMAIL not in captured.err
+    [entry] = access_log(personal)
+    assert entry[2:] == ("reveal", "call", BOOKING, 0, CLIENT, REASON, {"unopened_key": sealed_under})
+    assert main(["calls", "show", BOOKING]) == 0  # the hidden view needs no key
+    assert f"sealed (key {sealed_under})" in capsys.readouterr().out

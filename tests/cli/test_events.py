@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,11 +11,11 @@ import psycopg
 import pytest
 import redis
 from psycopg_pool import ConnectionPool
-from support.apply import apply_bodies
+from support.apply import PRIVACY, apply_bodies
 from support.fixtures import fixture_path, load_call, load_event
 from support.ops_cli import RECEIVED_AT_MS, store_failed, store_pending, use_servers
 from support.ops_page_data import dead_letter
-from support.rows import session_rows
+from support.rows import rewrite_stored_messages, session_rows, stored_messages
 
 from ingest.cli import main
 from ingest.cli.output import parse_since
@@ -22,11 +23,14 @@ from ingest.errors import Unmappable
 from ingest.ops import events
 from ingest.ops.backlog import event_stats
 from ingest.ops.dead_letters import dead_letter_ids
+from ingest.ops.reveal import hidden_json
+from ingest.sealing import generate_key
 from ingest.vocabulary import EventState
 
 EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
 BOOKING = "44447e38-9fd3-4025-bc93-2132b1b437d0"
 BAD_CALL = "call_8e21f0f7b3c94d6a"
+CUSTOMER = "+64211234567"
 REPORT_ERROR = "OperationalError: the database went away\nwhile applying the report"
 Conn = psycopg.Connection[Any]
 
@@ -185,30 +189,114 @@ def test_list_command_filters_by_state(
 def test_show_prints_error_and_message(
     servers: None, capsys: pytest.CaptureFixture[str], db: Conn, booking_report_failed: int
 ) -> None:
-    """`events show ID` prints the whole error and the message as indented JSON; --json the same as data."""
+    """`events show ID` prints the whole error and the message as indented JSON, personal data hidden; --json too."""
     assert main(["events", "show", str(booking_report_failed)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"event {booking_report_failed}\n")
     assert "RuntimeError: OperationalError: the database went away\n  while applying the report" in out
     assert '\n  "type": "end-of-call-report",' in out
-    message = orjson.loads(out.split("message:\n", 1)[1])
-    assert message["call"]["id"] == BOOKING
+    hint = f"`ingest events show {booking_report_failed} --reveal --reason TEXT` prints it as received"
+    message = orjson.loads(out.split(f"message (personal data hidden; {hint}):\n", 1)[1])
+    assert message["call"]["id"] == BOOKING  # ids are kept
+    assert message["customer"]["number"] == "[PHONE]"
+    assert CUSTOMER not in out
+    assert CUSTOMER[1:] not in out
     assert main(["events", "show", str(booking_report_failed), "--json"]) == 0
     shown = orjson.loads(capsys.readouterr().out)
     assert shown["last_error"] == f"RuntimeError: {REPORT_ERROR}"
     assert shown["message"] == message
-    assert shown["state"] == "failed"
+    assert (shown["state"], shown["revealed"]) == ("failed", False)
     assert shown["dedupe_key"]
-    detail = events.get_event(db, booking_report_failed)
+    detail = events.get_event(db, booking_report_failed, PRIVACY)
     assert detail is not None
-    assert detail.message == message
+    assert detail.message["customer"]["number"] == CUSTOMER  # kept whole: only the view hides it
+    assert hidden_json(detail.message, "NZ") == message
+
+
+def test_show_hides_every_string_of_the_message(
+    servers: None, capsys: pytest.CaptureFixture[str], db: Conn, booking_report_failed: int
+) -> None:
+    """Addresses, card and spoken numbers anywhere in the message are placeholders; numbers masked as the page does."""
+    said = "mail hemi.walker@example.co.nz, card 4111 1111 1111 1111, or oh two one one two three four five six seven"
+    rewrite_stored_messages(
+        db,
+        lambda m: {**m, "note": said, "hemi.walker@example.co.nz": "+64 21 123 4567"},
+        "id = %s",
+        (booking_report_failed,),
+    )
+    assert main(["events", "show", str(booking_report_failed), "--json"]) == 0
+    out = capsys.readouterr().out
+    shown = orjson.loads(out)["message"]
+    assert shown["note"] == "mail [EMAIL], card [CARD], or [PHONE]"
+    assert shown["•••@•••"] == "[PHONE]"
+    for secret in ("hemi.walker", "4111", "oh two one", "+64 21 123 4567", "1234567", CUSTOMER):
+        assert secret not in out
+
+
+def test_reveal_prints_the_message_as_received(
+    servers: None, capsys: pytest.CaptureFixture[str], db: Conn, booking_report_failed: int
+) -> None:
+    """--reveal --reason prints the message exactly as received, once recorded as a reveal with its reason."""
+    reason = "ticket OPS-17: replaying the report by hand"
+    assert main(["events", "show", str(booking_report_failed), "--reveal", "--reason", reason]) == 0
+    out = capsys.readouterr().out
+    header = "message (as received; this reveal is recorded in the access log, with its reason):\n"
+    [received] = stored_messages(db, "id = %s", (booking_report_failed,))
+    assert orjson.loads(out.split(header, 1)[1]) == received
+    assert main(["events", "show", str(booking_report_failed), "--reveal", "--reason", reason, "--json"]) == 0
+    shown = orjson.loads(capsys.readouterr().out)
+    assert (shown["message"], shown["revealed"]) == (received, True)
+    entries = db.execute(
+        "SELECT action, target_kind, target, target_count, reason, details FROM data_access_log ORDER BY id"
+    ).fetchall()
+    assert entries == [("reveal", "event", str(booking_report_failed), 1, reason, {"call": BOOKING})] * 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--reveal"], "--reveal needs --reason TEXT"),
+        (["--reveal", "--reason", ""], "a reveal needs a reason"),
+        (["--reason", "why"], "--reason goes with --reveal"),
+        (["--reveal", "--reason", f"customer {CUSTOMER}"], "must not hold a phone number"),
+    ],
+    ids=["no-reason", "empty-reason", "reason-alone", "number-in-reason"],
+)
+def test_reveal_without_a_proper_reason_is_a_usage_error(
+    servers: None,
+    capsys: pytest.CaptureFixture[str],
+    db: Conn,
+    booking_report_failed: int,
+    flags: list[str],
+    message: str,
+) -> None:
+    """A reveal without a usable reason is exit 2: nothing shown, nothing recorded."""
+    assert main(["events", "show", str(booking_report_failed), *flags]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, message in captured.err) == ("", True)
+    assert db.execute("SELECT count(*) FROM data_access_log").fetchone() == (0,)
+
+
+def test_a_message_under_a_key_not_configured_names_it(
+    servers: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], booking_report_failed: int
+) -> None:
+    """A message sealed under a key this process lacks: a line naming the key, exit 1, nothing crashes."""
+    sealed_under = os.environ["INGEST_ENCRYPTION_KEYS"].split(":", 1)[0]
+    monkeypatch.setenv("INGEST_ENCRYPTION_KEYS", generate_key())
+    for flags in ([], ["--reveal", "--reason", "ticket OPS-17"]):
+        assert main(["events", "show", str(booking_report_failed), *flags]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert f"cannot open the message of event {booking_report_failed}: sealed under key '{sealed_under}'" in (
+            captured.err
+        )
 
 
 def test_show_unknown_event(servers: None, capsys: pytest.CaptureFixture[str], db: Conn) -> None:
     """An id that is not recorded is exit status 1 with a message, and get_event answers None."""
     assert main(["events", "show", "424242"]) == 1
     assert "no event 424242" in capsys.readouterr().err
-    assert events.get_event(db, 424242) is None
+    assert events.get_event(db, 424242, PRIVACY) is None
 
 
 # -- reapply ------------------------------------------------------------------------------------
@@ -289,7 +377,7 @@ def test_reapply_api_outcomes(db_url: str, db: Conn, booking_report_failed: int)
     waiting = store_pending(db, first)
     applied = int(db.execute("SELECT min(id) FROM call_events WHERE state = 'applied'").fetchone()[0])  # type: ignore[index]
     with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
-        result = events.reapply(pool, [applied, waiting, applied, booking_report_failed], phone_region="NZ")
+        result = events.reapply(pool, [applied, waiting, applied, booking_report_failed], privacy=PRIVACY)
     assert (result.applied, result.total) == (2, 3)  # ids are taken once each
     assert [event_id for event_id, _ in result.failures] == [waiting]
     assert result.failures[0][1].startswith("waiting")

@@ -20,10 +20,11 @@ import redis
 from support.fixtures import CALLS_DIR, EVENTS_DIR, all_calls, iter_bodies
 from support.stack import CONFIG, OPS, ROOT, Stack, assert_all_stopped, leftovers
 
-from ingest.dev import demo, stack
+from ingest.dev import demo, stack, state
 from ingest.dev.embedded import _free_port
 from ingest.dev.stack import OPS_PASSWORD_FILE, banner, base_url, child_env
 from ingest.migrate import discover
+from ingest.sealing import Keyring
 from ingest.settings import Settings
 
 # The `ingest` script beside this interpreter, as the banner shows it: `.venv/bin/ingest` in a checkout.
@@ -168,6 +169,25 @@ def test_ops_password_is_generated_private_and_kept(tmp_path: Path, monkeypatch:
 
     other = Settings(data_dir=tmp_path / "other")
     assert child_env(other)["INGEST_OPS_PASSWORD"] != first["INGEST_OPS_PASSWORD"]
+
+
+def test_local_stack_seals_with_a_key_it_makes_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without keys the children get one made on first run, kept (0600) in the data dir, and found by other commands."""
+    monkeypatch.delenv("INGEST_ENCRYPTION_KEYS")
+    monkeypatch.delenv("INGEST_PLAINTEXT", raising=False)
+    settings = Settings(database_url="postgresql:///x", redis_url="redis://x", data_dir=tmp_path / "data")
+    first, second = child_env(settings), child_env(settings)
+    key = first["INGEST_ENCRYPTION_KEYS"]
+    assert Keyring.parse(key).sealing
+    assert second["INGEST_ENCRYPTION_KEYS"] == key
+    kept = tmp_path / "data" / state.KEY_FILE
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    state.write(settings.data_dir, {"DATABASE_URL": "postgresql:///x", "REDIS_URL": "redis://x"})
+    assert key not in (tmp_path / "data" / state.STATE_FILE).read_text()  # the secret stays in its own file
+    found = state.discovered(Settings.from_env({"INGEST_DATA_DIR": str(settings.data_dir)}))
+    assert found.keyring.key_ids == Keyring.parse(key).key_ids
+    monkeypatch.setenv("INGEST_PLAINTEXT", "true")
+    assert "INGEST_ENCRYPTION_KEYS" not in child_env(Settings(data_dir=tmp_path / "plain"))
 
 
 @pytest.mark.parametrize(

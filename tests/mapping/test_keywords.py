@@ -130,3 +130,11 @@ def test_extract_keywords_never_raises(text: str) -> None:
     assert len(keywords) <= 10
     assert len(set(keywords)) == len(keywords)
     assert all(keyword == keyword.lower() and keyword.strip() for keyword in keywords)
+
+
+def test_redaction_placeholders_are_never_keywords() -> None:
+    """Placeholders left by redaction ([PHONE], [EMAIL], …) are not what a call was about."""
+    text = "User: reach me on [PHONE] or [EMAIL]; [CARD] and [NUMBER]. I want a viewing on Marine Parade."
+    keywords = extract_keywords(text)
+    assert "marine parade" in keywords
+    assert not {"phone", "email", "card", "number"} & {word for keyword in keywords for word in keyword.split()}

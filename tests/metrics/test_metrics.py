@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg_pool import ConnectionPool
 from starlette.testclient import TestClient
+from support.apply import PRIVACY
 from support.fixtures import load_call, load_event
 from support.live import JSON, web_server, worker_process
 
@@ -86,6 +87,7 @@ def env(db_url: str, redis_server_url: str, redis_namespace: str, tmp_path: Path
         "REDIS_URL": redis_server_url,
         "INGEST_REDIS_NAMESPACE": redis_namespace,
         "VAPI_SECRET": SECRET,
+        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
         "INGEST_DATA_DIR": str(tmp_path),
     }
 
@@ -304,11 +306,13 @@ def _message(timestamp_ms: int) -> bytes:
 def _insert_events(conn: psycopg.Connection[Any], state: EventState, count: int) -> None:
     for index in range(count):
         message = {"type": "hang", "timestamp": 1780000000000 + index, "call": {"id": str(uuid.uuid4())}}
-        row = Event.from_body({"message": message}, 1780000000000).row(state, "boom" if state == "failed" else None)
+        row = Event.from_body({"message": message}, 1780000000000).row(
+            state, PRIVACY, "boom" if state == "failed" else None
+        )
         conn.execute(
-            "INSERT INTO call_events (received_at, call_id, session_id, message_type, dedupe_key, message, state,"
+            "INSERT INTO call_events (received_at, call_id, session_id, message_type, dedupe_key, message, body, state,"
             " last_error) VALUES (%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s,"
-            " %(message)s, %(state)s, %(last_error)s)",
+            " %(message)s, %(body)s, %(state)s, %(last_error)s)",
             row,
         )
 
@@ -496,7 +500,7 @@ def test_worker_counts_applied_duplicate_and_failed_events(db_url: str) -> None:
         "latency": _sample("vapi_ingest_event_processing_seconds_count", result="applied"),
     }
     with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
-        group = GroupCommit(pool, "NZ")
+        group = GroupCommit(pool, PRIVACY)
         assert process(group, good) == EventState.APPLIED
         assert process(group, good) is None
         with pytest.raises(PermanentError):

@@ -55,8 +55,9 @@ def client(redis_server_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def servers(monkeypatch: pytest.MonkeyPatch, redis_server_url: str, redis_namespace: str) -> None:
-    use_servers(monkeypatch, redis_url=redis_server_url, namespace=redis_namespace)
+def servers(monkeypatch: pytest.MonkeyPatch, db_url: str, redis_server_url: str, redis_namespace: str) -> None:
+    """Redis, and Postgres for the access log requeue and purge write first."""
+    use_servers(monkeypatch, db_url=db_url, redis_url=redis_server_url, namespace=redis_namespace)
 
 
 def dead_letter(broker: RedisBroker, body: bytes, *, age_ms: int = 2 * DAY_MS, retries: int = 10) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -12,9 +13,11 @@ from urllib.parse import urlencode
 import psycopg
 import pytest
 from starlette.testclient import TestClient
+from support.apply import apply_bodies
 from support.fixtures import load_call, load_event, parse_body
 from support.ops_page_data import (
     ASSISTANT_A,
+    CALL_ID,
     CUSTOMER,
     EMAIL,
     HOSTILE_ERROR,
@@ -27,12 +30,15 @@ from support.ops_page_data import (
     add_personal_data,
     dead_letter,
     fill_queue,
+    record_failed,
     seed,
 )
+from support.personal_data import CARD, REASON, sealing_key, with_personal_data
 from support.queue import dead_letters
 
 from ingest.dev.embedded import _free_port
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, Unmappable
+from ingest.sealing import generate_key
 from ingest.web.app import create_app
 
 USER, PASSWORD, TOKEN = "oncall", "correct horse battery", "ops-token-123"
@@ -52,6 +58,7 @@ def make_env(db_url: str, redis_url: str, namespace: str, **extra: str) -> dict[
         "REDIS_URL": redis_url,
         "INGEST_REDIS_NAMESPACE": namespace,
         "VAPI_SECRET": "webhook-secret",
+        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
         "INGEST_OPS_USER": USER,
         "INGEST_OPS_PASSWORD": PASSWORD,
         "INGEST_OPS_TOKEN": TOKEN,
@@ -579,3 +586,148 @@ def test_bad_dead_letter_ids_have_the_error_shape(client: TestClient) -> None:
     response = post_form(client, "requeue", {"id": "../../etc"}, BEARER, group="dead-letters")
     assert response.status_code == 400
     assert response.json() == {"error": "invalid_id", "detail": "an id is not a dead-lettered message id"}
+
+
+# -- hidden unless revealed -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def personal(db: psycopg.Connection[Any]) -> str:
+    """The booking call applied whole, with an e-mail address and a card number in its transcript and summary."""
+    apply_bodies(db, [with_personal_data(raw) for raw in load_call("inbound_booking")])
+    return CALL_ID
+
+
+def reveal(client: TestClient, fields: dict[str, Any], headers: dict[str, str] = SAME_ORIGIN) -> Any:
+    return client.post(
+        "/ops/reveal",
+        content=urlencode(fields),
+        headers={"content-type": "application/x-www-form-urlencoded", **headers},
+        follow_redirects=False,
+    )
+
+
+def reveals(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "SELECT actor, actor_kind, surface, target_kind, target, target_count, client_id, reason, details"
+        " FROM data_access_log WHERE action = 'reveal' ORDER BY id"
+    ).fetchall()
+
+
+SECRETS = (EMAIL, "hemi.walker", CARD, CARD.replace(" ", ""), CUSTOMER, CUSTOMER[1:])
+
+
+def test_call_page_shows_the_redacted_text_and_a_reveal_form(
+    client: TestClient, db: psycopg.Connection[Any], personal: str
+) -> None:
+    """A GET shows the redacted transcript and summary and a form asking for a reason; never the originals."""
+    for query in ("", "?reveal=1&reason=because"):
+        page = client.get(f"/ops/calls/{personal}{query}", headers=basic()).text
+        assert "My email is [EMAIL] and my card is [CARD]." in page
+        assert "Hemi Walker ([EMAIL]) called to book" in page
+        assert 'Transcript <span class="muted">(redacted)</span>' in page
+        assert '<form class="inline" method="post" action="/ops/reveal">' in page
+        assert f'<input type="hidden" name="key" value="{personal}">' in page
+        assert '<input name="reason" required maxlength="500"' in page
+        assert f"sealed (key {sealing_key()})" in page
+        for secret in SECRETS:
+            assert secret not in page
+    assert reveals(db) == []
+
+
+def test_reveal_shows_the_originals_once_and_records_the_reason(
+    client: TestClient, db: psycopg.Connection[Any], personal: str
+) -> None:
+    """A POST with a reason renders the page with the originals and whole numbers, uncached, as one reveal entry."""
+    first = load_call("inbound_booking")[0]  # a status update, made distinct by its timestamp, failed
+    failed = record_failed(
+        db, first.replace(b'"timestamp":1773177243519', b'"timestamp":1773177243520'), Unmappable("x")
+    )
+    events = db.execute("SELECT count(*) FROM call_events WHERE call_id = %s", (personal,)).fetchone()[0]
+    response = reveal(client, {"key": personal, "reason": f" {REASON} "})
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    page = response.text
+    assert f"My email is {EMAIL} and my card is {CARD}." in page
+    assert f"Hemi Walker ({EMAIL}) called to book" in page
+    assert 'Transcript <span class="muted">(original)</span>' in page
+    assert f'<dd class="mono">{CUSTOMER}</dd>' in page
+    assert 'id="revealed"' in page
+    assert 'action="/ops/reveal"' not in page  # no second form on a revealed page
+    assert f'data-action="retry" data-event="{failed}"' in page
+    assert f'<input type="hidden" name="next" value="/ops/calls/{personal}">' in page  # buttons come back to a GET
+    assert reveals(db) == [
+        (
+            USER,
+            "ops_user",
+            "ops",
+            "call",
+            personal,
+            1,
+            "client-harbourside-dental",
+            REASON,
+            {"events": events},
+        )
+    ]
+    assert db.execute("SELECT count(*) FROM data_access_log WHERE action = 'view_call'").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("reason", "error"),
+    [
+        ("", "reason_required"),
+        ("   ", "reason_required"),
+        (f"call {CUSTOMER} back", "invalid_reason"),
+        ("x" * 501, "invalid_reason"),
+    ],
+    ids=["empty", "blank", "number-in-reason", "too-long"],
+)
+def test_reveal_without_a_proper_reason_is_refused(
+    client: TestClient, db: psycopg.Connection[Any], personal: str, reason: str, error: str
+) -> None:
+    """No reason (or one holding personal data) is a 400 saying why; nothing is read, shown or recorded."""
+    fields = {"key": personal, "reason": reason}
+    response = reveal(client, fields, {**SAME_ORIGIN, "accept": "application/json"})
+    assert (response.status_code, response.json()["error"]) == (400, error)
+    page = reveal(client, fields, {**SAME_ORIGIN, "accept": "text/html"})
+    assert page.status_code == 400
+    assert "<h1>Not revealed</h1>" in page.text
+    for secret in (EMAIL, CARD):
+        assert secret not in response.text + page.text
+    without = reveal(client, {"key": personal}, {**SAME_ORIGIN, "accept": "application/json"})
+    assert "a reveal needs a reason" in without.json()["detail"]
+    assert reveals(db) == []
+
+
+def test_reveal_refuses_cross_site_posts_and_gets(
+    client: TestClient, db: psycopg.Connection[Any], personal: str
+) -> None:
+    """A reveal is a same-origin POST: another site's form gets a 403, a GET a 405, and neither reveals."""
+    fields = {"key": personal, "reason": REASON}
+    refused = reveal(client, fields, {**basic(), "origin": "https://evil.example"})
+    assert refused.status_code == 403
+    got = client.get(f"/ops/reveal?{urlencode(fields)}", headers=basic())
+    assert got.status_code == 405
+    for response in (refused, got):
+        assert EMAIL not in response.text
+    assert reveals(db) == []
+
+
+def test_reveal_under_a_key_not_configured_names_it(
+    db_url: str, redis_server_url: str, redis_namespace: str, db: psycopg.Connection[Any], personal: str
+) -> None:
+    """Originals sealed under a key the page lacks: it names the key, shows the hidden view, records nothing shown."""
+    env = make_env(db_url, redis_server_url, redis_namespace, INGEST_ENCRYPTION_KEYS=generate_key())
+    with TestClient(create_app(env=env)) as other:
+        response = reveal(other, {"key": personal, "reason": REASON})
+    assert response.status_code == 200
+    assert (
+        f"Not revealed: the originals are sealed under key {sealing_key()}, which INGEST_ENCRYPTION_KEYS"
+        in response.text
+    )
+    assert "My email is [EMAIL]" in response.text
+    for secret in SECRETS:
+        assert secret not in response.text
+    [entry] = reveals(db)
+    assert entry[5] == 0
+    assert entry[8]["unopened_key"] == sealing_key()

@@ -115,6 +115,7 @@ def server(db_url: str, redis_server_url: str, redis_namespace: str) -> Iterator
         "REDIS_URL": redis_server_url,
         "INGEST_REDIS_NAMESPACE": redis_namespace,
         "VAPI_SECRET": "webhook-secret",
+        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
         "INGEST_OPS_USER": USER,
         "INGEST_OPS_PASSWORD": PASSWORD,
         "LOG_LEVEL": "WARNING",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 
 import httpx
@@ -44,6 +45,7 @@ def env(db_url: str, redis_server_url: str, redis_namespace: str, tmp_path: Path
         "INGEST_REDIS_NAMESPACE": redis_namespace,
         "INGEST_DATA_DIR": str(tmp_path),
         "VAPI_SECRET": "webhook-secret",
+        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
         "INGEST_OPS_USER": USER,
         "INGEST_OPS_PASSWORD": PASSWORD,
         "INGEST_OPS_TOKEN": TOKEN,

@@ -7,10 +7,10 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from support.apply import apply_bodies
+from support.apply import PRIVACY, apply_bodies
 from support.fixtures import all_calls, fixture_path, iter_bodies, load_call
 from support.ops_cli import store_failed, use_servers
-from support.rows import event_states, session_rows, usage
+from support.rows import event_states, rewrite_stored_messages, session_rows, usage
 
 from ingest.cli import main
 from ingest.ops import rebuild
@@ -69,7 +69,7 @@ def test_rebuild_each_call_from_its_events_alone(db: Conn, path: Any) -> None:
     [key] = session_rows(db)
     ids, counted = identities(db), usage(db)
     db.execute("UPDATE user_sessions SET metadata = '{}', ended_reason = 'corrupted', keywords = NULL")
-    result = rebuild_row(db, key, phone_region="NZ", transcript_grace=600)
+    result = rebuild_row(db, key, privacy=PRIVACY, transcript_grace=600)
     assert result.outcome == "changed"
     assert result.key == key
     assert session_rows(db) == {key: EXPECTED["rows"][key]}
@@ -192,9 +192,8 @@ def test_an_event_that_no_longer_maps_fails_the_row_and_keeps_it(
     """If one of its events no longer maps, the row is left exactly as it was and the exit status is 1."""
     apply_bodies(db, load_call("voicemail"))
     before, ids = session_rows(db), identities(db)
-    db.execute(
-        "UPDATE call_events SET message = jsonb_set(message, '{call,id}', '\"not-a-uuid\"')"
-        " WHERE id = (SELECT max(id) FROM call_events)"
+    rewrite_stored_messages(
+        db, lambda m: {**m, "call": {**m["call"], "id": "not-a-uuid"}}, "id = (SELECT max(id) FROM call_events)"
     )
     assert main(["rebuild", "--call", VOICEMAIL]) == 1
     out = capsys.readouterr().out

@@ -38,6 +38,15 @@ AGREED_COLUMNS = {
 }
 
 
+def test_the_message_is_kept_once_plain_or_sealed(db: Conn) -> None:
+    """Exactly one of message (plain) and body (sealed) holds an event's message."""
+    insert_event(db, "plain")
+    insert_event(db, "sealed", message=None, body=b"v1:k:sealed")
+    for key, extra in (("neither", {"message": None}), ("both", {"body": b"v1:k:sealed"})):
+        with pytest.raises(psycopg.errors.CheckViolation, match="call_events_one_message"):
+            insert_event(db, key, **extra)
+
+
 def test_columns(db: Conn) -> None:
     """call_events has the agreed columns, types, nullability and defaults (later migrations may add more)."""
     rows = db.execute(
@@ -51,7 +60,7 @@ def test_columns(db: Conn) -> None:
         ("session_id", "text", "YES", None, "NO", None),
         ("message_type", "text", "NO", None, "NO", None),
         ("dedupe_key", "text", "NO", None, "NO", None),
-        ("message", "jsonb", "NO", None, "NO", None),
+        ("message", "jsonb", "YES", None, "NO", None),  # NULL when the body holds it sealed (0020)
         ("state", "text", "NO", "'pending'::text", "NO", None),
         ("attempts", "integer", "NO", "0", "NO", None),
         ("last_error", "text", "YES", None, "NO", None),
@@ -123,9 +132,9 @@ def test_unknown_states_are_refused(db: Conn, state: str) -> None:
         insert_event(db, "k1", state=state)
 
 
-@pytest.mark.parametrize("column", ["message_type", "dedupe_key", "message"])
+@pytest.mark.parametrize("column", ["message_type", "dedupe_key"])
 def test_required_columns(db: Conn, column: str) -> None:
-    """message_type, dedupe_key and message are NOT NULL."""
+    """message_type and dedupe_key are NOT NULL (the message: test_the_message_is_kept_once_plain_or_sealed)."""
     with pytest.raises(psycopg.errors.NotNullViolation):
         insert_event(db, "k1", **{column: None})
 

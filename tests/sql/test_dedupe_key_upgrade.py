@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg.types.json import Jsonb
+from support.apply import PRIVACY
 
 from ingest.apply import apply_event
 from ingest.event import Event
@@ -39,6 +40,6 @@ def test_redelivery_of_an_event_recorded_before_the_upgrade_is_a_duplicate(empty
         )
     migrate(empty_db_url, local_timezone=TZ)
     with psycopg.connect(empty_db_url) as conn:
-        assert apply_event(conn, Event(MESSAGE, datetime.now(UTC)), "NZ") is None  # a duplicate
+        assert apply_event(conn, Event(MESSAGE, datetime.now(UTC)), PRIVACY) is None  # a duplicate
         rows = conn.execute("SELECT length(dedupe_key), state FROM call_events").fetchall()
     assert rows == [(64, "applied")]

@@ -26,6 +26,10 @@ def record_and_apply(conn: Conn, key: str, patch: Patch | None) -> tuple[Any, ..
             "message_type": "status-update",
             "dedupe_key": key,
             "message": Jsonb({"type": "status-update"}),
+            "body": None,
+            "final_transcript": False,
+            "status": None,
+            "event_at": None,
             "patch": patch.to_json().decode() if patch else None,
         },
     ).fetchone()

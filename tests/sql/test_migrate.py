@@ -73,6 +73,11 @@ def test_fresh_database_gets_every_migration_once(empty_db_url: str) -> None:
     assert recorded == {m.version: m.checksum for m in discover()}
 
 
+RECORD_AND_APPLY = (
+    "ingest_record_and_apply(timestamptz, text, text, text, text, jsonb, bytea, boolean, text, timestamptz, jsonb)"
+)
+
+
 def test_functions_are_reapplied_on_every_run(empty_db_url: str) -> None:
     """Every run re-applies sql/functions: a function changed or dropped by hand is back afterwards."""
     migrate(empty_db_url, local_timezone=TZ)
@@ -80,13 +85,11 @@ def test_functions_are_reapplied_on_every_run(empty_db_url: str) -> None:
         conn.execute(
             "CREATE OR REPLACE FUNCTION ingest_source_rank(source text) RETURNS integer LANGUAGE sql AS 'SELECT 0'"
         )
-        conn.execute("DROP FUNCTION ingest_record_and_apply(timestamptz, text, text, text, text, jsonb, jsonb)")
+        conn.execute(f"DROP FUNCTION {RECORD_AND_APPLY}")
     assert migrate(empty_db_url, local_timezone=TZ) == []
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT ingest_source_rank('report'), ingest_source_rank('event')").fetchone() == (8, 0)
-        restored = (
-            "SELECT to_regprocedure('ingest_record_and_apply(timestamptz, text, text, text, text, jsonb, jsonb)')"
-        )
+        restored = f"SELECT to_regprocedure('{RECORD_AND_APPLY}')"
         assert conn.execute(restored).fetchone() != (None,)
 
 

@@ -101,9 +101,16 @@ def index_definitions(conn: Conn) -> dict[str, str]:
     return dict(rows)
 
 
+# Beside the seed's columns: the sealed originals of the redacted transcript and summary.
+SERVICE_COLUMNS = [
+    ("call_summary_original", "text", None, None, "YES", None),
+    ("call_transcript_original", "text", None, None, "YES", None),
+]
+
+
 def test_columns_match_the_seed(db: Conn) -> None:
-    """Every seed column exists with its type, numeric precision and scale, nullability and default."""
-    assert sorted(seed_columns(db)) == sorted(SEED_COLUMNS)
+    """Every seed column exists with its type, precision, scale, nullability and default; the originals are added."""
+    assert sorted(seed_columns(db)) == sorted(SEED_COLUMNS + SERVICE_COLUMNS)
 
 
 def test_indexes_match_the_seed(db: Conn) -> None:
@@ -304,7 +311,7 @@ def test_upgrade_of_hand_made_table_reaches_the_same_schema(db: Conn, empty_db_u
         conn.execute(hand_made)
     migrate(empty_db_url, local_timezone="Pacific/Auckland")
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        assert sorted(seed_columns(conn)) == sorted(SEED_COLUMNS)
+        assert sorted(seed_columns(conn)) == sorted(SEED_COLUMNS + SERVICE_COLUMNS)
         assert index_definitions(conn) == index_definitions(db)
         # Existing rows got placeholder parents and were counted once in usage.
         assert conn.execute("SELECT status FROM client_subscriptions WHERE client_id = 'client-legacy'").fetchone() == (

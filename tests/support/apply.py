@@ -12,6 +12,7 @@ from ingest.body import loads_storable, parse_envelope
 from ingest.event import Event
 from ingest.vocabulary import EventState, MessageType
 from ingest.web.answers import AnswerSettings, assistant_request, with_answer_recorded
+from support.rows import PRIVACY
 
 RECEIVED_AT_MS = 1_796_083_200_000  # 2026-12-01: after every recorded call (a later time is implausible)
 
@@ -36,5 +37,5 @@ def apply_bodies(conn: psycopg.Connection[Any], bodies: Iterable[bytes]) -> list
     states = []
     for raw in bodies:
         event = Event.from_body(loads_storable(queued_body(raw)), RECEIVED_AT_MS)
-        states.append(apply_event(conn, event, "NZ"))
+        states.append(apply_event(conn, event, PRIVACY))
     return states

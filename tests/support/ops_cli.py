@@ -12,6 +12,7 @@ from ingest.apply import record_failure
 from ingest.body import loads_storable, parse_envelope
 from ingest.event import Event
 from ingest.vocabulary import EventState
+from support.apply import PRIVACY
 
 RECEIVED_AT_MS = 1_796_083_200_000  # 2026-12-01, as support.apply: after every recorded call
 
@@ -40,7 +41,7 @@ def event_of(raw: bytes, received_at_ms: int = RECEIVED_AT_MS) -> Event:
 
 def event_id(conn: psycopg.Connection[Any], event: Event) -> int:
     row = conn.execute(
-        "SELECT id FROM call_events WHERE dedupe_key = %s", (event.row(EventState.PENDING)["dedupe_key"],)
+        "SELECT id FROM call_events WHERE dedupe_key = %s", (event.row(EventState.PENDING, PRIVACY)["dedupe_key"],)
     )
     found = row.fetchone()
     assert found is not None
@@ -50,12 +51,12 @@ def event_id(conn: psycopg.Connection[Any], event: Event) -> int:
 def store_failed(conn: psycopg.Connection[Any], raw: bytes, error: BaseException, **kw: int) -> int:
     """The event as the worker leaves it when applying raised ``error`` for good."""
     event = event_of(raw, **kw)
-    record_failure(conn, event, error, permanent=True)
+    record_failure(conn, event, error, permanent=True, privacy=PRIVACY)
     return event_id(conn, event)
 
 
 def store_pending(conn: psycopg.Connection[Any], raw: bytes, **kw: int) -> int:
     """The event as the endpoint keeps it while Redis is down."""
     event = event_of(raw, **kw)
-    conn.execute(queries.STORE_PENDING_EVENT, event.row(EventState.PENDING))
+    conn.execute(queries.STORE_PENDING_EVENT, event.row(EventState.PENDING, PRIVACY))
     return event_id(conn, event)

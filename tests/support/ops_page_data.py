@@ -19,7 +19,7 @@ from ingest.errors import Unmappable
 from ingest.event import Event
 from ingest.mapping.event_key import event_key
 from ingest.queue_keys import QueueKeys
-from support.apply import RECEIVED_AT_MS, apply_bodies
+from support.apply import PRIVACY, RECEIVED_AT_MS, apply_bodies
 from support.fixtures import load_call, load_event, parse_body
 
 CALL = "inbound_booking"
@@ -41,7 +41,7 @@ def record_failed(conn: psycopg.Connection[Any], raw: bytes, error: Exception) -
     """Record ``raw`` as the worker records an event that failed for good; its event id."""
     _, queued = parse_envelope(raw)
     event = Event.from_body(loads_storable(queued), RECEIVED_AT_MS)
-    record_failure(conn, event, error, permanent=True)
+    record_failure(conn, event, error, permanent=True, privacy=PRIVACY)
     row = conn.execute("SELECT id FROM call_events WHERE dedupe_key = %s", (event_key(event.message),)).fetchone()
     assert row is not None
     return int(row[0])

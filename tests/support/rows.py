@@ -9,8 +9,13 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from ingest.settings import Settings
 
 IGNORED_COLUMNS = ("id", "created_at")
+# How the suite's workers treat personal data: the run's key (tests/conftest.py), NZ numbers.
+PRIVACY = Settings.from_env().privacy
 
 
 def plain(value: Any) -> Any:
@@ -31,8 +36,28 @@ def session_rows(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         for row in cur.execute("SELECT * FROM user_sessions"):
             key = str(row["call_id"] or row["session_id"])
-            rows[key] = {k: plain(v) for k, v in row.items() if k not in IGNORED_COLUMNS}
+            opened = PRIVACY.open_row(row)  # sealed values differ on every sealing: compare what they hold
+            rows[key] = {k: plain(v) for k, v in opened.items() if k not in IGNORED_COLUMNS}
     return rows
+
+
+def stored_messages(conn: psycopg.Connection[Any], where: str = "true", params: Any = None) -> list[dict[str, Any]]:
+    """The messages of the ``call_events`` rows ``where`` selects, opened, in id order."""
+    rows = conn.execute(f"SELECT message, body FROM call_events WHERE {where} ORDER BY id", params).fetchall()
+    return [PRIVACY.open_message(message, body) for message, body in rows]
+
+
+def rewrite_stored_messages(conn: psycopg.Connection[Any], change: Any, where: str = "true", params: Any = None) -> int:
+    """Replace the message of each row ``where`` selects by ``change(message)``, sealed as the worker seals."""
+    rows = conn.execute(f"SELECT id, message, body FROM call_events WHERE {where} ORDER BY id", params).fetchall()
+    for event_id, message, body in rows:
+        changed = change(PRIVACY.open_message(message, body))
+        sealed = PRIVACY.seal_message(changed)
+        conn.execute(
+            "UPDATE call_events SET message = %s, body = %s WHERE id = %s",
+            (None if sealed is not None else Jsonb(changed), sealed, event_id),
+        )
+    return len(rows)
 
 
 def usage(conn: psycopg.Connection[Any]) -> list[tuple[str, str, int, str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,7 @@ def env(db_url: str, redis_server_url: str, redis_namespace: str) -> dict[str, s
         "REDIS_URL": redis_server_url,
         "INGEST_REDIS_NAMESPACE": redis_namespace,
         "VAPI_SECRET": SECRET,
+        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
         "VAPI_DEFAULT_ASSISTANT_ID": ASSISTANT,
         "VAPI_ASSISTANT_ROUTES": f"+6495550100={ROUTED}",
         "VAPI_TRANSFER_DESTINATION": "+6495550199",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import zlib
@@ -31,7 +32,14 @@ SETUP_WORDS = ("x-vapi-secret", "x-signature", "x-timestamp", "authorization", "
 
 
 def _env(db_url: str, redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
-    return {"DATABASE_URL": db_url, "REDIS_URL": redis_url, "INGEST_REDIS_NAMESPACE": namespace, **extra}
+    keys = os.environ["INGEST_ENCRYPTION_KEYS"]
+    return {
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "INGEST_REDIS_NAMESPACE": namespace,
+        "INGEST_ENCRYPTION_KEYS": keys,
+        **extra,
+    }
 
 
 def _documented() -> tuple[set[tuple[int, str]], set[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def test_stopping_redis_mid_stream_loses_nothing(db_url: str, redis_namespace: s
         "REDIS_URL": redis_url,
         "INGEST_REDIS_NAMESPACE": redis_namespace,
         "VAPI_SECRET": SECRET,
+        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
         "ENQUEUE_TIMEOUT_MS": "200",
     }
     sent = [transcript(n) for n in range(60)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import time
 import zlib
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from support.fixtures import load_event
 from support.live import JSON
 from support.queue import queued, queued_bodies
 
+from ingest.errors import ConfigError
 from ingest.web.app import create_app
 from ingest.web.auth import sign
 from ingest.web.auth_settings import AuthSettings
@@ -38,6 +40,7 @@ def make_env(db_url: str, redis_url: str, namespace: str, **extra: str) -> dict[
         "REDIS_URL": redis_url,
         "INGEST_REDIS_NAMESPACE": namespace,
         "VAPI_SECRET": SECRET,
+        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
         **extra,
     }
 
@@ -245,11 +248,32 @@ def test_nul_bytes_and_lone_surrogates_are_made_storable(client: TestClient, env
 
 
 def test_healthz_and_readyz(client: TestClient) -> None:
-    """Both probes answer 200 when Redis and Postgres are up."""
+    """Both probes answer 200 when Redis and Postgres are up; readiness names the sealing key."""
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "redis": "ok", "postgres": "ok"}
+    current = os.environ["INGEST_ENCRYPTION_KEYS"].split(":")[0]
+    assert ready.json() == {
+        "status": "ready",
+        "redis": "ok",
+        "postgres": "ok",
+        "encryption": f"sealing under {current}",
+    }
+
+
+def test_plaintext_is_refused_unless_chosen_and_then_shown(
+    db_url: str, redis_server_url: str, redis_namespace: str
+) -> None:
+    """Without keys the app refuses to start; with INGEST_PLAINTEXT=true it starts and /readyz says it is off."""
+    env = {**make_env(db_url, redis_server_url, redis_namespace), "INGEST_ENCRYPTION_KEYS": ""}
+    with pytest.raises(ConfigError, match="INGEST_ENCRYPTION_KEYS"):
+        create_app(env=env)
+    with TestClient(create_app(env={**env, "INGEST_PLAINTEXT": "true"}), headers=JSON) as client:
+        assert client.get("/readyz").json()["encryption"] == "OFF (INGEST_PLAINTEXT)"
+    with pytest.raises(ConfigError, match="both set"):
+        create_app(
+            env={**env, "INGEST_PLAINTEXT": "true", "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"]}
+        )
 
 
 def test_readyz_names_what_is_down(db_url: str, redis_namespace: str) -> None:

@@ -9,7 +9,7 @@ import orjson
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool, PoolClosed
-from support.apply import RECEIVED_AT_MS, queued_body
+from support.apply import PRIVACY, RECEIVED_AT_MS, queued_body
 from support.fixtures import all_calls, fixture_path, iter_bodies, load_event
 from support.rows import event_states, session_rows
 
@@ -31,7 +31,7 @@ def test_threads_sharing_commits_give_the_expected_rows(db: psycopg.Connection[A
     calls = [[event(raw) for raw in iter_bodies(path)] for path in all_calls()]
     states: list[EventState | None] = []
     with ConnectionPool(db_url, min_size=1, max_size=4) as pool:
-        group = GroupCommit(pool, "NZ")
+        group = GroupCommit(pool, PRIVACY)
 
         def run(events: list[Event]) -> None:
             for item in events:
@@ -54,7 +54,7 @@ def test_a_failing_event_fails_alone(db: psycopg.Connection[Any], db_url: str) -
     bad = event(load_event("status_update_bad_call_id.json"))
     errors: list[BaseException] = []
     with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
-        group = GroupCommit(pool, "NZ")
+        group = GroupCommit(pool, PRIVACY)
 
         def run(item: Event) -> None:
             try:
@@ -76,7 +76,7 @@ def test_a_failing_event_fails_alone(db: psycopg.Connection[Any], db_url: str) -
 def test_no_connection_fails_the_waiting_thread(db_url: str) -> None:
     """When no connection can be had, the waiting thread gets the error: it is never told its event is safe."""
     with ConnectionPool(db_url, min_size=1, max_size=1) as pool:
-        group = GroupCommit(pool, "NZ")
+        group = GroupCommit(pool, PRIVACY)
         pool.close()
         with pytest.raises(PoolClosed):
             group.apply(event(load_event("transcript_nul_byte.json")))
@@ -92,7 +92,7 @@ def test_a_batch_is_applied_without_savepoints_until_an_event_fails(
     bad = event(load_event("status_update_bad_call_id.json"))
     passes: list[str] = []
     with ConnectionPool(db_url, min_size=1, max_size=1) as pool:
-        group = GroupCommit(pool, "NZ")
+        group = GroupCommit(pool, PRIVACY)
         original_each = GroupCommit._apply_each
 
         def each(self: GroupCommit, conn: psycopg.Connection[Any], batch: list[_Slot]) -> None:
@@ -123,7 +123,7 @@ def test_a_batch_is_applied_without_savepoints_until_an_event_fails(
 def test_an_event_after_close_gets_a_retryable_error_not_a_hang(db_url: str) -> None:
     """A worker thread that hands over its event while the worker shuts down is told to retry."""
     with ConnectionPool(db_url, min_size=1, max_size=1) as pool:
-        group = GroupCommit(pool, "NZ")
+        group = GroupCommit(pool, PRIVACY)
         group.close()
         with pytest.raises(GroupCommitClosed) as raised:
             group.apply(event(load_event("transcript_nul_byte.json")))

@@ -15,6 +15,7 @@ from dramatiq.brokers.redis import RedisBroker
 from support.fixtures import load_event
 
 from ingest.body import loads_storable, parse_envelope
+from ingest.errors import ConfigError
 from ingest.settings import Settings
 from worker.factory import make_broker
 from worker.middleware import Resources
@@ -26,7 +27,7 @@ QUEUE = "middleware-test"
 @pytest.fixture
 def broker(db_url: str, redis_server_url: str, redis_namespace: str) -> Iterator[tuple[RedisBroker, Resources]]:
     settings = replace(
-        Settings(),
+        Settings.from_env(),  # the run's sealing key
         database_url=db_url,
         redis_url=redis_server_url,
         queue_namespace=redis_namespace,
@@ -103,3 +104,12 @@ def test_shutdown_lets_the_messages_in_hand_finish(
     worker.stop(timeout=10_000)
     assert time.monotonic() - stopping < 5
     assert state_of(db) == ("applied", "")
+
+
+def test_a_worker_without_keys_refuses_to_start(db_url: str, redis_server_url: str) -> None:
+    """The worker's broker is not built without INGEST_ENCRYPTION_KEYS unless INGEST_PLAINTEXT=true says so."""
+    env = {"DATABASE_URL": db_url, "REDIS_URL": redis_server_url, "INGEST_QUEUE": QUEUE}
+    with pytest.raises(ConfigError, match="INGEST_ENCRYPTION_KEYS"):
+        make_broker(Settings.from_env(env))
+    broker, _ = make_broker(Settings.from_env({**env, "INGEST_PLAINTEXT": "true"}))
+    broker.close()

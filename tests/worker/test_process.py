@@ -8,6 +8,7 @@ import orjson
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
+from support.apply import PRIVACY
 from support.fixtures import load_call, load_event
 from support.rows import event_states
 
@@ -41,7 +42,7 @@ def test_permanent_failure_is_recorded_and_raised(db: psycopg.Connection[Any], d
     """An unmappable event is kept in call_events as failed with its error, and raised as permanent."""
     event = event_from_body(orjson.loads(load_event("status_update_bad_call_id.json")), 1_790_000_000_000)
     with ConnectionPool(db_url, min_size=1, max_size=2) as pool, pytest.raises(PermanentError):
-        process(GroupCommit(pool, "NZ"), event)
+        process(GroupCommit(pool, PRIVACY), event)
     assert event_states(db) == {"failed": 1}
 
 
@@ -55,7 +56,7 @@ def test_transient_failure_is_raised_for_a_retry(db: psycopg.Connection[Any], db
     )
     db.execute("CREATE TRIGGER fail_once BEFORE INSERT ON user_sessions FOR EACH ROW EXECUTE FUNCTION fail_once()")
     with ConnectionPool(db_url, min_size=1, max_size=2) as pool:
-        group = GroupCommit(pool, "NZ")
+        group = GroupCommit(pool, PRIVACY)
         with pytest.raises(psycopg.errors.DeadlockDetected):
             process(group, event)
         state, error = db.execute("SELECT state, last_error FROM call_events").fetchone() or (None, "")

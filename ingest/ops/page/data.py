@@ -3,7 +3,9 @@
 Phone numbers and e-mail addresses never leave this module whole (``masking``): number
 columns show their last digits, and every text or JSON value from outside is masked
 before it is returned. A call's transcript, summary and analysis are read only for its
-own details view, and recording links (presigned URLs) are never shown at all.
+own details view, and recording links (presigned URLs) are never shown at all. The one
+exception is a reveal (``revealed_call_detail``, for a POST with a reason): the original
+transcript and summary, opened, and the call's numbers whole.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from ingest import queries
 from ingest.mapping.timing import parse_instant
 from ingest.ops import backlog, dead_letters, events
 from ingest.ops.masking import mask_json, mask_phone, mask_text
+from ingest.ops.reveal import hidden_text, sealed_label
+from ingest.patch import ORIGINALS
+from ingest.privacy import Privacy
 
 FILTER_MAX = 200  # longest client, assistant or outcome value a filter takes
 
@@ -97,6 +102,8 @@ class CallDetail:
     costs: list[dict[str, Any]]
     analysis: str | None  # pretty JSON
     recordings: list[str] = field(default_factory=list)  # which links exist; never the links
+    sealed: dict[str, str] = field(default_factory=dict)  # column → what holds its original (its key), never it
+    revealed: bool = False  # call_summary and transcript are the originals, the numbers whole
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
@@ -127,14 +134,31 @@ def call_detail_from_row(row: dict[str, Any], region: str) -> CallDetail:
             "duration_minutes": row["duration_minutes"],
             "cost_source": metadata.get("cost_source"),
         },
-        call_summary=_masked(row["call_summary"], region),
-        transcript=_masked(row["call_transcript"], region),
-        keywords=[mask_text(str(k), region) for k in row["keywords"] or []],
+        call_summary=hidden_text(row["call_summary"], region) if row["call_summary"] else None,
+        transcript=hidden_text(row["call_transcript"], region) if row["call_transcript"] else None,
+        keywords=[hidden_text(str(k), region) for k in row["keywords"] or []],
         timeline=[e for e in timeline if isinstance(e, dict)],
         provenance=_as_dict(metadata.get("provenance")),
         costs=[c for c in _as_list(metadata.get("costs")) if isinstance(c, dict)],
         analysis=orjson.dumps(analysis, option=orjson.OPT_INDENT_2).decode() if analysis else None,
         recordings=sorted(key for key, value in _as_dict(metadata.get("recordings")).items() if value),
+        sealed={column: sealed_label(row[original]) for column, original in ORIGINALS.items() if row.get(original)},
+    )
+
+
+def revealed_from_row(row: dict[str, Any], privacy: Privacy) -> CallDetail:
+    """The details view once revealed: the original transcript and summary and the numbers whole,
+    the rest as ``call_detail_from_row``; ``KeyUnavailable`` / ``SealError`` naming the key."""
+    opened = privacy.open_row(row)
+    detail = call_detail_from_row(row, privacy.phone_region)
+    originals = {column: opened[original] or row[column] for column, original in ORIGINALS.items()}
+    whole = replace(detail.summary, customer=row["customer_number"] or "", business=row["business_number"] or "")
+    return replace(
+        detail,
+        summary=whole,
+        call_summary=originals["call_summary"],
+        transcript=originals["call_transcript"],
+        revealed=True,
     )
 
 
@@ -262,12 +286,22 @@ def calls_page(conn: psycopg.Connection[Any], wanted: CallFilter, per_page: int,
     return CallPage(calls=calls, filter=wanted, per_page=per_page, has_next=len(rows) > per_page)
 
 
-def call_detail(conn: psycopg.Connection[Any], key: str, region: str) -> CallDetail | None:
-    """The row whose call id (or, for chat sessions, session id) is ``key``."""
+def _session_row(conn: psycopg.Connection[Any], key: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(queries.OPS_SESSION_BY_KEY, {"key": key})
-        row = cur.fetchone()
+        return cur.fetchone()
+
+
+def call_detail(conn: psycopg.Connection[Any], key: str, region: str) -> CallDetail | None:
+    """The row whose call id (or, for chat sessions, session id) is ``key``."""
+    row = _session_row(conn, key)
     return call_detail_from_row(row, region) if row is not None else None
+
+
+def revealed_call_detail(conn: psycopg.Connection[Any], key: str, privacy: Privacy) -> CallDetail | None:
+    """The row of ``key`` with its originals opened (``revealed_from_row``): only for a reveal with a reason."""
+    row = _session_row(conn, key)
+    return revealed_from_row(row, privacy) if row is not None else None
 
 
 def failures(conn: psycopg.Connection[Any], limit: int, region: str) -> list[events.EventSummary]:
@@ -276,10 +310,10 @@ def failures(conn: psycopg.Connection[Any], limit: int, region: str) -> list[eve
     return [replace(e, error=_masked(e.error, region)) for e in found]
 
 
-def not_applied(conn: psycopg.Connection[Any], event_ids: list[int], region: str) -> list[tuple[int, str]]:
+def not_applied(conn: psycopg.Connection[Any], event_ids: list[int], privacy: Privacy) -> list[tuple[int, str]]:
     """Why each of these events (the ones a retry just reported) is not applied, masked."""
-    reasons = [(event_id, events.why_not_applied(events.get_event(conn, event_id))) for event_id in event_ids]
-    return [(event_id, mask_text(reason, region)) for event_id, reason in reasons if reason is not None]
+    reasons = [(event_id, events.why_not_applied(events.get_event(conn, event_id, privacy))) for event_id in event_ids]
+    return [(event_id, mask_text(reason, privacy.phone_region)) for event_id, reason in reasons if reason is not None]
 
 
 def dead_letter_list(

@@ -1,6 +1,7 @@
 """``/ops``: the on-call page. Queue depths, event counts and a live chart, recent failures
 with retry / discard, dead letters with requeue / purge, the calls (filtered, paged) with
-their events and resulting row.
+their events and resulting row, personal data hidden; a call's originals are shown only
+by ``POST /ops/reveal`` with a reason, which the access log records (a GET never reveals).
 
 Server-rendered (Jinja2, autoescaped: errors and transcripts are untrusted text) with a few
 lines of inline JavaScript polling ``/ops/stats.json``. Who may use it is decided in
@@ -26,14 +27,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ingest import audit
 from ingest.db import connection_kwargs, require
 from ingest.ops import dead_letters, events
 from ingest.ops.masking import mask_text
 from ingest.ops.page import data
-from ingest.ops.page.auth import OpsAuth
+from ingest.ops.page.auth import LoginScheme, OpsAuth
 from ingest.ops.page.guard import (
     BASE,
     Logins,
+    action_form,
     dead_letter_form,
     event_form,
     failed_ids,
@@ -42,8 +45,11 @@ from ingest.ops.page.guard import (
     problem,
     wants_json,
 )
-from ingest.ops.page.templates import chart_seed, templates
+from ingest.ops.page.templates import chart_seed, path_segment, templates
+from ingest.ops.reveal import ReasonRefused, reveal_reason, unopened
+from ingest.sealing import KeyUnavailable, SealError
 from ingest.settings import Settings
+from ingest.vocabulary import AuditAction, AuditActorKind, AuditSurface, AuditTargetKind
 from ingest.web.failure_limit import FailureLimit
 from ingest.web.webhook import json_response
 
@@ -85,6 +91,12 @@ class OpsPage:
             Route(f"{BASE}/stats.json", guard(auth, self.stats, logins=logins), methods=ANY_METHOD, name="ops_stats"),
             Route(
                 f"{BASE}/calls/{{key:path}}", guard(auth, self.call, logins=logins), methods=ANY_METHOD, name="ops_call"
+            ),
+            Route(
+                f"{BASE}/reveal",
+                guard(auth, self.reveal, method="POST", logins=logins),
+                methods=ANY_METHOD,
+                name="ops_reveal",
             ),
             Route(
                 f"{BASE}/events/retry",
@@ -142,6 +154,14 @@ class OpsPage:
                 self._redis = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
             return self._pool, self._redis
 
+    def _auditor(self, request: Request) -> audit.Auditor:
+        """Who is using the page: its basic-auth user, or its bearer token, named by its setting."""
+        if request.state.scheme is LoginScheme.BASIC and self.auth.user is not None:
+            actor = audit.Actor(self.auth.user.decode("utf-8", "replace"), AuditActorKind.OPS_USER)
+        else:
+            actor = audit.Actor("INGEST_OPS_TOKEN", AuditActorKind.OPS_BEARER)
+        return audit.Auditor(AuditSurface.OPS, actor)
+
     def _queue(self) -> events.Queue:
         _, client = self._resources()
         return events.Queue(client, self.settings.queue_namespace, self.settings.queue_name)
@@ -153,7 +173,7 @@ class OpsPage:
             return []
         pool, _ = self._resources()
         with pool.connection() as conn:
-            return data.not_applied(conn, ids, self.settings.phone_region)
+            return data.not_applied(conn, ids, self.settings.privacy)
 
     async def _render(self, request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         context = {
@@ -172,7 +192,7 @@ class OpsPage:
 
     # -- pages ---------------------------------------------------------------------------------
 
-    def _overview_data(self, wanted: data.CallFilter) -> dict[str, Any]:
+    def _overview_data(self, wanted: data.CallFilter, auditor: audit.Auditor) -> dict[str, Any]:
         pool, client = self._resources()
         settings, region = self.settings, self.settings.phone_region
         stats = data.read_stats(pool, client, settings.queue_namespace, settings.queue_name, region)
@@ -189,9 +209,21 @@ class OpsPage:
         if stats["events"] is None:
             return overview  # Postgres did not answer just now: do not wait for it a second time
         try:
-            with pool.connection() as conn:
-                overview["failures"] = data.failures(conn, FAILURES_SHOWN, region)
-                overview["calls"] = data.calls_page(conn, wanted, CALLS_SHOWN, region)
+            with pool.connection() as conn:  # shown only once the access is recorded with them
+                failures = data.failures(conn, FAILURES_SHOWN, region)
+                calls = data.calls_page(conn, wanted, CALLS_SHOWN, region)
+                asked: dict[str, Any] = {"page": wanted.page, "assistant": wanted.assistant, "outcome": wanted.outcome}
+                asked |= {"from": wanted.started_from, "to": wanted.started_to, "failures": len(failures)}
+                shown = len(calls.calls)
+                auditor.record(
+                    conn,
+                    AuditAction.LIST_CALLS,
+                    AuditTargetKind.BULK,
+                    target_count=shown,
+                    client_id=wanted.client,
+                    details=asked,
+                )
+            overview["failures"], overview["calls"] = failures, calls
         except psycopg.Error as exc:
             overview["problems"].append(f"Could not read failures and calls: postgres: {type(exc).__name__}")
         return overview
@@ -201,7 +233,7 @@ class OpsPage:
             wanted = data.CallFilter.from_query(request.query_params)
         except ValueError as exc:
             return problem(request, 400, "invalid_filter", str(exc))
-        overview = await run_in_threadpool(self._overview_data, wanted)
+        overview = await run_in_threadpool(self._overview_data, wanted, self._auditor(request))
         context = {
             **overview,
             "queue_name": self.settings.queue_name,
@@ -226,15 +258,78 @@ class OpsPage:
         if not 0 < len(key) <= 200:
             return problem(request, 404, "not_found", "no such call")
 
+        auditor = self._auditor(request)
+
         def read() -> tuple[data.CallDetail | None, list[data.CallEvent]]:
             pool, _ = self._resources()
-            with pool.connection() as conn:
+            with pool.connection() as conn:  # the read and its record commit together
                 region = self.settings.phone_region
-                return data.call_detail(conn, key, region), data.call_events(conn, key, EVENTS_PER_CALL, region)
+                detail = data.call_detail(conn, key, region)
+                events = data.call_events(conn, key, EVENTS_PER_CALL, region)
+                shown, client = (1, detail.summary.client_id) if detail else (0, None)
+                target = audit.call_target(detail.summary.key if detail else key)
+                about = {"events": len(events)}
+                auditor.record(
+                    conn, AuditAction.VIEW_CALL, *target, target_count=shown, client_id=client, details=about
+                )
+            return detail, events
 
         detail, events = await run_in_threadpool(read)
         context = {"key": key, "detail": detail, "events": events, "events_limit": EVENTS_PER_CALL}
         context["next"] = request.url.path
+        status = 200 if detail is not None or events else 404
+        return await self._render(request, "call.html", context, status)
+
+    async def reveal(self, request: Request) -> Response:
+        """A call's page once, with its original transcript and summary and whole numbers; recorded with the reason."""
+        form = await action_form(request, "key")
+        if isinstance(form, Response):
+            return form
+        keys, _, fields = form
+        if len(keys) != 1 or not 0 < len(keys[0]) <= 200:
+            return problem(request, 400, "invalid_key", "send the key of one call")
+        key = keys[0]
+        try:
+            reason = reveal_reason(fields.get("reason", [""])[0], self.settings.phone_region)
+        except ReasonRefused as exc:
+            return problem(request, 400, exc.code, str(exc), "refused.html")
+
+        auditor = self._auditor(request)
+
+        def read() -> tuple[data.CallDetail | None, list[data.CallEvent], str | None]:
+            pool, _ = self._resources()
+            settings, region = self.settings, self.settings.phone_region
+            with pool.connection() as conn:  # the read and its record commit together, before anything is shown
+                failed: KeyUnavailable | SealError | None = None
+                try:
+                    detail = data.revealed_call_detail(conn, key, settings.privacy)
+                except (KeyUnavailable, SealError) as exc:
+                    failed, detail = exc, data.call_detail(conn, key, region)
+                events = data.call_events(conn, key, EVENTS_PER_CALL, region)
+                shown = int(detail is not None and failed is None)
+                client = detail.summary.client_id if detail else None
+                target = audit.call_target(detail.summary.key if detail else key)
+                about: dict[str, Any] = {"events": len(events)}
+                if failed is not None:
+                    about["unopened_key"] = failed.key_id
+                auditor.record(
+                    conn,
+                    AuditAction.REVEAL,
+                    *target,
+                    target_count=shown,
+                    client_id=client,
+                    reason=reason,
+                    details=about,
+                )
+            return detail, events, unopened(failed) if failed else None
+
+        detail, events, failure = await run_in_threadpool(read)
+        revealed = failure is None and detail is not None
+        log.info("ops reveal", extra={"revealed": revealed, "scheme": request.state.scheme})
+        context: dict[str, Any] = {"key": key, "detail": detail, "events": events, "events_limit": EVENTS_PER_CALL}
+        context["next"] = f"{BASE}/calls/{path_segment(key)}"  # where its buttons come back to: never this POST
+        if failure is not None:
+            context["problems"] = [f"Not revealed: the originals are {failure}."]
         status = 200 if detail is not None or events else 404
         return await self._render(request, "call.html", context, status)
 
@@ -253,9 +348,13 @@ class OpsPage:
             return form
         ids, target = form
 
+        auditor = self._auditor(request)
+
         def run() -> events.ReapplyResult:
             pool, _ = self._resources()
-            return events.reapply(pool, ids, phone_region=self.settings.phone_region)
+            with pool.connection() as conn:  # recorded before it starts: one transaction per event follows
+                auditor.record(conn, AuditAction.REAPPLY, **audit.by_ids(AuditTargetKind.EVENT, ids))
+            return events.reapply(pool, ids, privacy=self.settings.privacy)
 
         result = await run_in_threadpool(run)
         fields = {"event_ids": ids[:50], "events": len(ids), "applied": result.applied, "scheme": request.state.scheme}
@@ -274,9 +373,12 @@ class OpsPage:
             return form
         ids, target = form
 
+        auditor = self._auditor(request)
+
         def run() -> int:
             pool, _ = self._resources()
-            with pool.connection() as conn:
+            with pool.connection() as conn:  # the discard and its record commit together
+                auditor.record(conn, AuditAction.DISCARD, **audit.by_ids(AuditTargetKind.EVENT, ids))
                 return events.discard(conn, ids, self._queue())
 
         discarded = await run_in_threadpool(run)
@@ -284,13 +386,22 @@ class OpsPage:
         log.info("ops discard", extra=fields)
         return self._done(request, target, {"discarded": discarded}, {"discarded": discarded})
 
+    def _record_dead_letters(self, auditor: audit.Auditor, action: AuditAction, ids: list[str]) -> None:
+        """Record a requeue or purge before it runs: Redis has no transaction to share with Postgres."""
+        pool, _ = self._resources()
+        with pool.connection() as conn:
+            auditor.record(conn, action, **audit.by_ids(AuditTargetKind.DEAD_LETTER, ids))
+
     async def requeue(self, request: Request) -> Response:
         form = await dead_letter_form(request)
         if isinstance(form, Response):
             return form
         ids, target, _ = form
 
+        auditor = self._auditor(request)
+
         def run() -> dead_letters.RequeueResult:
+            self._record_dead_letters(auditor, AuditAction.DLQ_REQUEUE, ids)
             queue = self._queue()
             return dead_letters.requeue(queue.client, queue.namespace, queue.name, ids)
 
@@ -312,7 +423,10 @@ class OpsPage:
                 return json_response(400, {"error": "confirmation_required", "detail": detail})
             return await self._confirm_purge(request, ids, target)
 
+        auditor = self._auditor(request)
+
         def run() -> int:
+            self._record_dead_letters(auditor, AuditAction.DLQ_PURGE, ids)
             queue = self._queue()
             return dead_letters.purge(queue.client, queue.namespace, queue.name, ids)
 
