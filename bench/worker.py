@@ -109,8 +109,10 @@ def ceiling(url: str, bodies: list[bytes]) -> float:
     with psycopg.connect(url) as conn, conn.pipeline():
         for n, (event, session) in enumerate(rows, start=1):
             conn.execute(
-                "INSERT INTO call_events (call_id, message_type, dedupe_key, message, state)"
-                " VALUES (%(call_id)s, %(type)s, %(key)s, %(message)s, 'applied') ON CONFLICT (dedupe_key) DO NOTHING",
+                "WITH key AS (INSERT INTO call_event_keys (dedupe_key, received_at) VALUES (%(key)s, now())"
+                " ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key)"
+                " INSERT INTO call_events (call_id, message_type, dedupe_key, message, state)"
+                " SELECT %(call_id)s, %(type)s, key.dedupe_key, %(message)s, 'applied' FROM key",
                 event,
             )
             conn.execute(
@@ -131,10 +133,12 @@ def committed(conn: psycopg.Connection[Any]) -> int:
 
 
 def bytes_on_disk(conn: psycopg.Connection[Any]) -> int:
-    """call_events and user_sessions with their indexes and TOAST, after a checkpoint-free VACUUM."""
-    conn.execute("VACUUM call_events, user_sessions")
+    """call_events (its partitions, its dedupe keys) and user_sessions with their indexes and TOAST, after a
+    checkpoint-free VACUUM."""
+    conn.execute("VACUUM call_events, call_event_keys, user_sessions")
     row = conn.execute(
-        "SELECT pg_total_relation_size('call_events') + pg_total_relation_size('user_sessions')"
+        "SELECT (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('call_events'))"
+        " + pg_total_relation_size('call_event_keys') + pg_total_relation_size('user_sessions')"
     ).fetchone()
     return int(row[0]) if row else 0
 

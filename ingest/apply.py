@@ -20,6 +20,8 @@ from ingest import queries
 from ingest.errors import describe, is_retryable
 from ingest.event import Event, is_final_transcript
 from ingest.handlers import HANDLERS, Context
+from ingest.mapping.event_key import event_key
+from ingest.mapping.identity import as_uuid, call_id, indexable, session_id
 from ingest.mapping.keywords import extract_keywords
 from ingest.mapping.sentiment import sentiment_of
 from ingest.mapping.timing import parse_instant
@@ -36,6 +38,10 @@ Connection = psycopg.Connection[Any]
 # Events after which a call that ended without a report transcript gets one rebuilt from
 # its final transcript events.
 REBUILD_SOURCES = (None, Source.TRANSCRIPTS.value)
+
+# An event of an erased call: its ``last_error``, and the flag its reduced message carries.
+CALL_ERASED = "call erased"
+ERASED_FLAG = "erased"
 
 
 def _report_expected(message: dict[str, Any]) -> bool:
@@ -147,18 +153,58 @@ def _apply_waiting(conn: Connection, patch: Patch, privacy: Privacy) -> None:
         conn.execute(queries.SET_EVENT_STATE, {"id": event_id, "state": state.value, "error": None})
 
 
+def _erased(conn: Connection, event: Event) -> bool:
+    """Whether the event's call (without one, its session) was erased: one lookup, none without either id."""
+    call = as_uuid(call_id(event.message))
+    session = None if call else session_id(event.message)
+    if call is None and session is None:
+        return False
+    row = conn.execute(queries.ERASED, {"call_id": call, "session_id": session}).fetchone()
+    return bool(row and row[0])
+
+
+def record_erased(conn: Connection, event: Event, privacy: Privacy) -> EventState | None:
+    """Keep an erased call's event as ignored, with the reason, its message reduced to its type; None
+    when it was kept so already (a duplicate).
+
+    It is recorded as an event with no patch (ignored) whose message is the reduced one, so
+    its row, sealed like any other, takes the dedupe gate; a row the endpoint kept for it
+    with the whole message is then reduced the same way.
+    """
+    reduced = Event({"type": event.kind, ERASED_FLAG: True}, event.received_at).row(EventState.IGNORED, privacy)
+    raw_call_id = call_id(event.message)
+    params = {
+        **reduced,
+        "call_id": as_uuid(raw_call_id) or indexable(raw_call_id),
+        "session_id": indexable(session_id(event.message)),
+        "dedupe_key": event_key(event.message),
+        "patch": None,
+    }
+    row = conn.execute(queries.RECORD_AND_APPLY, params).fetchone()
+    if row is None:
+        return None
+    conn.execute(queries.REDUCE_ERASED_EVENT, {**reduced, "id": row[0], "last_error": CALL_ERASED})
+    return EventState.IGNORED
+
+
 def apply_event(conn: Connection, event: Event, privacy: Privacy, *, savepoint: bool = True) -> EventState | None:
     """Record and apply ``event`` in one transaction; None when it was already applied.
 
-    The common case is one round trip: ``ingest_record_and_apply`` records the event,
-    merges its patch and sets its state. Applying waited-for events and rebuilding a
+    An event of a call erased on request (``ingest erase``) is recorded as ignored with
+    ``CALL_ERASED`` and a message reduced to its type (``record_erased``): nothing of it is
+    kept or applied. Finding that out is one lookup per event with a call or session id.
+
+    The common case is two round trips: that lookup, then ``ingest_record_and_apply``,
+    which records the event, merges its patch and sets its state. Applying waited-for events and rebuilding a
     transcript follow only when the merge calls for them. With ``savepoint=False`` the
     caller's transaction is used as it is (the caller rolls it all back on an error).
     """
-    context = privacy.context(event.received_at)
-    patch = _patch(event.message, context, privacy)
-    params = {**event.row(EventState.PENDING, privacy), "patch": patch.to_json().decode() if patch else None}
     with conn.transaction() if savepoint else contextlib.nullcontext():
+        if _erased(conn, event):
+            return record_erased(conn, event, privacy)
+        context = privacy.context(event.received_at)
+        patch = _patch(event.message, context, privacy)
+        params = {**event.row(EventState.PENDING, privacy), "patch": patch.to_json().decode() if patch else None}
         row = conn.execute(queries.RECORD_AND_APPLY, params).fetchone()
         if row is None:
             return None  # a duplicate of an applied (or ignored) event

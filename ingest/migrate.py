@@ -103,6 +103,10 @@ def _set_timezone(conn: psycopg.Connection[tuple[str, str]], local_timezone: str
     conn.execute(STORE_SETTING, ("local_timezone", local_timezone))
 
 
+def _log_progress(notice: psycopg.errors.Diagnostic) -> None:
+    log.info("migration progress", extra={"notice": notice.message_primary})
+
+
 def migrate(
     conninfo: str,
     *,
@@ -126,6 +130,8 @@ def migrate(
     done: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SET client_min_messages = warning")
+        # A long migration reports its progress as notices (0022: rows copied so far)
+        conn.add_notice_handler(_log_progress)
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
             conn.execute(CREATE_LEDGER)

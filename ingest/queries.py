@@ -4,12 +4,20 @@ from __future__ import annotations
 
 # -- the endpoint's fallback: Redis is down, keep the delivery in Postgres -----------------
 
+# A key already in call_event_keys (the dedupe gate, migration 0022) means the event is
+# kept already: nothing is written.
 STORE_PENDING_EVENT = """
+WITH key AS (
+    INSERT INTO call_event_keys (dedupe_key, received_at) VALUES (%(dedupe_key)s, %(received_at)s)
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING dedupe_key, received_at
+)
 INSERT INTO call_events (received_at, call_id, session_id, message_type, dedupe_key, message, body,
                          final_transcript, status, event_at, state)
-VALUES (%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s, %(message)s, %(body)s,
-        %(final_transcript)s, %(status)s, %(event_at)s, 'pending')
-ON CONFLICT (dedupe_key) DO NOTHING
+SELECT key.received_at, %(call_id)s::text, %(session_id)s::text, %(message_type)s::text, key.dedupe_key,
+       %(message)s::jsonb, %(body)s::bytea, %(final_transcript)s::boolean, %(status)s::text,
+       %(event_at)s::timestamptz, 'pending'
+FROM key
 """
 
 # Rows the endpoint kept while Redis was down and nobody has queued since; locked so that
@@ -30,16 +38,13 @@ MARK_EVENTS_QUEUED = "UPDATE call_events SET enqueued_at = now() WHERE id = ANY(
 # The event came off the queue, which still holds it (a retry) or gave it up (failed): it
 # is marked queued, so the web processes' drainer does not queue it a second time.
 RECORD_FAILURE = """
-INSERT INTO call_events AS e (received_at, call_id, session_id, message_type, dedupe_key, message, body,
-                              final_transcript, status, event_at, state, attempts, last_error, enqueued_at)
-VALUES (%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s, %(message)s, %(body)s,
-        %(final_transcript)s, %(status)s, %(event_at)s, %(state)s, 1, %(last_error)s, now())
-ON CONFLICT (dedupe_key) DO UPDATE SET
-    attempts = e.attempts + 1,
-    last_error = EXCLUDED.last_error,
-    enqueued_at = coalesce(e.enqueued_at, now()),
-    state = CASE WHEN e.state IN ('applied', 'ignored') THEN e.state ELSE EXCLUDED.state END
+SELECT ingest_record_event_failure(%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s,
+                                   %(message)s, %(body)s, %(final_transcript)s, %(status)s, %(event_at)s,
+                                   %(state)s, %(last_error)s)
 """
+
+# This month's call_events partition and the next ones (sql/functions/72_call_event_partitions.sql).
+ENSURE_CALL_EVENT_PARTITIONS = "SELECT ingest_ensure_call_event_partitions()"
 
 SET_EVENT_STATE = """
 UPDATE call_events
@@ -60,6 +65,20 @@ FROM ingest_record_and_apply(%(received_at)s, %(call_id)s, %(session_id)s, %(mes
 """
 
 APPLY_PATCH = "SELECT outcome, ended, transcript_source FROM ingest_apply_patch(%(patch)s::jsonb)"
+
+# Whether the event's call (or session) was erased on request: a shared advisory lock and
+# one primary-key lookup (sql/functions/95_erasure.sql), asked before anything is recorded.
+ERASED = "SELECT ingest_erased(%(call_id)s::uuid, %(session_id)s::text)"
+
+# An erased call's event, once recorded (``RECORD_AND_APPLY`` with no patch: ignored): its
+# message reduced to ``{"type", "erased": true}`` and the reason, also over a row the endpoint
+# had kept for it (pending) with its whole message.
+REDUCE_ERASED_EVENT = """
+UPDATE call_events
+SET message = %(message)s, body = %(body)s, final_transcript = false, status = NULL, event_at = NULL,
+    state = 'ignored', applied_at = NULL, last_error = %(last_error)s
+WHERE id = %(id)s
+"""
 
 CLAIM_WAITING_FOR_CALL = """
 SELECT id, message, body, received_at FROM call_events
@@ -206,6 +225,17 @@ FOR UPDATE
 """
 
 SESSION_ROW_BY_ID = "SELECT * FROM user_sessions WHERE id = %(id)s"
+
+# Whether retention may have removed some of a row's raw events (its client's raw-event
+# window, measured from the row's first event, or its transcript window, which takes the
+# call's raw events with it: ingest/ops/retention.py): a rebuild would then lose values.
+SESSION_PAST_RAW_RETENTION = """
+SELECT ingest_retention_due(s.created_at, ingest_retention_days(c.retention_raw_events_days, %(raw_days)s), now())
+    OR ingest_retention_due(coalesce(s.ended_at_utc, s.started_at_utc, s.created_at),
+                            ingest_retention_days(c.retention_transcript_days, %(transcript_days)s), now())
+FROM user_sessions AS s LEFT JOIN client_subscriptions AS c ON c.client_id = s.client_id
+WHERE s.id = %(id)s
+"""
 
 # The advisory lock ingest_apply_patch takes before creating a row (same key expression).
 LOCK_SESSION_KEY = "SELECT pg_advisory_xact_lock(hashtextextended('ingest:' || %(key)s::text, 0))"
@@ -405,4 +435,66 @@ SELECT 'user_sessions', CASE WHEN starts_with(o, 'v1:') THEN split_part(o, ':', 
 FROM user_sessions, LATERAL (VALUES (call_transcript_original), (call_summary_original)) AS v(o)
 WHERE o IS NOT NULL GROUP BY 2
 ORDER BY 1, 2 NULLS FIRST
+"""
+
+# --- ops: erasure on request and access requests (ingest.ops.erase, ingest.ops.calls) ---
+
+# A caller's rows: ``numbers`` holds the E.164 number and its pseudonym (rows erased or
+# anonymised before hold that), narrowed to one client.
+SESSIONS_OF_CUSTOMER = """
+SELECT id, call_id::text, session_id, client_id FROM user_sessions
+WHERE customer_number = ANY(%(numbers)s::text[])
+  AND (%(client)s::text IS NULL OR client_id = %(client)s::text)
+ORDER BY coalesce(started_at_utc, created_at), id
+FOR UPDATE
+"""
+
+SESSION_OF_CALL = """
+SELECT id, call_id::text, session_id, client_id FROM user_sessions WHERE call_id = %(call_id)s::uuid FOR UPDATE
+"""
+
+# The raw events of a call, or of a session row without a call id.
+EVENTS_OF_CALL_COUNT = "SELECT count(*) FROM call_events WHERE call_id = %(call_id)s::text"
+EVENTS_OF_SESSION_COUNT = "SELECT count(*) FROM call_events WHERE session_id = %(session_id)s::text AND call_id IS NULL"
+DELETE_EVENTS = "SELECT ingest_erase_events(%(call_id)s::text, %(session_id)s::text)"
+
+ERASE_LOCK = "SELECT ingest_erase_lock(%(key)s::text)"
+LAST_ACCESS_ID = "SELECT currval(pg_get_serial_sequence('data_access_log', 'id'))"
+TOMBSTONE_CALL = """
+INSERT INTO erased_calls (call_id, audit_id) VALUES (%(call_id)s::uuid, %(audit_id)s)
+ON CONFLICT (call_id) DO UPDATE SET erased_at = now(), audit_id = EXCLUDED.audit_id
+"""
+TOMBSTONE_SESSION = """
+INSERT INTO erased_sessions (session_id, audit_id) VALUES (%(session_id)s, %(audit_id)s)
+ON CONFLICT (session_id) DO UPDATE SET erased_at = now(), audit_id = EXCLUDED.audit_id
+"""
+
+SESSION_FOR_ERASURE = "SELECT customer_number, metadata, server_messages FROM user_sessions WHERE id = %(id)s"
+
+# What an erasure leaves of a row: times, durations, cost, client, assistant, outcome,
+# sentiment; the number as its pseudonym; metadata and timeline reduced in Python.
+ERASE_SESSION = """
+UPDATE user_sessions
+SET call_transcript = NULL, call_summary = NULL,
+    call_transcript_original = NULL, call_summary_original = NULL,
+    keywords = NULL, user_id = NULL,
+    customer_number = %(customer_number)s,
+    metadata = %(metadata)s::jsonb, server_messages = %(server_messages)s::jsonb
+WHERE id = %(id)s
+"""
+
+# An access request: every row of a caller, whole (``ingest calls export``).
+CUSTOMER_SESSIONS = """
+SELECT * FROM user_sessions_local
+WHERE customer_number = ANY(%(numbers)s::text[])
+  AND (%(client)s::text IS NULL OR client_id = %(client)s::text)
+ORDER BY coalesce(started_at_utc, created_at), id
+"""
+
+# The events of one exported row, whole, in arrival order: a call's, or a session row's without a call id.
+EXPORT_EVENTS = """
+SELECT id, received_at, message_type, state, last_error, message, body FROM call_events
+WHERE CASE WHEN %(call_id)s::text IS NOT NULL THEN call_id = %(call_id)s::text
+           ELSE session_id = %(session_id)s::text AND call_id IS NULL END
+ORDER BY id
 """

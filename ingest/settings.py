@@ -65,6 +65,13 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _days(env: Mapping[str, str], name: str, default: int) -> int:
+    """A retention window in days; ``0`` or ``off`` keeps the data forever (0)."""
+    if env.get(name, "").strip().lower() == "off":
+        return 0
+    return _int(env, name, default)
+
+
 def _timezone(env: Mapping[str, str]) -> str:
     name = env.get("LOCAL_TIMEZONE", "").strip() or DEFAULT_TIMEZONE
     try:
@@ -122,6 +129,11 @@ class Settings:
     worker_threads: int = 8
     worker_idle_poll_ms: int = 100
     metrics_token: bytes | None = field(default=None, repr=False)
+    # Retention (ingest.ops.retention): days kept by default, 0 = forever; clients override.
+    retention_raw_events_days: int = 30
+    retention_transcript_days: int = 90
+    retention_anonymise_days: int = 365
+    retention_interval_minutes: int = 60
     worker_metrics_port: int | None = None
     # The snapshot everything above was read from: the concern settings below read it too.
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -156,6 +168,23 @@ class Settings:
         logging.getLogger("ingest").warning(
             "INGEST_PLAINTEXT is set: raw bodies and original transcripts are stored UNENCRYPTED"
         )
+
+    @functools.cached_property
+    def pseudonym_key(self) -> bytes | None:
+        """``INGEST_PSEUDONYM_KEY`` (``ingest.pseudonym``): None when unset."""
+        from ingest.pseudonym import parse_key
+
+        return parse_key(self.environment.get("INGEST_PSEUDONYM_KEY", ""))
+
+    def require_pseudonym_key(self) -> bytes:
+        """The pseudonym key, or a ConfigError saying how to make one (anonymising and erasing need it)."""
+        key = self.pseudonym_key
+        if key is None:
+            raise ConfigError(
+                "INGEST_PSEUDONYM_KEY is not set: make one with "
+                "`python -c 'import secrets,base64;print(base64.b64encode(secrets.token_bytes(32)).decode())'`"
+            )
+        return key
 
     @functools.cached_property
     def privacy(self) -> Privacy:
@@ -225,6 +254,10 @@ class Settings:
             worker_threads=_int(env, "WORKER_THREADS", 8, minimum=1),
             worker_idle_poll_ms=_int(env, "WORKER_IDLE_POLL_MS", 100, minimum=10),
             metrics_token=(env.get("INGEST_METRICS_TOKEN") or "").strip().encode() or None,
+            retention_raw_events_days=_days(env, "RETENTION_RAW_EVENTS_DAYS", 30),
+            retention_transcript_days=_days(env, "RETENTION_TRANSCRIPT_DAYS", 90),
+            retention_anonymise_days=_days(env, "RETENTION_ANONYMISE_DAYS", 365),
+            retention_interval_minutes=_int(env, "RETENTION_INTERVAL_MINUTES", 60, minimum=1),
             worker_metrics_port=worker_metrics_port(env),
             environment=MappingProxyType(dict(env)),
         )

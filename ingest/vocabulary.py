@@ -146,7 +146,9 @@ class AuditAction(StrEnum):
     REBUILD = "rebuild"
     REVEAL = "reveal"  # a sealed value shown in clear; always with a reason
     EXPORT = "export"
+    ERASE = "erase"  # a caller's sessions or one call erased on request; always with a reason
     KEYS_ROTATE = "keys_rotate"
+    RETENTION_RUN = "retention_run"  # a retention run that removed data: its counts in details
 
 
 class AuditSurface(StrEnum):
@@ -154,6 +156,7 @@ class AuditSurface(StrEnum):
 
     CLI = "cli"  # the ingest command
     OPS = "ops"  # the /ops page
+    WORKER = "worker"  # the workers' own scheduled tasks (retention)
 
 
 class AuditActorKind(StrEnum):
@@ -162,6 +165,7 @@ class AuditActorKind(StrEnum):
     OS_USER = "os_user"  # the operating-system user running the ingest command
     OPS_USER = "ops_user"  # the /ops page's basic-auth user (INGEST_OPS_USER)
     OPS_BEARER = "ops_bearer"  # the /ops page's bearer token (INGEST_OPS_TOKEN), by name, never its value
+    SERVICE = "service"  # the service itself: a worker process, by host and pid
 
 
 class AuditTargetKind(StrEnum):

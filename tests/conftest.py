@@ -8,9 +8,11 @@ and its own Redis key namespace.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +38,12 @@ os.environ["INGEST_CREATE_CLIENTS"] = "true"
 # Sealed at rest, as the service refuses to run otherwise: a key made for this run (subprocesses
 # inherit it). tests/test_sealing.py covers plain text and the refusal without keys.
 os.environ["INGEST_ENCRYPTION_KEYS"] = generate_key()
+os.environ["INGEST_PSEUDONYM_KEY"] = base64.b64encode(secrets.token_bytes(32)).decode()
+# The recorded calls ended months ago: with retention's default windows, the workers the tests
+# start would remove them as they are applied. The suite keeps everything; the retention tests
+# set their own windows.
+for _category in ("RAW_EVENTS", "TRANSCRIPT", "ANONYMISE"):
+    os.environ[f"RETENTION_{_category}_DAYS"] = "off"
 os.environ.pop("INGEST_PLAINTEXT", None)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ from ingest.settings import Settings
 from worker.group_commit import GroupCommit
 from worker.process import event_from_body
 from worker.reclaim import reclaim
-from worker.sweeper import Sweeper
+from worker.sweeper import RetentionSchedule, Sweeper
 
 log = logging.getLogger("ingest.worker")
 
@@ -72,6 +72,7 @@ class Resources(Middleware):
             interval=self.settings.sweep_interval,
             grace=self.settings.sweep_grace,
             also=lambda: reclaim(broker, queue_name),
+            retention=RetentionSchedule(self.settings),
         )
         self._sweeper.start()
 

@@ -9,17 +9,23 @@ applying is idempotent, so a sweep racing the queue's own redelivery is harmless
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from ingest import queries
 from ingest.apply import apply_stored_event, rebuild_transcript
+from ingest.db import connection_kwargs, require
 from ingest.errors import describe
+from ingest.ops import retention
 from ingest.privacy import Privacy
 from ingest.sealing import KeyUnavailable
+from ingest.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,64 @@ def rebuild_missing_transcripts(pool: ConnectionPool, privacy: Privacy, *, grace
     return len(calls)
 
 
+class RetentionSchedule:
+    """The retention policy every ``RETENTION_INTERVAL_MINUTES``, by one runner across hosts.
+
+    Every worker process calls it on each sweep; it acts once its interval has passed since
+    this process last tried, and only when the last run recorded in Postgres (by any host)
+    is that old too. ``retention.run_locked`` takes a session advisory lock on a connection
+    of its own: while one process runs, the others skip. A failure is logged and retried at
+    the next interval; it never stops the sweeper.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.interval = settings.retention_interval_minutes * 60.0
+        self._tried = -self.interval
+
+    def __call__(self) -> retention.Report | None:
+        if time.monotonic() - self._tried < self.interval:
+            return None
+        self._tried = time.monotonic()
+        url = require(self.settings.database_url, "DATABASE_URL")
+        with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(self.settings)) as conn:
+            if not retention.due_now(conn, self.settings.retention_interval_minutes):
+                return None
+            report = retention.run_locked(
+                conn,
+                self.settings,
+                interval_minutes=self.settings.retention_interval_minutes,
+                runner="worker",
+                auditor=retention.worker_auditor(),
+            )
+        if report is not None:
+            log.info(
+                "retention run",
+                extra={
+                    **{category: report.total(category) for category in retention.CATEGORIES},
+                    "overdue": report.overdue_total,
+                    "skipped": report.skipped,
+                },
+            )
+            if report.skipped:
+                log.warning("retention skipped a step: no INGEST_PSEUDONYM_KEY", extra={"skipped": report.skipped})
+        return report
+
+
+def ensure_call_event_partitions(pool: ConnectionPool) -> int:
+    """Make this month's ``call_events`` partition and the next ones if missing; return how many were made.
+
+    Without them events still land in ``call_events_default``; a partition made later moves
+    its month's rows out of it (sql/functions/72_call_event_partitions.sql).
+    """
+    with pool.connection() as conn:
+        row = conn.execute(queries.ENSURE_CALL_EVENT_PARTITIONS).fetchone()
+    made = int(row[0]) if row else 0
+    if made:
+        log.info("call_events partitions made", extra={"count": made})
+    return made
+
+
 class Sweeper(threading.Thread):
     """A daemon thread sweeping every ``interval`` seconds until ``stop()``."""
 
@@ -75,9 +139,11 @@ class Sweeper(threading.Thread):
         interval: float,
         grace: float,
         also: Callable[[], None] | None = None,
+        retention: Callable[[], object] | None = None,
     ) -> None:
         super().__init__(name="ingest-sweeper", daemon=True)
         self.also = also
+        self.retention = retention
         self.pool = pool
         self.privacy = privacy
         self.interval = interval
@@ -85,22 +151,31 @@ class Sweeper(threading.Thread):
         self._stopped = threading.Event()
 
     def run(self) -> None:
+        partitions = functools.partial(ensure_call_event_partitions, self.pool)
+        self._run_each([partitions])  # on start, then with every sweep
         tasks: list[Callable[[], object]] = [
+            partitions,
             lambda: sweep_once(self.pool, self.privacy, grace=self.grace, unqueued_grace=self.grace * 5),
             lambda: rebuild_missing_transcripts(self.pool, self.privacy, grace=self.grace * 5),
         ]
         if self.also is not None:
             tasks.insert(0, self.also)
+        if self.retention is not None:
+            tasks.append(self.retention)
         while not self._stopped.wait(self.interval):
-            for task in tasks:  # each on its own: Redis being down must not stop the database sweep
-                try:
-                    task()
-                except Exception:
-                    log.warning("sweep task failed", exc_info=True)
+            self._run_each(tasks)
+
+    @staticmethod
+    def _run_each(tasks: list[Callable[[], object]]) -> None:
+        for task in tasks:  # each on its own: Redis being down must not stop the database sweep
+            try:
+                task()
+            except Exception:
+                log.warning("sweep task failed", exc_info=True)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopped.set()
         self.join(timeout)
 
 
-__all__ = ["Sweeper", "rebuild_missing_transcripts", "sweep_once"]
+__all__ = ["RetentionSchedule", "Sweeper", "ensure_call_event_partitions", "rebuild_missing_transcripts", "sweep_once"]

@@ -10,7 +10,7 @@ import psycopg
 import redis
 from psycopg_pool import PoolTimeout
 
-from ingest.cli import audit, calls, dlq, events, keys, queue, rebuild, replay, serve
+from ingest.cli import audit, calls, dlq, erase, events, keys, queue, rebuild, replay, retention, serve
 from ingest.dev import stack, state
 from ingest.dev.embedded import EmbeddedError
 from ingest.errors import ConfigError
@@ -58,7 +58,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     queue.add_arguments(queue_parser)
     events_parser = add("events", events.run, "List, show, re-apply or discard recorded events.")
     events.add_arguments(events_parser)
-    calls_parser = add("calls", calls.run, "List recent calls (user_sessions rows) or show one whole.")
+    calls_parser = add(
+        "calls", calls.run, "List recent calls (user_sessions rows), show one whole, or export a caller's."
+    )
     calls.add_arguments(calls_parser)
     dlq_parser = add("dlq", dlq.run, "List, requeue or purge Dramatiq's dead-lettered messages.")
     dlq.add_arguments(dlq_parser)
@@ -66,8 +68,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     rebuild.add_arguments(rebuild_parser)
     keys_parser = add("keys", keys.run, "Make a sealing key, see what each key seals, re-seal under the first key.")
     keys.add_arguments(keys_parser)
+    retention_parser = add("retention", retention.run, "What the retention policy has due; run it now (--dry-run).")
+    retention.add_arguments(retention_parser)
     audit_parser = add("audit", audit.run, "List the access log: who read session data or acted on it, and when.")
     audit.add_arguments(audit_parser)
+    erase_parser = add(
+        "erase", erase.run, "Erase a caller's sessions (or one call) on request: personal data goes, billing stays."
+    )
+    erase.add_arguments(erase_parser)
     return parser, commands
 
 

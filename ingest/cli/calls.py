@@ -1,4 +1,4 @@
-"""``ingest calls list|show``: the rows in ``user_sessions``, for operators (``ingest.ops.calls``)."""
+"""``ingest calls list|show|export``: the rows in ``user_sessions``, for operators (``ingest.ops.calls``)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from ingest.cli import revealing
 from ingest.cli.output import age, first_line, positive_int, since, table, to_json, wallclock, when
 from ingest.db import connection_kwargs, require
 from ingest.mapping.identity import as_uuid
-from ingest.ops import calls
-from ingest.ops.reveal import unopened
+from ingest.ops import calls, erase
+from ingest.ops.reveal import ReasonRefused, reveal_reason, unopened
 from ingest.patch import ORIGINALS, Source
 from ingest.sealing import KeyUnavailable, SealError
 from ingest.settings import Settings
@@ -66,6 +66,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("call_id", type=_uuid("a call id"), metavar="CALL_ID")
     show.add_argument("--json", action="store_true", help="machine-readable output (hidden the same way)")
     revealing.add_options(show, "the original transcript and summary and whole numbers")
+    export = actions.add_parser(
+        "export",
+        help="everything kept about one caller, revealed (an access request), as JSON",
+        description="Every session of a caller (the number in any notation) with its originals opened and its"
+        " events' messages, as one JSON document on stdout: the answer to an access request. Recorded in the"
+        " access log with the reason and the number of sessions.",
+    )
+    export.add_argument("--customer-number", required=True, metavar="NUMBER", help="the caller's number")
+    export.add_argument("--client", metavar="ID", help="only this client's sessions")
+    export.add_argument(
+        "--reason", required=True, metavar="TEXT", help="the request or ticket (no phone number): recorded"
+    )
+    export.add_argument("--json", action="store_true", default=True, help="JSON output (the default and only form)")
 
 
 def _connect(settings: Settings) -> psycopg.Connection[Any]:
@@ -257,7 +270,40 @@ def _print(call_id: str, detail: calls.CallDetail) -> None:
         )
 
 
-ACTIONS = {"list": _list, "show": _show}
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        reason = reveal_reason(args.reason, settings.phone_region)
+        numbers = erase.customer_numbers(args.customer_number, settings.phone_region, settings.require_pseudonym_key())
+    except ReasonRefused as exc:
+        print(f"ingest calls export: --reason: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"ingest calls export: --customer-number: {exc}", file=sys.stderr)
+        return 2
+    failed: KeyUnavailable | SealError | None = None
+    exported: list[dict[str, Any]] = []
+    with _connect(settings) as conn, conn.transaction():  # the read and its record commit together
+        try:
+            exported = calls.export_customer(conn, numbers, settings.privacy, client=args.client)
+        except (KeyUnavailable, SealError) as exc:
+            failed = exc
+        audit.cli().record(
+            conn,
+            AuditAction.EXPORT,
+            AuditTargetKind.BULK,
+            target_count=len(exported),
+            reason=reason,
+            client_id=args.client,
+            details={"customer": numbers[1], **({"unopened_key": failed.key_id} if failed else {})},
+        )
+    if failed is not None:
+        print(f"ingest calls export: cannot reveal the caller's sessions: {unopened(failed)}", file=sys.stderr)
+        return 1
+    print(to_json({"customer_number": numbers[0], "sessions": exported}))
+    return 0
+
+
+ACTIONS = {"list": _list, "show": _show, "export": _export}
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

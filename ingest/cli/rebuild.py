@@ -103,7 +103,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 result = RebuildResult(f"row {row.row_id}", "skipped", reason=NO_KEY)
             else:
                 result = rebuild_row(
-                    conn, row.key, privacy=settings.privacy, transcript_grace=grace, dry_run=args.dry_run
+                    conn,
+                    row.key,
+                    privacy=settings.privacy,
+                    retention=(settings.retention_raw_events_days, settings.retention_transcript_days),
+                    transcript_grace=grace,
+                    dry_run=args.dry_run,
                 )
             counts[result.outcome] += 1
             for line in _report(result, quiet=args.all):

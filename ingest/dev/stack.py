@@ -9,6 +9,7 @@ sample calls through the endpoint), then runs until Ctrl-C and stops everything 
 from __future__ import annotations
 
 import argparse
+import base64
 import logging
 import os
 import secrets
@@ -106,6 +107,20 @@ def encryption_key(data_dir: Path) -> str:
     return key
 
 
+def pseudonym_key(data_dir: Path) -> str:
+    """The local stack's ``INGEST_PSEUDONYM_KEY`` kept in ``data_dir`` (mode 0600), made on first use."""
+    path = data_dir / state.PSEUDONYM_KEY_FILE
+    if path.exists() and (kept := path.read_text().strip()):
+        return kept
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
 def child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = settings.database_url or ""
@@ -122,6 +137,8 @@ def child_env(settings: Settings) -> dict[str, str]:
     if not env.get("INGEST_ENCRYPTION_KEYS") and not env.get("INGEST_PLAINTEXT"):
         # sealed like production; losing the file loses what it sealed (docs/local-stack.md)
         env["INGEST_ENCRYPTION_KEYS"] = encryption_key(settings.data_dir)
+    if not env.get("INGEST_PSEUDONYM_KEY"):
+        env["INGEST_PSEUDONYM_KEY"] = pseudonym_key(settings.data_dir)
     return env
 
 

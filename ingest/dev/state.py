@@ -25,6 +25,8 @@ STATE_FILE = "stack.json"
 # The local stack's encryption key (``kid:base64``, mode 0600), made by ``ingest dev`` on its
 # first run: never in stack.json, read from here by the commands that find the stack.
 KEY_FILE = "encryption.key"
+# Its INGEST_PSEUDONYM_KEY (base64, mode 0600), made and read the same way.
+PSEUDONYM_KEY_FILE = "pseudonym.key"
 
 # What a client of the stack may take from it (secrets stay in the environment they were set in).
 SHARED_VARIABLES = ("DATABASE_URL", "REDIS_URL", "HOST", "PORT", "INGEST_INSECURE", "INGEST_REDIS_NAMESPACE")
@@ -89,4 +91,7 @@ def discovered(settings: Settings) -> Settings:
     if not given.get("INGEST_ENCRYPTION_KEYS") and not given.get("INGEST_PLAINTEXT"):
         with contextlib.suppress(OSError):
             found["INGEST_ENCRYPTION_KEYS"] = (settings.data_dir / KEY_FILE).read_text().strip()
+    if not given.get("INGEST_PSEUDONYM_KEY"):
+        with contextlib.suppress(OSError):
+            found["INGEST_PSEUDONYM_KEY"] = (settings.data_dir / PSEUDONYM_KEY_FILE).read_text().strip()
     return Settings.from_env({**found, **given})

@@ -98,6 +98,7 @@ def endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
             namespace=settings.queue_namespace,
             queue_names=(settings.queue_name,),
             connect_kwargs=connection_kwargs(settings),
+            retention_raw_days=settings.retention_raw_events_days,
         )
     )
 
@@ -105,7 +106,8 @@ def endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
         reason = refusal(token, request.headers.get("authorization"))
         if reason is not None:
             return Response(unauthorized(reason), 401, {"www-authenticate": "Bearer"}, media_type="application/json")
-        gauges = SourceCollector(await readers.snapshot())
+        snap, kept = await asyncio.gather(readers.snapshot(), readers.retention_figures())
+        gauges = SourceCollector(snap, kept)
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         output = await asyncio.to_thread(encoder, Exposition(process_counts, gauges))  # reads files
         return Response(output, media_type=content_type)

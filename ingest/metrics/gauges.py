@@ -29,7 +29,7 @@ import psycopg
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ingest.ops import backlog
+from ingest.ops import backlog, retention
 from ingest.ops.backlog import Backlog, EventStats, QueueStats
 from ingest.vocabulary import EventState
 
@@ -53,6 +53,14 @@ class Sources:
     namespace: str
     queue_names: tuple[str, ...]
     connect_kwargs: Mapping[str, Any]
+    retention_raw_days: int = 30  # RETENTION_RAW_EVENTS_DAYS, for the overdue count
+
+
+def read_retention(sources: Sources) -> retention.Figures:
+    connect = {**sources.connect_kwargs, **backlog.postgres_timeouts()}
+    with psycopg.connect(sources.database_url, **connect) as conn, conn.transaction():
+        conn.execute(f"SET LOCAL statement_timeout = '{backlog.POSTGRES_STATEMENT_TIMEOUT}'")
+        return retention.figures(conn, sources.retention_raw_days)
 
 
 def read_queues(sources: Sources) -> list[QueueStats]:
@@ -123,18 +131,24 @@ class SourceReaders:
         self.sources = sources
         self.queues = SourceReader("redis", read_queues)
         self.events = SourceReader("postgres", read_events)
+        self.retention = SourceReader("retention", read_retention)
 
     async def snapshot(self) -> Backlog:
         """Read both sources at once, off the event loop (why a source is down is logged by its reader)."""
         queues, events = await asyncio.gather(self.queues(self.sources), self.events(self.sources))
         return Backlog(datetime.now(UTC), self.sources.namespace, queues, events)
 
+    async def retention_figures(self) -> retention.Figures | None:
+        """The last retention run and the overdue unfinished events; None when Postgres does not answer."""
+        return await self.retention(self.sources)
+
 
 class SourceCollector:
     """A prometheus_client collector yielding the gauges of one ``Backlog``."""
 
-    def __init__(self, snap: Backlog) -> None:
+    def __init__(self, snap: Backlog, kept: retention.Figures | None = None) -> None:
         self.snap = snap
+        self.kept = kept
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -167,3 +181,28 @@ class SourceCollector:
             for state in EVENT_STATES:
                 events.add_metric([state], getattr(self.snap.events, state))
             yield events
+        if self.kept is not None:
+            yield from retention_gauges(self.kept)
+
+
+def retention_gauges(kept: retention.Figures) -> Iterator[Metric]:
+    """The last retention run (time, counts by category) and the unfinished events past their raw window."""
+    last = GaugeMetricFamily(
+        "vapi_ingest_retention_last_run_timestamp_seconds", "When the last retention run finished (0: never)."
+    )
+    last.add_metric([], kept.last_run.finished_at.timestamp() if kept.last_run else 0.0)
+    yield last
+    removed = GaugeMetricFamily(
+        "vapi_ingest_retention_last_run_items",
+        "What the last retention run removed or anonymised, by category.",
+        labels=["category"],
+    )
+    for category in retention.CATEGORIES:
+        removed.add_metric([category], kept.last_run.total(category) if kept.last_run else 0)
+    yield removed
+    overdue = GaugeMetricFamily(
+        "vapi_ingest_retention_overdue_events",
+        "Pending or waiting call_events past their raw-events window: kept, never removed silently.",
+    )
+    overdue.add_metric([], kept.overdue)
+    yield overdue

@@ -17,7 +17,11 @@
     original transcript and summary, raw numbers), for a reveal made with a reason;
     ``KeyUnavailable`` / ``SealError`` (naming the key) when one does not open.
 
-Both read the view ``user_sessions_local`` (migration 0018), which shows each ``*_nz``
+- ``export_customer(conn, numbers, privacy, *, client=None)``: every row of one caller,
+  revealed, with its events' messages opened: the answer to an access request
+  (``ingest calls export``, which records it).
+
+All read the view ``user_sessions_local`` (migration 0018), which shows each ``*_nz``
 column as a plain local timestamp next to the zone it is in.
 """
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -240,4 +245,53 @@ def get_call(conn: Connection, call_id: str) -> CallDetail | None:
     )
 
 
-__all__ = ["EVENTS_SHOWN", "PHONE_COLUMNS", "TEXT_COLUMNS", "CallDetail", "CallListing", "get_call", "list_calls"]
+def export_customer(
+    conn: Connection, numbers: Sequence[str], privacy: Privacy, *, client: str | None = None
+) -> list[dict[str, Any]]:
+    """Everything kept about a caller (an access request): each row whose ``customer_number`` is one of
+    ``numbers`` (``ingest.ops.erase.customer_numbers``), revealed, with its events' messages opened.
+
+    JSON-able; ``KeyUnavailable`` or ``SealError`` naming the key when a sealed value does not open.
+    """
+    params = {"numbers": list(numbers), "client": client.strip() if client else None}
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(queries.CUSTOMER_SESSIONS, params).fetchall()
+        exported = []
+        for found in rows:
+            row = privacy.open_row({key: value for key, value in found.items() if key not in LOCAL_COLUMNS})
+            keys = {"call_id": str(row["call_id"]) if row["call_id"] else None, "session_id": row["session_id"]}
+            kept = cur.execute(queries.EXPORT_EVENTS, keys).fetchall()
+            exported.append(
+                {
+                    "row": {key: _plain(value) for key, value in row.items()},
+                    "local": {
+                        "timezone": found["local_timezone"],
+                        "started_at_local": _plain(found["started_at_local"]),
+                        "ended_at_local": _plain(found["ended_at_local"]),
+                    },
+                    "events": [
+                        {
+                            "id": event["id"],
+                            "received_at": _plain(event["received_at"]),
+                            "message_type": event["message_type"],
+                            "state": event["state"],
+                            "error": event["last_error"],
+                            "message": privacy.open_message(event["message"], event["body"]),
+                        }
+                        for event in kept
+                    ],
+                }
+            )
+    return exported
+
+
+__all__ = [
+    "EVENTS_SHOWN",
+    "PHONE_COLUMNS",
+    "TEXT_COLUMNS",
+    "CallDetail",
+    "CallListing",
+    "export_customer",
+    "get_call",
+    "list_calls",
+]

@@ -22,10 +22,12 @@ difference, as any correction does. What comes from tables other than ``call_eve
 derived as a write would derive it today: routing (``client_id`` from phone numbers and
 assistants), the rate-plan price, the ``_nz`` columns in today's ``LOCAL_TIMEZONE``.
 
-A row with no recorded events (written by hand, or before ``call_events`` existed) is left
-alone, and so is one with neither a call id nor a session id (``every_key`` yields its
-``key`` as None: nothing names its events). With ``dry_run`` the transaction is rolled back:
-the changes are reported, nothing is written.
+A row whose raw events retention may have removed (``retention``: the default raw-event and
+transcript windows; the row is older than its client's) is left alone, reported as skipped:
+rebuilt from what is left, it would lose values. A row with no recorded events (written by
+hand, or before ``call_events`` existed) is left alone, and so is one with neither a call id
+nor a session id (``every_key`` yields its ``key`` as None: nothing names its events). With
+``dry_run`` the transaction is rolled back: the changes are reported, nothing is written.
 
 A deadlock or serialization failure (SQLSTATE class 40, with a live worker writing the same
 rows) rolls the rebuild back; it is tried again ``CONFLICT_ATTEMPTS`` times in all, with a
@@ -159,7 +161,13 @@ def _conflict(exc: psycopg.Error) -> bool:
 
 
 def rebuild_row(
-    conn: Connection, key: str, *, privacy: Privacy, transcript_grace: float, dry_run: bool = False
+    conn: Connection,
+    key: str,
+    *,
+    privacy: Privacy,
+    transcript_grace: float,
+    dry_run: bool = False,
+    retention: tuple[int, int] | None = None,
 ) -> RebuildResult:
     """Rebuild the row of call (or session) ``key`` from its events; see the module's docstring.
 
@@ -172,7 +180,9 @@ def rebuild_row(
     attempt = 1
     while True:
         try:
-            return _rebuild_once(conn, key, privacy=privacy, transcript_grace=transcript_grace, dry_run=dry_run)
+            return _rebuild_once(
+                conn, key, privacy=privacy, transcript_grace=transcript_grace, dry_run=dry_run, retention=retention
+            )
         except psycopg.Error as exc:
             if not _conflict(exc):
                 raise
@@ -184,8 +194,21 @@ def rebuild_row(
             attempt += 1
 
 
+def _past_raw_retention(conn: Connection, row_id: Any, retention: tuple[int, int]) -> bool:
+    raw_days, transcript_days = retention
+    params = {"id": row_id, "raw_days": raw_days, "transcript_days": transcript_days}
+    row = conn.execute(queries.SESSION_PAST_RAW_RETENTION, params).fetchone()
+    return bool(row and row[0])
+
+
 def _rebuild_once(
-    conn: Connection, key: str, *, privacy: Privacy, transcript_grace: float, dry_run: bool
+    conn: Connection,
+    key: str,
+    *,
+    privacy: Privacy,
+    transcript_grace: float,
+    dry_run: bool,
+    retention: tuple[int, int] | None,
 ) -> RebuildResult:
     call_id = as_uuid(key)
     try:
@@ -195,6 +218,9 @@ def _rebuild_once(
                 where = {"call_id": call_id, "session_id": key}
             else:
                 where = {"call_id": str(old["call_id"]) if old["call_id"] else None, "session_id": old["session_id"]}
+                if retention is not None and _past_raw_retention(conn, old["id"], retention):
+                    reason = "older than its raw events are kept (retention may have removed some): left as it is"
+                    raise _Abandon(RebuildResult(key, "skipped", reason=reason))
             row_key = where["call_id"] or where["session_id"] or key
             conn.execute(queries.LOCK_SESSION_KEY, {"key": row_key})
             events = conn.execute(queries.EVENTS_OF_SESSION_ROW, where).fetchall()

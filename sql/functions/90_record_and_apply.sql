@@ -1,5 +1,6 @@
--- One round trip per event for the worker: record the event in call_events (the dedupe
--- gate), merge its patch into its row, and leave the event in the state that results.
+-- One round trip per event for the worker: record the event in call_events (its dedupe
+-- key in call_event_keys: the gate), merge its patch into its row, and leave the event in
+-- the state that results.
 --
 -- Returns no row for a duplicate of an applied or ignored event. A NULL patch means the
 -- event is only recorded (a type we do not map): state 'ignored'. Otherwise the state is
@@ -30,18 +31,33 @@ DECLARE
     first_state text := CASE WHEN p_patch IS NULL THEN 'ignored' ELSE 'applied' END;
     new_state text;
     recorded_id bigint;
+    recorded_at timestamptz;
     inserted boolean;
     merged record;
 BEGIN
-    INSERT INTO call_events AS e (received_at, call_id, session_id, message_type, dedupe_key, message, body,
-                                  final_transcript, status, event_at, state, attempts, applied_at)
-    VALUES (p_received_at, p_call_id, p_session_id, p_message_type, p_dedupe_key, p_message, p_body,
-            p_final_transcript, p_status, p_event_at, first_state, 1, CASE WHEN first_state = 'applied' THEN now() END)
-    ON CONFLICT ON CONSTRAINT call_events_dedupe_key_key DO UPDATE SET attempts = e.attempts + 1
-    WHERE e.state NOT IN ('applied', 'ignored')
-    RETURNING e.id, (e.xmax = 0) INTO recorded_id, inserted;
+    -- The gate (migration 0022): a new key inserts the event; a known key names the
+    -- received_at, and so the partition, of the event recorded with it. A worker recording
+    -- the same new key at this moment makes this insert wait for its transaction: it then
+    -- finds the key (and the event, committed with it) or, rolled back, inserts it here.
+    INSERT INTO call_event_keys AS k (dedupe_key, received_at) VALUES (p_dedupe_key, p_received_at)
+    ON CONFLICT (dedupe_key) DO NOTHING;
+    inserted := FOUND;
+    IF inserted THEN
+        recorded_at := p_received_at;
+        INSERT INTO call_events AS e (received_at, call_id, session_id, message_type, dedupe_key, message, body,
+                                      final_transcript, status, event_at, state, attempts, applied_at)
+        VALUES (p_received_at, p_call_id, p_session_id, p_message_type, p_dedupe_key, p_message, p_body,
+                p_final_transcript, p_status, p_event_at, first_state, 1,
+                CASE WHEN first_state = 'applied' THEN now() END)
+        RETURNING e.id INTO recorded_id;
+    ELSE
+        SELECT k.received_at INTO recorded_at FROM call_event_keys AS k WHERE k.dedupe_key = p_dedupe_key;
+        UPDATE call_events AS e SET attempts = e.attempts + 1
+        WHERE e.dedupe_key = p_dedupe_key AND e.received_at = recorded_at AND e.state NOT IN ('applied', 'ignored')
+        RETURNING e.id INTO recorded_id;
+    END IF;
     IF recorded_id IS NULL THEN
-        RETURN;  -- a duplicate of an applied or ignored event
+        RETURN;  -- a duplicate of an applied or ignored event (or of one no longer kept)
     END IF;
 
     IF p_patch IS NULL THEN
@@ -56,12 +72,54 @@ BEGIN
             -- set when the event is applied, and only then: the insert above stamped it on
             -- the guess 'applied', which an event that ends up waiting must not keep
             applied_at = CASE WHEN new_state = 'applied' THEN now() END
-        WHERE e.id = recorded_id;
+        WHERE e.id = recorded_id AND e.received_at = recorded_at;
     END IF;
     IF p_patch IS NULL THEN
         RETURN QUERY SELECT recorded_id, new_state, NULL::text, false, NULL::text;
     ELSE
         RETURN QUERY SELECT recorded_id, new_state, merged.outcome, merged.ended, merged.transcript_source;
     END IF;
+END
+$$;
+
+-- The worker could not apply an event: keep it with its error (ingest.apply.record_failure),
+-- in one round trip. A new key inserts the event in p_state; a known key updates its event
+-- (found in its partition by the key's received_at): one more attempt, the error, marked
+-- queued, and p_state unless it was applied or ignored meanwhile.
+CREATE OR REPLACE FUNCTION ingest_record_event_failure(
+    p_received_at timestamptz,
+    p_call_id text,
+    p_session_id text,
+    p_message_type text,
+    p_dedupe_key text,
+    p_message jsonb,
+    p_body bytea,
+    p_final_transcript boolean,
+    p_status text,
+    p_event_at timestamptz,
+    p_state text,
+    p_last_error text
+) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    recorded_at timestamptz;
+BEGIN
+    INSERT INTO call_event_keys AS k (dedupe_key, received_at) VALUES (p_dedupe_key, p_received_at)
+    ON CONFLICT (dedupe_key) DO NOTHING;
+    IF FOUND THEN
+        INSERT INTO call_events (received_at, call_id, session_id, message_type, dedupe_key, message, body,
+                                 final_transcript, status, event_at, state, attempts, last_error, enqueued_at)
+        VALUES (p_received_at, p_call_id, p_session_id, p_message_type, p_dedupe_key, p_message, p_body,
+                p_final_transcript, p_status, p_event_at, p_state, 1, p_last_error, now());
+        RETURN;
+    END IF;
+    SELECT k.received_at INTO recorded_at FROM call_event_keys AS k WHERE k.dedupe_key = p_dedupe_key;
+    UPDATE call_events AS e
+    SET attempts = e.attempts + 1,
+        last_error = p_last_error,
+        enqueued_at = coalesce(e.enqueued_at, now()),
+        state = CASE WHEN e.state IN ('applied', 'ignored') THEN e.state ELSE p_state END
+    WHERE e.dedupe_key = p_dedupe_key AND e.received_at = recorded_at;
 END
 $$;

@@ -190,6 +190,20 @@ def test_local_stack_seals_with_a_key_it_makes_once(tmp_path: Path, monkeypatch:
     assert "INGEST_ENCRYPTION_KEYS" not in child_env(Settings(data_dir=tmp_path / "plain"))
 
 
+def test_local_stack_makes_a_pseudonym_key_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without INGEST_PSEUDONYM_KEY the children get one made on first run, kept (0600), found by other commands."""
+    monkeypatch.delenv("INGEST_PSEUDONYM_KEY")
+    settings = Settings(database_url="postgresql:///x", redis_url="redis://x", data_dir=tmp_path / "data")
+    key = child_env(settings)["INGEST_PSEUDONYM_KEY"]
+    assert child_env(settings)["INGEST_PSEUDONYM_KEY"] == key
+    kept = tmp_path / "data" / state.PSEUDONYM_KEY_FILE
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    state.write(settings.data_dir, {"DATABASE_URL": "postgresql:///x", "REDIS_URL": "redis://x"})
+    found = state.discovered(Settings.from_env({"INGEST_DATA_DIR": str(settings.data_dir)}))
+    assert found.pseudonym_key is not None
+    assert found.pseudonym_key == Settings.from_env({"INGEST_PSEUDONYM_KEY": key}).pseudonym_key
+
+
 @pytest.mark.parametrize(
     ("configured", "login"),
     [

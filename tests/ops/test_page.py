@@ -731,3 +731,23 @@ def test_reveal_under_a_key_not_configured_names_it(
     [entry] = reveals(db)
     assert entry[5] == 0
     assert entry[8]["unopened_key"] == sealing_key()
+
+
+def test_overview_shows_the_last_retention_run_and_overdue_unfinished_events(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    """The retention panel names the last run and its counts, and warns about pending events past the raw window."""
+    assert "Retention has not run yet" in client.get("/ops", headers=basic()).text
+    db.execute(
+        "INSERT INTO call_events (received_at, message_type, dedupe_key, message, state)"
+        " VALUES (now() - interval '45 days', 'status-update', 'overdue-1', '{\"type\": \"status-update\"}', 'pending')"
+    )
+    db.execute(
+        "INSERT INTO retention_runs (started_at, finished_at, runner, counts, overdue, skipped)"
+        " VALUES (now(), now(), 'worker-1', %s, 1, '{}')",
+        ('{"raw_events": {"client-a": 12}, "transcripts": {"client-a": 3}, "anonymised": {}}',),
+    )
+    page = client.get("/ops", headers=basic()).text
+    assert "by worker-1:" in page
+    assert "12 raw events, 3 transcripts, 0 anonymised" in page
+    assert "1 pending or waiting event(s) are older than the raw-event window" in page

@@ -36,7 +36,7 @@ def ledger(db: Conn) -> list[tuple[Any, ...]]:
 
 @pytest.fixture
 def servers(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
-    use_servers(monkeypatch, db_url=db_url)
+    use_servers(monkeypatch, db_url=db_url)  # retention's windows are off in the suite (tests/conftest.py)
 
 
 @pytest.fixture
@@ -282,3 +282,17 @@ def test_changes_walks_into_json() -> None:
         Change("metadata.provenance.x", "report", "status"),
     ]
     assert changes(before, before) == []
+
+
+def test_a_row_older_than_its_raw_events_are_kept_is_left_alone(db: Conn) -> None:
+    """Past the raw-event window (retention may have removed some events) a row is skipped, not rebuilt from less."""
+    apply_bodies(db, load_call("voicemail"))
+    [key] = session_rows(db)
+    db.execute("UPDATE user_sessions SET created_at = now() - interval '31 days', ended_reason = 'corrupted'")
+    result = rebuild_row(db, key, privacy=PRIVACY, transcript_grace=600, retention=(30, 90))
+    assert (result.outcome, result.reason) == (
+        "skipped",
+        "older than its raw events are kept (retention may have removed some): left as it is",
+    )
+    assert session_rows(db)[key]["ended_reason"] == "corrupted"
+    assert rebuild_row(db, key, privacy=PRIVACY, transcript_grace=600, retention=(0, 0)).outcome == "changed"

@@ -70,26 +70,30 @@ def test_columns(db: Conn) -> None:
 
 
 def test_indexes(db: Conn) -> None:
-    """call_id, session_id, message_type and the sweeper's partial index on unfinished events exist."""
+    """call_id, session_id, message_type, dedupe_key and the sweeper's partial index on unfinished events exist."""
     rows = dict(db.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'call_events'").fetchall())
     assert (
         rows.items()
         >= {
-            "call_events_pkey": "CREATE UNIQUE INDEX call_events_pkey ON public.call_events USING btree (id)",
-            "call_events_dedupe_key_key": (
-                "CREATE UNIQUE INDEX call_events_dedupe_key_key ON public.call_events USING btree (dedupe_key)"
+            # partitioned (0022): the primary key holds the partition key too
+            "call_events_pkey": (
+                "CREATE UNIQUE INDEX call_events_pkey ON ONLY public.call_events USING btree (id, received_at)"
+            ),
+            "idx_call_events_dedupe_key": (
+                "CREATE INDEX idx_call_events_dedupe_key ON ONLY public.call_events USING btree (dedupe_key)"
             ),
             "idx_call_events_call_id": (
-                "CREATE INDEX idx_call_events_call_id ON public.call_events USING btree (call_id)"
+                "CREATE INDEX idx_call_events_call_id ON ONLY public.call_events USING btree (call_id)"
             ),
             "idx_call_events_session_id": (
-                "CREATE INDEX idx_call_events_session_id ON public.call_events USING btree (session_id)"
+                "CREATE INDEX idx_call_events_session_id ON ONLY public.call_events USING btree (session_id)"
             ),
             "idx_call_events_message_type": (
-                "CREATE INDEX idx_call_events_message_type ON public.call_events USING btree (message_type)"
+                "CREATE INDEX idx_call_events_message_type ON ONLY public.call_events USING btree (message_type)"
             ),
             "idx_call_events_unfinished_received_at": (
-                "CREATE INDEX idx_call_events_unfinished_received_at ON public.call_events USING btree (received_at)"
+                "CREATE INDEX idx_call_events_unfinished_received_at ON ONLY public.call_events"
+                " USING btree (received_at)"
                 " WHERE (state = ANY (ARRAY['pending'::text, 'waiting'::text, 'failed'::text]))"
             ),
         }.items()
@@ -108,13 +112,12 @@ def test_malformed_call_id_is_kept(db: Conn) -> None:
 
 
 def test_dedupe_key_is_unique(db: Conn) -> None:
-    """A second event with the same dedupe_key is refused, and ON CONFLICT (dedupe_key) DO NOTHING skips it."""
-    insert_event(db, "k1")
+    """call_event_keys holds each dedupe_key once; a writer's ON CONFLICT (dedupe_key) DO NOTHING skips a second."""
+    db.execute("INSERT INTO call_event_keys (dedupe_key, received_at) VALUES ('k1', now())")
     with pytest.raises(psycopg.errors.UniqueViolation):
-        insert_event(db, "k1")
+        db.execute("INSERT INTO call_event_keys (dedupe_key, received_at) VALUES ('k1', now())")
     skipped = db.execute(
-        "INSERT INTO call_events (message_type, dedupe_key, message) VALUES ('x', 'k1', '{}')"
-        " ON CONFLICT (dedupe_key) DO NOTHING"
+        "INSERT INTO call_event_keys (dedupe_key, received_at) VALUES ('k1', now()) ON CONFLICT (dedupe_key) DO NOTHING"
     )
     assert skipped.rowcount == 0
 
@@ -152,3 +155,21 @@ def test_updated_at_follows_changes(db: Conn) -> None:
     db.execute("UPDATE call_events SET state = 'applied', attempts = attempts + 1, applied_at = now()")
     row = db.execute("SELECT updated_at > received_at, state, attempts FROM call_events").fetchone()
     assert row == (True, "applied", 1)
+
+
+def test_partitioned_by_received_at_with_the_same_rules_in_every_partition(db: Conn) -> None:
+    """call_events is ranged on received_at; every partition keeps bodies out of line, the checks, the trigger, RLS."""
+    key = db.execute("SELECT pg_get_partkeydef('call_events'::regclass)").fetchone()
+    assert key == ("RANGE (received_at)",)
+    partitions = db.execute(
+        "SELECT c.relname, c.relrowsecurity, a.attstorage,"
+        "       (SELECT count(*) FROM pg_constraint AS k WHERE k.conrelid = c.oid AND k.contype = 'c'),"
+        "       (SELECT count(*) FROM pg_trigger AS t WHERE t.tgrelid = c.oid AND t.tgname = 'call_events_touch')"
+        " FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid"
+        " JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attname = 'body'"
+        " WHERE i.inhparent = 'call_events'::regclass"
+    ).fetchall()
+    assert len(partitions) == 5  # this month, the next three, the default
+    assert {row[1:] for row in partitions} == {(True, "e", 2, 1)}
+    insert_event(db, "k1", received_at="2001-01-01")  # outside every month made: kept in the default
+    assert db.execute("SELECT tableoid::regclass::text FROM call_events").fetchone() == ("call_events_default",)

@@ -31,7 +31,7 @@ def test_redelivery_of_an_event_recorded_before_the_upgrade_is_a_duplicate(empty
     for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
         if path.name[:4] < "0019":
             shutil.copy(path, older / path.name)
-    migrate(empty_db_url, local_timezone=TZ, directory=older)
+    migrate(empty_db_url, local_timezone=TZ, directory=older, functions=None)  # today's functions need today's tables
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO call_events (call_id, message_type, dedupe_key, message, state)"

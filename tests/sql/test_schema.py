@@ -236,7 +236,9 @@ def test_parent_tables_have_their_columns(db: Conn) -> None:
     ).fetchall()
     assert dict(rows) == {
         "client_subscriptions": "client_id:text,plan:text,rate_per_minute:numeric,included_minutes:integer,"
-        "status:text,created_at:timestamp with time zone",
+        "status:text,created_at:timestamp with time zone,"
+        # per-client retention overrides (migration 0023)
+        "retention_raw_events_days:integer,retention_transcript_days:integer,retention_anonymise_days:integer",
         "client_monthly_usage": "client_id:text,month:date,calls:integer,minutes:numeric,cost:numeric,"
         "updated_at:timestamp with time zone",
         "assistants": "id:uuid,client_id:text,name:text,created_at:timestamp with time zone",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -40,6 +41,7 @@ class Stack:
         """``command`` replaces ``python -m ingest dev ARGS``; ``sigint_ignored`` starts it as a
         background job of a non-interactive shell would be (SIGINT ignored, inherited)."""
         self.env = stack_env(data_dir, port)
+        self.data_dir = data_dir
         self.log_path = data_dir.parent / f"dev-{uuid.uuid4().hex[:8]}.log"
         self.stderr = self.log_path.open("wb")
 
@@ -99,6 +101,7 @@ class Stack:
                 os.killpg(self.process.pid, sig)  # what Ctrl-C in a terminal does
             else:
                 self.process.send_signal(sig)
+        stragglers: list[str] = []
         try:
             return self.process.wait(90)
         finally:
@@ -106,12 +109,23 @@ class Stack:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
             self.reader.join(10)
+            if self.reader.is_alive():
+                # A process the stack started outlived it and holds its stdout: the reader
+                # would block for ever (and closing the pipe under it with it). Kill it, and
+                # fail saying which it was, instead of hanging the run.
+                stragglers = leftovers(self.data_dir)
+                for entry in stragglers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(entry.split(":", 1)[0]), signal.SIGKILL)
+                self.reader.join(10)
             while not self.lines.empty():  # what was printed after the last read_until
                 if (line := self.lines.get_nowait()) is not None:
                     self.output.append(line)
-            if self.process.stdout:
+            if self.process.stdout and not self.reader.is_alive():
                 self.process.stdout.close()
             self.stderr.close()
+            if stragglers:
+                raise AssertionError(f"processes outlived ingest dev and held its output: {stragglers}")
 
 
 def leftovers(data_dir: Path) -> list[str]:

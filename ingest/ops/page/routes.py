@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 
 from ingest import audit
 from ingest.db import connection_kwargs, require
-from ingest.ops import dead_letters, events
+from ingest.ops import dead_letters, events, retention
 from ingest.ops.masking import mask_text
 from ingest.ops.page import data
 from ingest.ops.page.auth import LoginScheme, OpsAuth
@@ -197,7 +197,14 @@ class OpsPage:
         settings, region = self.settings, self.settings.phone_region
         stats = data.read_stats(pool, client, settings.queue_namespace, settings.queue_name, region)
         empty = data.CallPage(calls=[], filter=wanted, per_page=CALLS_SHOWN, has_next=False)
-        overview: dict[str, Any] = {"stats": stats, "failures": [], "dead_letters": [], "calls": empty}
+        overview: dict[str, Any] = {
+            "stats": stats,
+            "failures": [],
+            "dead_letters": [],
+            "calls": empty,
+            "retention": None,
+            "categories": retention.CATEGORIES,
+        }
         overview["problems"] = [f"Could not read {error}" for error in stats["errors"]]
         if stats["queues"] is not None:
             try:
@@ -210,6 +217,7 @@ class OpsPage:
             return overview  # Postgres did not answer just now: do not wait for it a second time
         try:
             with pool.connection() as conn:  # shown only once the access is recorded with them
+                overview["retention"] = retention.figures(conn, settings.retention_raw_events_days)
                 failures = data.failures(conn, FAILURES_SHOWN, region)
                 calls = data.calls_page(conn, wanted, CALLS_SHOWN, region)
                 asked: dict[str, Any] = {"page": wanted.page, "assistant": wanted.assistant, "outcome": wanted.outcome}
