@@ -54,13 +54,14 @@ def _report_expected(message: dict[str, Any]) -> bool:
 def _closes_call(message: dict[str, Any]) -> bool:
     """Whether, once the call has ended, this event should rebuild its transcript from finals.
 
-    A report without a transcript does; so do the end of the call and late final transcripts,
+    A report without a transcript does, and so does a Call object read from the API (it may
+    carry none: its artifact plan decides); so do the end of the call and late final transcripts,
     unless the assistant subscribes to reports: then the report, seconds later, brings the
     transcript, and building one now would be thrown away. If that report never comes,
     the sweeper rebuilds the transcript once the call has been over for a while.
     """
     kind = message.get("type")
-    if kind == MessageType.END_OF_CALL_REPORT:
+    if kind in {MessageType.END_OF_CALL_REPORT, MessageType.API_CALL}:
         return True
     ending = kind == MessageType.STATUS_UPDATE and message.get("status") == CallStatus.ENDED
     return (ending or is_final_transcript(message)) and not _report_expected(message)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ingest.errors import ConfigError
@@ -12,6 +15,20 @@ from ingest.settings import Settings
 
 class NotConfigured(ConfigError):
     """A URL the command needs is unset (``ingest dev`` provides embedded servers)."""
+
+
+@contextlib.contextmanager
+def session_lock(conn: psycopg.Connection[Any], key: int) -> Iterator[bool]:
+    """``pg_try_advisory_lock(key)`` for the block: True when this session took it (released
+    after), False when another session holds it. One runner of a periodic job across hosts."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    if not row or not row[0]:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 def require(value: str | None, name: str) -> str:

@@ -21,7 +21,8 @@ import orjson
 class Source(StrEnum):
     """Where a value came from; a higher rank wins (``ingest_source_rank`` in ``sql/``)."""
 
-    STRUCTURED = "structured"  # the assistant's own structured analysis (rank 9)
+    STRUCTURED = "structured"  # the assistant's own structured analysis (rank 10)
+    API = "api"  # a Call object of an ended call, read from Vapi's API (rank 9)
     REPORT = "report"  # the end-of-call report's top-level fields (rank 8)
     SESSION = "session"  # a session or chat object (rank 7)
     CALL = "call"  # the embedded call object, possibly a stale snapshot (rank 6)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ingest.ops.page.auth import OpsAuth
     from ingest.privacy import Privacy
     from ingest.sealing import Keyring
+    from ingest.vapi_api import ApiSettings
     from ingest.web.answers import AnswerSettings
     from ingest.web.auth_settings import AuthSettings
     from ingest.web.client_address import TrustedProxies
@@ -63,6 +64,20 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+# Well inside the 14 days Vapi keeps calls on pay-as-you-go (ingest.ops.reconcile.MAX_LOOKBACK).
+RECONCILE_WINDOW_MAX_HOURS = 13 * 24
+
+
+def _reconcile_window_hours(env: Mapping[str, str]) -> int:
+    hours = _int(env, "RECONCILE_WINDOW_HOURS", 48, minimum=1)
+    if hours > RECONCILE_WINDOW_MAX_HOURS:
+        raise ConfigError(
+            f"RECONCILE_WINDOW_HOURS must be at most {RECONCILE_WINDOW_MAX_HOURS} (inside Vapi's call retention),"
+            f" got {hours}"
+        )
+    return hours
 
 
 def _days(env: Mapping[str, str], name: str, default: int) -> int:
@@ -134,6 +149,9 @@ class Settings:
     retention_transcript_days: int = 90
     retention_anonymise_days: int = 365
     retention_interval_minutes: int = 60
+    # Reconciliation with Vapi's API (ingest.ops.reconcile), when VAPI_API_KEY is set.
+    reconcile_interval_minutes: int = 15
+    reconcile_window_hours: int = 48
     worker_metrics_port: int | None = None
     # The snapshot everything above was read from: the concern settings below read it too.
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -208,6 +226,13 @@ class Settings:
         return OpsAuth.from_env(self.environment)
 
     @functools.cached_property
+    def vapi_api(self) -> ApiSettings | None:
+        """Vapi's REST API for reconciliation (``ingest.vapi_api``); None when ``VAPI_API_KEY`` is unset."""
+        from ingest.vapi_api import ApiSettings
+
+        return ApiSettings.from_env(self.environment)
+
+    @functools.cached_property
     def trusted_proxies(self) -> TrustedProxies:
         """Proxies whose ``X-Forwarded-For`` names the client that limits count against."""
         from ingest.web.client_address import TrustedProxies
@@ -258,6 +283,8 @@ class Settings:
             retention_transcript_days=_days(env, "RETENTION_TRANSCRIPT_DAYS", 90),
             retention_anonymise_days=_days(env, "RETENTION_ANONYMISE_DAYS", 365),
             retention_interval_minutes=_int(env, "RETENTION_INTERVAL_MINUTES", 60, minimum=1),
+            reconcile_interval_minutes=_int(env, "RECONCILE_INTERVAL_MINUTES", 15, minimum=1),
+            reconcile_window_hours=_reconcile_window_hours(env),
             worker_metrics_port=worker_metrics_port(env),
             environment=MappingProxyType(dict(env)),
         )

@@ -35,6 +35,9 @@ class MessageType(StrEnum):
     SESSION_DELETED = "session.deleted"
     CHAT_CREATED = "chat.created"
     CHAT_DELETED = "chat.deleted"
+    # Not a server message: a Call object read from Vapi's API by reconciliation, recorded
+    # and applied like one (``{"type": "api.call", "timestamp": <updatedAt ms>, "call": …}``).
+    API_CALL = "api.call"
 
 
 # Messages Vapi waits on: the HTTP response body is the answer.
@@ -66,6 +69,10 @@ class AssistantKind(StrEnum):
 
 
 # Transcript types seen on the wire, including the single-quoted variant of early 2025.
+# Messages the service records itself, never Vapi: a webhook naming one is refused (a holder of
+# the webhook secret must not outrank the platform's own answer).
+INTERNAL_TYPES = frozenset({MessageType.API_CALL})
+
 TRANSCRIPT_TYPES = frozenset(
     {MessageType.TRANSCRIPT, MessageType.TRANSCRIPT_FINAL, "transcript[transcriptType='final']"}
 )

@@ -94,15 +94,29 @@ def template_db(pg_server_url: str) -> str:
             migrate(database_url(pg_server_url, building), local_timezone=LOCAL_TIMEZONE)
             rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
             conn.execute(rename.format(sql.Identifier(building), sql.Identifier(name)))
+            built = sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(f"built {time.time()}")
+            )
+            conn.execute(built)
             return name
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext('vapi-ingest-test-template'))")
 
 
+# A template another run built this recently may still be cloned by it (a run of a checkout
+# with other sql/ files on the same server): only older ones are dropped.
+STALE_TEMPLATE_SECONDS = 6 * 3600
+
+
 def _drop_stale_templates(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """Templates of earlier migration files (each change of sql/ makes a new one) are dropped."""
-    stale = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'ingest\\_tpl\\_%'").fetchall()
-    for (old,) in stale:
+    stale = conn.execute(
+        "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname LIKE 'ingest\\_tpl\\_%'"
+    ).fetchall()
+    for old, note in stale:
+        built = float(note.split()[1]) if isinstance(note, str) and note.startswith("built ") else 0.0
+        if time.time() - built < STALE_TEMPLATE_SECONDS:
+            continue
         with contextlib.suppress(psycopg.errors.ObjectInUse):  # being cloned: a later run drops it
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(str(old))))
 

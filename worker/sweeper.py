@@ -22,7 +22,7 @@ from ingest import queries
 from ingest.apply import apply_stored_event, rebuild_transcript
 from ingest.db import connection_kwargs, require
 from ingest.errors import describe
-from ingest.ops import retention
+from ingest.ops import reconcile, retention
 from ingest.privacy import Privacy
 from ingest.sealing import KeyUnavailable
 from ingest.settings import Settings
@@ -114,6 +114,53 @@ class RetentionSchedule:
         return report
 
 
+class ReconcileSchedule:
+    """Reconciliation with Vapi's API every ``RECONCILE_INTERVAL_MINUTES``, by one runner across hosts.
+
+    Made only when ``VAPI_API_KEY`` is set. Like ``RetentionSchedule``: each worker process
+    calls it on every sweep; it acts once its interval has passed since this process last
+    tried and the last run recorded in Postgres (by any host, failed ones too) is that old,
+    under ``reconcile.run_locked``'s advisory lock. The window is the trailing
+    ``RECONCILE_WINDOW_HOURS``, reaching back to the watermark when runs were missed. An API
+    that cannot be read is recorded as a failed run and logged, and tried again at the next
+    interval: never sooner.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.interval = settings.reconcile_interval_minutes * 60.0
+        self._tried = -self.interval
+
+    def __call__(self) -> reconcile.Result | None:
+        if time.monotonic() - self._tried < self.interval:
+            return None
+        self._tried = time.monotonic()
+        api = reconcile.make_api(self.settings)
+        if api is None:
+            return None
+        url = require(self.settings.database_url, "DATABASE_URL")
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(self.settings)) as conn:
+                if not reconcile.due_now(conn, self.settings.reconcile_interval_minutes):
+                    return None
+                result = reconcile.run_locked(
+                    conn,
+                    api,
+                    self.settings.privacy,
+                    window_hours=self.settings.reconcile_window_hours,
+                    interval_minutes=self.settings.reconcile_interval_minutes,
+                    runner="worker",
+                )
+        except reconcile.VapiApiError as exc:
+            log.warning("reconciliation could not read Vapi's API", extra={"error": str(exc)[:300]})
+            return None
+        finally:
+            api.close()
+        if result is not None:
+            log.info("reconciliation run", extra={**result.counts_dict(), "gaps": len(result.gaps)})
+        return result
+
+
 def ensure_call_event_partitions(pool: ConnectionPool) -> int:
     """Make this month's ``call_events`` partition and the next ones if missing; return how many were made.
 
@@ -140,10 +187,12 @@ class Sweeper(threading.Thread):
         grace: float,
         also: Callable[[], None] | None = None,
         retention: Callable[[], object] | None = None,
+        reconcile: Callable[[], object] | None = None,
     ) -> None:
         super().__init__(name="ingest-sweeper", daemon=True)
         self.also = also
         self.retention = retention
+        self.reconcile = reconcile
         self.pool = pool
         self.privacy = privacy
         self.interval = interval
@@ -162,6 +211,8 @@ class Sweeper(threading.Thread):
             tasks.insert(0, self.also)
         if self.retention is not None:
             tasks.append(self.retention)
+        if self.reconcile is not None:
+            tasks.append(self.reconcile)
         while not self._stopped.wait(self.interval):
             self._run_each(tasks)
 
@@ -178,4 +229,11 @@ class Sweeper(threading.Thread):
         self.join(timeout)
 
 
-__all__ = ["RetentionSchedule", "Sweeper", "ensure_call_event_partitions", "rebuild_missing_transcripts", "sweep_once"]
+__all__ = [
+    "ReconcileSchedule",
+    "RetentionSchedule",
+    "Sweeper",
+    "ensure_call_event_partitions",
+    "rebuild_missing_transcripts",
+    "sweep_once",
+]

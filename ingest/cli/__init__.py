@@ -10,7 +10,7 @@ import psycopg
 import redis
 from psycopg_pool import PoolTimeout
 
-from ingest.cli import audit, calls, dlq, erase, events, keys, queue, rebuild, replay, retention, serve
+from ingest.cli import audit, calls, dlq, erase, events, keys, queue, rebuild, reconcile, replay, retention, serve
 from ingest.dev import stack, state
 from ingest.dev.embedded import EmbeddedError
 from ingest.errors import ConfigError
@@ -70,6 +70,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     keys.add_arguments(keys_parser)
     retention_parser = add("retention", retention.run, "What the retention policy has due; run it now (--dry-run).")
     retention.add_arguments(retention_parser)
+    reconcile_parser = add(
+        "reconcile", reconcile.run, "Read the calls from Vapi's API; apply and list what the webhooks missed."
+    )
+    reconcile.add_arguments(reconcile_parser)
     audit_parser = add("audit", audit.run, "List the access log: who read session data or acted on it, and when.")
     audit.add_arguments(audit_parser)
     erase_parser = add(

@@ -3,7 +3,8 @@
 Per queue (``ingest.ops.backlog``): messages ready, in flight (fetched by a worker, not yet
 acknowledged), delayed (retries waiting for their time), dead-lettered, and the age of
 the oldest ready message. From ``call_events``: events pending, waiting and failed (the
-failures grouped by their error) and events applied in the last minute. A server that
+failures grouped by their error) and events applied in the last minute. From
+``reconcile_runs``: the last reconciliation with Vapi's API. A server that
 cannot be reached is reported in place of its numbers (exit status 1), so ``--watch``
 keeps running through an outage.
 """
@@ -21,7 +22,7 @@ import psycopg
 
 from ingest.cli.output import age, table, to_json, when
 from ingest.db import connection_kwargs, require
-from ingest.ops import backlog
+from ingest.ops import backlog, reconcile
 from ingest.ops.backlog import Backlog
 from ingest.settings import Settings
 
@@ -83,7 +84,29 @@ def render(snapshot: Backlog) -> str:
         shown = sum(g.count for g in events.failed_by_error)
         if shown < events.failed:
             lines.append(f"{events.failed - shown:>6}  (other errors)")
+    if snapshot.reconciliation is not None:
+        lines += ["", *reconciliation_lines(snapshot.reconciliation)]
     return "\n".join(lines)
+
+
+def reconciliation_lines(figures: reconcile.Figures) -> list[str]:
+    """The last reconciliation with Vapi's API, and the calls that reached us only through it."""
+    last = figures.last_run
+    if last is None:
+        return ["reconciliation: never run (needs VAPI_API_KEY; `ingest reconcile` on demand)"]
+    counts = ", ".join(f"{last.total(name)} {name}" for name in reconcile.RESULTS)
+    if last.error is None:
+        lines = [f"reconciliation: last run {when(last.finished_at)} by {last.runner}: {counts}"]
+    else:
+        lines = [f"reconciliation: last run {when(last.finished_at)} by {last.runner} FAILED: {last.error}"]
+        good = figures.last_success
+        lines.append(f"  last successful run: {when(good.finished_at) if good else 'never'}")
+    if figures.only_reconciled_total:
+        lines.append(
+            f"  {figures.only_reconciled_total} call(s) in the last {reconcile.ONLY_RECONCILED_HOURS} h reached us only"
+            " through reconciliation: check the Server URL and credential of their assistant or phone number"
+        )
+    return lines
 
 
 def watch(probe: Probe, interval: float, *, as_json: bool) -> int:

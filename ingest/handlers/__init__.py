@@ -7,6 +7,7 @@ nothing else.
 from __future__ import annotations
 
 from ingest.handlers import (
+    api_call,
     assistant_request,
     call_artifact_upload,
     call_delete_failed,
@@ -65,6 +66,7 @@ HANDLERS: dict[str, Handler] = {
     MessageType.SESSION_DELETED: session_deleted.handle,
     MessageType.CHAT_CREATED: chat_created.handle,
     MessageType.CHAT_DELETED: chat_deleted.handle,
+    MessageType.API_CALL: api_call.handle,
 }
 
 __all__ = ["HANDLERS", "Context", "Handler"]

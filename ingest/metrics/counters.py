@@ -82,6 +82,16 @@ REPLAYS = Counter(
     ["type", "answer"],
 )
 
+RECONCILED_CALLS = Counter(
+    "vapi_ingest_reconciled_calls",
+    "Calls reconciled with Vapi's API, by what their row lacked: complete, filled, missing or erased.",
+    ["result"],
+)
+RECONCILE_API_ERRORS = Counter(
+    "vapi_ingest_reconcile_api_errors",
+    "Reconciliations stopped because Vapi's API could not be read (after its bounded retries).",
+)
+
 _deliveries: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 _processed: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
@@ -128,3 +138,13 @@ def ops_login_failure(scheme: str, reason: str) -> None:
 def replay(kind: str | None, answer: str) -> None:
     """Count one replayed signed delivery and how it was answered (``ingest.web.replays``)."""
     REPLAYS.labels(type_label(kind), answer).inc()
+
+
+def reconciled(result: str, count: int = 1) -> None:
+    """Count calls a reconciliation applied, by result (``ingest.ops.reconcile.RESULTS``)."""
+    RECONCILED_CALLS.labels(result).inc(count)
+
+
+def reconcile_api_error() -> None:
+    """Count one reconciliation stopped because Vapi's API could not be read."""
+    RECONCILE_API_ERRORS.inc()

@@ -29,7 +29,7 @@ import psycopg
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ingest.ops import backlog, retention
+from ingest.ops import backlog, reconcile, retention
 from ingest.ops.backlog import Backlog, EventStats, QueueStats
 from ingest.vocabulary import EventState
 
@@ -61,6 +61,12 @@ def read_retention(sources: Sources) -> retention.Figures:
     with psycopg.connect(sources.database_url, **connect) as conn, conn.transaction():
         conn.execute(f"SET LOCAL statement_timeout = '{backlog.POSTGRES_STATEMENT_TIMEOUT}'")
         return retention.figures(conn, sources.retention_raw_days)
+
+
+def read_reconcile(sources: Sources) -> reconcile.Figures:
+    connect = {**sources.connect_kwargs, **backlog.postgres_timeouts()}
+    with psycopg.connect(sources.database_url, **connect) as conn:
+        return backlog.bounded_reconcile_figures(conn)
 
 
 def read_queues(sources: Sources) -> list[QueueStats]:
@@ -132,6 +138,7 @@ class SourceReaders:
         self.queues = SourceReader("redis", read_queues)
         self.events = SourceReader("postgres", read_events)
         self.retention = SourceReader("retention", read_retention)
+        self.reconcile = SourceReader("reconcile", read_reconcile)
 
     async def snapshot(self) -> Backlog:
         """Read both sources at once, off the event loop (why a source is down is logged by its reader)."""
@@ -142,13 +149,20 @@ class SourceReaders:
         """The last retention run and the overdue unfinished events; None when Postgres does not answer."""
         return await self.retention(self.sources)
 
+    async def reconcile_figures(self) -> reconcile.Figures | None:
+        """The last reconciliation runs; None when Postgres does not answer."""
+        return await self.reconcile(self.sources)
+
 
 class SourceCollector:
     """A prometheus_client collector yielding the gauges of one ``Backlog``."""
 
-    def __init__(self, snap: Backlog, kept: retention.Figures | None = None) -> None:
+    def __init__(
+        self, snap: Backlog, kept: retention.Figures | None = None, reconciled: reconcile.Figures | None = None
+    ) -> None:
         self.snap = snap
         self.kept = kept
+        self.reconciled = reconciled
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -183,6 +197,8 @@ class SourceCollector:
             yield events
         if self.kept is not None:
             yield from retention_gauges(self.kept)
+        if self.reconciled is not None:
+            yield from reconcile_gauges(self.reconciled)
 
 
 def retention_gauges(kept: retention.Figures) -> Iterator[Metric]:
@@ -206,3 +222,34 @@ def retention_gauges(kept: retention.Figures) -> Iterator[Metric]:
     )
     overdue.add_metric([], kept.overdue)
     yield overdue
+
+
+def reconcile_gauges(figures: reconcile.Figures) -> Iterator[Metric]:
+    """The last successful reconciliation (time, calls by result), whether the last run failed,
+    and the calls that reached us only through reconciliation in the last 24 hours."""
+    good, last = figures.last_success, figures.last_run
+    success = GaugeMetricFamily(
+        "vapi_ingest_reconcile_last_success_timestamp_seconds",
+        "When the last successful reconciliation with Vapi's API finished (0: never).",
+    )
+    success.add_metric([], good.finished_at.timestamp() if good else 0.0)
+    yield success
+    calls = GaugeMetricFamily(
+        "vapi_ingest_reconcile_last_run_calls",
+        "Calls the last successful reconciliation found, by result.",
+        labels=["result"],
+    )
+    for result in reconcile.RESULTS:
+        calls.add_metric([result], good.total(result) if good else 0)
+    yield calls
+    failed = GaugeMetricFamily(
+        "vapi_ingest_reconcile_last_run_failed", "1 when the last reconciliation could not read Vapi's API, else 0."
+    )
+    failed.add_metric([], 1 if last is not None and last.error is not None else 0)
+    yield failed
+    only = GaugeMetricFamily(
+        "vapi_ingest_reconcile_only_reconciled_calls",
+        "Calls of the last 24 h that reached us only through reconciliation: their webhooks never arrived.",
+    )
+    only.add_metric([], figures.only_reconciled_total)
+    yield only

@@ -17,7 +17,8 @@ one atomic pipeline:
               old, do not count.
 
 From ``call_events``: how many events are pending, waiting or failed (failures grouped by
-error), and how many were applied in the last minute.
+error), and how many were applied in the last minute. From ``reconcile_runs``: the last
+reconciliation with Vapi's API (``ingest.ops.reconcile``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from redis.retry import Retry
 
 from ingest import queries
 from ingest.errors import describe
+from ingest.ops import reconcile
 from ingest.queue_keys import QueueKeys
 
 ERROR_GROUPS = 10
@@ -170,6 +172,13 @@ def bounded_event_stats(conn: psycopg.Connection[Any]) -> EventStats:
         return event_stats(conn)
 
 
+def bounded_reconcile_figures(conn: psycopg.Connection[Any]) -> reconcile.Figures:
+    """``reconcile.figures`` (the last reconciliation runs) under ``POSTGRES_STATEMENT_TIMEOUT``."""
+    with conn.transaction():
+        conn.execute(f"SET LOCAL statement_timeout = '{POSTGRES_STATEMENT_TIMEOUT}'")
+        return reconcile.figures(conn)
+
+
 @dataclass(frozen=True)
 class Backlog:
     """The queue and the event log at one moment; a source that could not be read is None."""
@@ -179,6 +188,7 @@ class Backlog:
     queues: list[QueueStats] | None
     events: EventStats | None
     failures: dict[str, Exception] = field(default_factory=dict)  # "redis" / "postgres" -> why missing
+    reconciliation: reconcile.Figures | None = None  # the last runs; None when not read
 
     @property
     def errors(self) -> dict[str, str]:
@@ -191,6 +201,7 @@ class Backlog:
             "namespace": self.namespace,
             "queues": None if self.queues is None else [q.as_dict() for q in self.queues],
             "events": None if self.events is None else self.events.as_dict(),
+            "reconciliation": None if self.reconciliation is None else self.reconciliation.as_dict(),
             "errors": self.errors,
         }
 
@@ -209,9 +220,11 @@ def snapshot(
         queues = queue_stats(client, namespace, queue_names)
     except redis.RedisError as exc:
         failures["redis"] = exc
+    reconciliation: reconcile.Figures | None = None
     try:
         with connection() as conn:
             events = bounded_event_stats(conn)
+            reconciliation = bounded_reconcile_figures(conn)
     except psycopg.Error as exc:
         failures["postgres"] = exc
-    return Backlog(datetime.now(UTC), namespace, queues, events, failures)
+    return Backlog(datetime.now(UTC), namespace, queues, events, failures, reconciliation)

@@ -44,6 +44,7 @@ from psycopg import sql
 
 from ingest import audit
 from ingest.audit import Actor, Auditor
+from ingest.db import session_lock
 from ingest.pseudonym import pseudonym
 from ingest.settings import Settings
 from ingest.vocabulary import AuditAction, AuditActorKind, AuditSurface, AuditTargetKind
@@ -395,15 +396,10 @@ def run_locked(
 ) -> Report | None:
     """``run`` while holding the retention lock; None when another runner holds it, or (with
     ``interval_minutes``) when a run finished less than that long ago, checked under the lock."""
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
-    if not row or not row[0]:
-        return None
-    try:
-        if interval_minutes is not None and not due_now(conn, interval_minutes):
+    with session_lock(conn, LOCK_KEY) as held:
+        if not held or (interval_minutes is not None and not due_now(conn, interval_minutes)):
             return None
         return run(conn, settings, **kwargs)
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
 
 def due_now(conn: Connection, interval_minutes: int) -> bool:

@@ -30,7 +30,7 @@ from starlette.responses import Response
 from ingest import body
 from ingest.mapping.identity import call_id
 from ingest.metrics import counters
-from ingest.vocabulary import REQUEST_TYPES, DeliveryOutcome, MessageType
+from ingest.vocabulary import INTERNAL_TYPES, REQUEST_TYPES, DeliveryOutcome, MessageType
 from ingest.web import answers
 from ingest.web.answers import AnswerSettings
 from ingest.web.auth import needs_body, verify
@@ -146,6 +146,10 @@ async def receive(request: Request) -> Response:
         return error_response(exc.status, exc.code, exc.detail, headers=CLOSE if exc.status == 413 else None)
 
     kind = str(message["type"])
+    if kind in INTERNAL_TYPES:
+        _log(DeliveryOutcome.INVALID, started, size, reason="internal_type")
+        detail = f"{kind!r} is recorded by the service itself (ingest reconcile), never delivered"
+        return error_response(400, "internal_type", detail)
     call = call_id(message)
     # Replay memory (ingest.web.replays): a signed delivery seen within its window runs nothing
     # again; a request Vapi waits on gets the first answer back.

@@ -22,7 +22,8 @@ CREATE OR REPLACE FUNCTION ingest_sources() RETURNS TABLE (source text, rank int
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     VALUES
-        ('structured', 9),   -- the assistant's structured analysis
+        ('structured', 10),  -- the assistant's structured analysis
+        ('api', 9),          -- a Call object of an ended call read from Vapi's API: the final word
         ('report', 8),       -- end-of-call report top-level fields
         ('session', 7),      -- session / chat objects
         ('call', 6),         -- the embedded call snapshot, the call's own assistant

@@ -224,7 +224,7 @@ def test_show_prints_every_column_local_times_provenance_and_events(
     assert BOOKING_BUSINESS not in out
     assert "call_summary:\n  Hemi Walker called to book" in out
     assert "call_transcript:\n  " in out
-    assert "provenance (the source of each value; sources, best first: structured, report," in out
+    assert "provenance (the source of each value; sources, best first: structured, api, report," in out
     assert re.search(r"^  call_outcome +structured$", out, re.M)
     events = served.execute("SELECT count(*) FROM call_events WHERE call_id = %s", (BOOKING,)).fetchone()
     assert events is not None

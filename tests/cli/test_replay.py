@@ -15,6 +15,7 @@ from support.live import web_server
 from support.queue import queued_bodies
 
 from ingest.cli.replay import ReplayError, iter_bodies, load
+from ingest.vocabulary import INTERNAL_TYPES
 
 HMAC = {"VAPI_HMAC_SECRET": "replay-hmac-key", "VAPI_HMAC_PREFIX": "sha256="}
 
@@ -40,7 +41,11 @@ def test_iter_bodies_reads_json_jsonl_and_directories(tmp_path: Path) -> None:
 def test_replaying_every_fixture_end_to_end(db_url: str, redis_server_url: str, redis_namespace: str) -> None:
     """Every recorded call and event is accepted by a live service and lands on the queue, in order per file."""
     env = {"DATABASE_URL": db_url, "REDIS_URL": redis_server_url, "INGEST_REDIS_NAMESPACE": redis_namespace, **HMAC}
-    paths = [*all_calls(), *all_events()]
+    # api.call (ingest reconcile's own message) is refused from webhooks: tests/web/test_webhook.py
+    delivered = [
+        path for path in all_events() if json.loads(path.read_bytes())["message"]["type"] not in INTERNAL_TYPES
+    ]
+    paths = [*all_calls(), *delivered]
     expected = [body for path in paths for _, body in iter_bodies(path)]
     with web_server(env) as base:
         result = replay([*map(str, paths), "--url", f"{base}/webhooks/vapi", "--concurrency", "1"], env)

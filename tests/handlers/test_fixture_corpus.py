@@ -85,6 +85,10 @@ OFF_SCHEMA: dict[str, tuple[str, str]] = {
         "not a ServerMessage type",
         "`assistant.started` is in the default serverMessages; only a client-message schema exists",
     ),
+    "events/api_call.json": (
+        "not a ServerMessage type",
+        "not a server message: a Call object read from Vapi's API, wrapped by reconciliation as `api.call`",
+    ),
     "events/unknown_type.json": (
         "not a ServerMessage type",
         "a made-up future type: stored and answered 2xx, never a 500",

@@ -1,4 +1,7 @@
-"""Property: any permutation of a call's events, with any duplicates, gives the same row and usage."""
+"""Property: any permutation of a call's events, with any duplicates, gives the same row and usage.
+
+The events are a call's webhooks and reconciliation's ``api.call`` Call objects, in any position.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,11 @@ import orjson
 import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.apply import apply_bodies
+from support.apply import RECEIVED_AT_MS, apply_bodies
 from support.rows import session_rows, usage
+
+from ingest.handlers.api_call import api_call_message
+from ingest.mapping.timing import implausible, parse_instant
 
 ASSISTANTS = ("0f6d7a64-1a7c-4b8e-9c55-3e2f1d0c9b8a", "7b3e1f20-9c4d-4e8a-b1f2-3a4b5c6d7e8f")
 SQUAD = "5d2b8c1e-3f4a-4b6c-9d8e-7f6a5b4c3d2e"
@@ -124,6 +130,7 @@ def call_streams(draw: st.DrawFn) -> tuple[bool, list[bytes]]:
                 }
             )
         )
+    transcript = "".join(f"{'User' if r == 'user' else 'AI'}: {' '.join(w)}\n" for r, w in finals)
     if draw(st.booleans()):
         report: dict[str, Any] = {
             "type": "end-of-call-report",
@@ -132,9 +139,7 @@ def call_streams(draw: st.DrawFn) -> tuple[bool, list[bytes]]:
             "startedAt": iso(start + draw(st.integers(-500, 500))),
             "endedAt": iso(end + draw(st.integers(-500, 500))),
             "analysis": {"summary": "The caller asked about " + draw(st.sampled_from(WORDS)) + "."},
-            "artifact": {
-                "transcript": "".join(f"{'User' if r == 'user' else 'AI'}: {' '.join(w)}\n" for r, w in finals)
-            },
+            "artifact": {"transcript": transcript},
         }
         if report_times != "given":
             del report["startedAt"], report["endedAt"]
@@ -162,6 +167,30 @@ def call_streams(draw: st.DrawFn) -> tuple[bool, list[bytes]]:
                 "keywords": ["Booking", "booking", " Tomorrow "],
             }
         events.append(event(report))
+    # Reconciliation's Call objects (api.call): a snapshot read while the call was going (its
+    # partial cost must not stick), and the ended call as the API returns it, whose times and
+    # cost need not equal the report's and which may lack what the report carries.
+    if draw(st.booleans()):
+        live = {**call(True), "status": "in-progress", "startedAt": iso(start), "updatedAt": iso(start + 2000)}
+        events.append(orjson.dumps({"message": api_call_message({**live, "cost": 0.01})}))
+    if draw(st.booleans()):
+        final: dict[str, Any] = {
+            **call(True),
+            "status": "ended",
+            "endedReason": reason,
+            "startedAt": iso(start + draw(st.integers(-500, 500))),
+            "endedAt": iso(end + draw(st.integers(-500, 500))),
+            "updatedAt": iso(end + draw(st.integers(5_000, 60_000))),
+        }
+        if draw(st.booleans()):
+            final["cost"] = draw(st.decimals(0, 5, places=4).map(float))
+        if draw(st.booleans()):
+            final["analysis"] = {"summary": "The caller wanted " + draw(st.sampled_from(WORDS)) + "."}
+            if draw(st.booleans()):
+                final["analysis"]["structuredData"] = {"sentiment": draw(st.sampled_from(["positive", "negative"]))}
+        if draw(st.booleans()):
+            final["artifact"] = {"transcript": transcript}
+        events.append(orjson.dumps({"message": api_call_message(final)}))
     if draw(st.booleans()):
         events.append(event({"type": "call.deleted", "timestamp": end + 86_400_000}))
     if draw(st.booleans()):
@@ -214,4 +243,16 @@ def test_any_order_with_duplicates_gives_the_same_row_and_usage(
 
     first, second = session_rows(db).get(call_id), session_rows(db2).get(call_id)
     assert first == second
+    # An ended Call read from the API is the final word on the end, whatever came before or after it.
+    received = parse_instant(RECEIVED_AT_MS)
+    assert received is not None
+    api_ends = [
+        parse_instant(message["call"]["endedAt"])
+        for message in (orjson.loads(body)["message"] for body in events)
+        if message["type"] == "api.call" and message["call"]["status"] == "ended"
+    ]
+    if api_ends and api_ends[0] is not None and not implausible(api_ends[0], received):
+        assert first is not None
+        assert first["metadata"]["provenance"]["ended_at_utc"] == "api"
+        assert first["ended_at_utc"] == api_ends[0].isoformat()
     assert [u for u in usage(db) if u[0] == client] == [u for u in usage(db2) if u[0] == client]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -73,3 +74,29 @@ def test_identity_patch_with_known_metadata_skips_the_row_lock(db: Conn, db_url:
     assert db.execute(
         "SELECT metadata -> 'assistants' FROM user_sessions WHERE call_id = %s", (call_id,)
     ).fetchone() == ({ASSISTANT: {"kind": "transient", "name": "Front desk 2"}},)
+
+
+@pytest.mark.parametrize("api_first", [True, False])
+def test_the_api_outranks_the_report_and_structured_analysis_outranks_both(db: Conn, api_first: bool) -> None:
+    """An ended call's API values replace the report's in either order; the assistant's structured sentiment stays."""
+    call_id = str(uuid.uuid4())
+    report = (
+        identity(call_id, {})
+        .with_value("ended_at_utc", "2026-05-06T00:41:33.100Z", Source.REPORT)
+        .with_value("cost_total", "0.0900", Source.REPORT)
+        .with_value("sentiment", "negative", Source.STRUCTURED)
+    )
+    api = (
+        identity(call_id, {})
+        .with_value("ended_at_utc", "2026-05-06T00:41:33.411Z", Source.API)
+        .with_value("cost_total", "0.0800", Source.API)
+        .with_value("sentiment", "positive", Source.API)
+    )
+    for patch in (api, report) if api_first else (report, api):
+        apply(db, patch)
+    row = db.execute(
+        "SELECT ended_at_utc = '2026-05-06T00:41:33.411Z', cost_total, sentiment,"
+        " metadata -> 'provenance' ->> 'cost_total' FROM user_sessions WHERE call_id = %s",
+        (call_id,),
+    ).fetchone()
+    assert row == (True, Decimal("0.0800"), "negative", "api")

@@ -93,6 +93,7 @@ def test_every_error_has_the_one_shape(db_url: str, redis_server_url: str, redis
             post(b"{not json", **ok),
             post(b"[1, 2]", **ok),
             post(b'{"message": {"status": "ended"}}', **ok),
+            post(b'{"message": {"type": "api.call", "call": {"id": "x"}}}', **ok),
             post(b"not gzip", **ok, **{"content-encoding": "gzip"}),
             post(zlib.compress(STATUS)[:-6], **ok, **{"content-encoding": "deflate"}),
             post(STATUS, **ok, **{"content-length": "many"}),

@@ -206,6 +206,7 @@ def test_gzip_bomb_is_refused(db_url: str, redis_server_url: str, redis_namespac
         (b'{"message": "status-update"}', {}, 400, "missing_message"),
         (b'{"message": {"status": "ended"}}', {}, 400, "missing_type"),
         (b'{"message": {"type": 42}}', {}, 400, "missing_type"),
+        (b'{"message": {"type": "api.call", "call": {"id": "x"}}}', {}, 400, "internal_type"),
         (b"\xff\xfe not utf-8", {}, 400, "invalid_json"),
         (b"not gzip at all", {"content-encoding": "gzip"}, 400, "bad_encoding"),
         (zlib.compress(STATUS)[:-6], {"content-encoding": "deflate"}, 400, "bad_encoding"),

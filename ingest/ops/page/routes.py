@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 
 from ingest import audit
 from ingest.db import connection_kwargs, require
-from ingest.ops import dead_letters, events, retention
+from ingest.ops import dead_letters, events, reconcile, retention
 from ingest.ops.masking import mask_text
 from ingest.ops.page import data
 from ingest.ops.page.auth import LoginScheme, OpsAuth
@@ -58,6 +58,7 @@ log = logging.getLogger("ingest.ops")
 FAILURES_SHOWN = 50
 DEAD_LETTERS_SHOWN = 50
 CALLS_SHOWN = 20
+RECONCILED_SHOWN = 20  # calls that reached us only through reconciliation, newest first
 EVENTS_PER_CALL = 500
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 POLL_SECONDS = 5
@@ -204,6 +205,9 @@ class OpsPage:
             "calls": empty,
             "retention": None,
             "categories": retention.CATEGORIES,
+            "reconciliation": None,
+            "reconcile_results": reconcile.RESULTS,
+            "reconcile_on": settings.vapi_api is not None,
         }
         overview["problems"] = [f"Could not read {error}" for error in stats["errors"]]
         if stats["queues"] is not None:
@@ -218,6 +222,7 @@ class OpsPage:
         try:
             with pool.connection() as conn:  # shown only once the access is recorded with them
                 overview["retention"] = retention.figures(conn, settings.retention_raw_events_days)
+                overview["reconciliation"] = data.reconciliation(conn, RECONCILED_SHOWN)
                 failures = data.failures(conn, FAILURES_SHOWN, region)
                 calls = data.calls_page(conn, wanted, CALLS_SHOWN, region)
                 asked: dict[str, Any] = {"page": wanted.page, "assistant": wanted.assistant, "outcome": wanted.outcome}

@@ -1,0 +1,505 @@
+"""Reconciliation: the calls Vapi's API lists, applied as ``api.call`` events, and the gaps they show.
+
+Each Call object the API returns (``ingest.vapi_api``) becomes the message
+``{"type": "api.call", "timestamp": <updatedAt, epoch ms>, "call": <the Call object>}``
+(``ingest.handlers.api_call``) and goes through ``ingest.apply.apply_event`` like a webhook:
+recorded (sealed) in ``call_events``, its dedupe key made of the call id and ``updatedAt`` (the
+same state fetched twice is one event, a newer one is a new event), merged by the same rules
+with the API's own source rank.
+
+Before applying, each call's row is read and the call classified (``RESULTS``):
+
+- ``missing``: no row at all: none of its webhooks arrived (or none could create the row);
+- ``filled``: the row lacked a value the Call has: its end, cost, analysis or transcript;
+- ``complete``: the row already had all of them;
+- ``erased``: the call was erased on request (``ingest erase``): nothing of it is applied.
+
+The whole window is listed before any row is touched: an API that cannot be read (after
+``ingest.vapi_api``'s bounded retries) raises ``VapiApiError`` and changes nothing.
+
+- ``run(conn, api, privacy, start=…, end=…)`` → ``Result``; unless a dry run, one
+  ``reconcile_runs`` row records the window and counts (or the error) and moves the watermark.
+- ``run_locked(…)``: ``run`` under a session advisory lock, or None when another runner (on
+  any host) holds it; without ``start`` it reads the trailing window (``trailing_window``):
+  what the workers call every ``RECONCILE_INTERVAL_MINUTES``.
+- ``figures(conn)``: the last run, the last successful one and the calls that reached us only
+  through reconciliation in the last 24 hours (``only_reconciled``), for ``ingest queue``,
+  ``/ops`` and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import psycopg
+
+from ingest.apply import apply_event
+from ingest.db import session_lock
+from ingest.event import Event
+from ingest.handlers.api_call import api_call_message
+from ingest.mapping.identity import as_uuid
+from ingest.ops.masking import mask_phone
+from ingest.privacy import Privacy
+from ingest.settings import RECONCILE_WINDOW_MAX_HOURS, Settings
+from ingest.vapi_api import VapiApi, VapiApiError, calls_updated_between
+from ingest.vocabulary import EventState
+
+Connection = psycopg.Connection[Any]
+log = logging.getLogger(__name__)
+
+COMPLETE, FILLED, MISSING, ERASED = "complete", "filled", "missing", "erased"
+RESULTS = (COMPLETE, FILLED, MISSING, ERASED)
+LOCK_KEY = 0x5641_5043  # "VAPC": one reconciliation runner across every host
+# However long ago the watermark is, a window never starts further back than this: inside the
+# 14 days Vapi keeps calls on pay-as-you-go, so a full answer is never cut short by retention.
+MAX_LOOKBACK = timedelta(hours=RECONCILE_WINDOW_MAX_HOURS)
+ONLY_RECONCILED_HOURS = 24
+ONLY_RECONCILED_SHOWN = 50
+
+# What a row can lack that a Call carries: the row's columns, any of which counts as present.
+VALUES: dict[str, tuple[str, ...]] = {
+    "end": ("ended_at_utc",),
+    "cost": ("cost_total",),
+    "summary": ("call_summary",),
+    "analysis": ("sentiment", "call_outcome"),
+    "transcript": ("call_transcript",),
+}
+ROW = (
+    "SELECT ended_at_utc, cost_total, call_summary, sentiment, call_outcome, call_transcript, business_number"
+    " FROM user_sessions WHERE call_id = %s"
+)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def carried(call: dict[str, Any]) -> set[str]:
+    """The ``VALUES`` a Call object carries (a report would bring the same)."""
+    analysis, artifact = _dict(call.get("analysis")), _dict(call.get("artifact"))
+    found = {
+        "end": _text(call.get("endedAt")) is not None,
+        "cost": isinstance(call.get("cost"), int | float) and not isinstance(call.get("cost"), bool),
+        "summary": _text(analysis.get("summary")) is not None,
+        "analysis": bool(_dict(analysis.get("structuredData"))),
+        "transcript": _text(artifact.get("transcript")) is not None or _text(call.get("transcript")) is not None,
+    }
+    return {name for name, present in found.items() if present}
+
+
+def lacked(row: dict[str, Any], call: dict[str, Any]) -> tuple[str, ...]:
+    """What ``call`` carries that ``row`` has none of, in ``VALUES`` order."""
+    has = carried(call)
+    return tuple(name for name, columns in VALUES.items() if name in has and all(row[c] is None for c in columns))
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """One call as reconciliation found it; no personal data (the number is masked)."""
+
+    call_id: str
+    result: str  # one of RESULTS
+    assistant_id: str | None
+    phone_number_id: str | None
+    number: str  # the number the call came through, masked
+    lacked: tuple[str, ...] = ()
+    state: str | None = None  # the api.call event's state; None: not applied (dry run, or a duplicate)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**vars(self), "lacked": list(self.lacked)}
+
+
+def _count(result: str | None, count: int = 1) -> None:
+    """Count applied calls by result, or (``result`` None) an API error. ``ingest.metrics.counters``
+    is imported here, not above: ``ingest.cli`` imports this module before ``ingest web`` and
+    ``ingest worker`` put prometheus_client in multiprocess mode."""
+    from ingest.metrics import counters
+
+    if result is None:
+        counters.reconcile_api_error()
+    else:
+        counters.reconciled(result, count)
+
+
+def _erased(conn: Connection, call_id: str) -> bool:
+    row = conn.execute("SELECT ingest_erased(%s::uuid, NULL::text)", (call_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def reconcile_call(
+    conn: Connection, call: dict[str, Any], privacy: Privacy, *, dry_run: bool = False, now: datetime | None = None
+) -> Reconciled:
+    """Classify one Call object against its row, then (unless ``dry_run``) apply it as an event."""
+    call_id = as_uuid(call.get("id"))
+    if call_id is None:
+        raise ValueError("a Call object without a UUID id")
+    message = api_call_message(call)
+    business = _text(_dict(call.get("phoneNumber")).get("number"))
+    assistant_id, phone_number_id = _text(call.get("assistantId")), _text(call.get("phoneNumberId"))
+    if _erased(conn, call_id):
+        return Reconciled(call_id, ERASED, assistant_id, phone_number_id, mask_phone(business))
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute(ROW, (call_id,)).fetchone()
+    if row is None:
+        result, missing_values = MISSING, tuple(name for name in VALUES if name in carried(call))
+    else:
+        missing_values = lacked(row, call)
+        result = FILLED if missing_values else COMPLETE
+        business = business or _text(row["business_number"])
+    state: EventState | None = None
+    if not dry_run:
+        state = apply_event(conn, Event(message, now or datetime.now(UTC)), privacy)
+    return Reconciled(
+        call_id,
+        result,
+        assistant_id,
+        phone_number_id,
+        mask_phone(business),
+        missing_values,
+        None if state is None else state.value,
+    )
+
+
+@dataclass
+class Result:
+    """What a run found over its window (or for one call): counts by result, and the gaps."""
+
+    start: datetime | None
+    end: datetime | None
+    dry_run: bool
+    counts: Counter[str] = field(default_factory=Counter)
+    calls: list[Reconciled] = field(default_factory=list)
+
+    def add(self, item: Reconciled) -> None:
+        self.counts[item.result] += 1
+        self.calls.append(item)
+
+    @property
+    def gaps(self) -> list[Reconciled]:
+        """The missing and filled calls: those whose webhooks (some or all) never arrived."""
+        return [item for item in self.calls if item.result in (MISSING, FILLED)]
+
+    def counts_dict(self) -> dict[str, int]:
+        return {result: self.counts[result] for result in RESULTS}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start and self.start.isoformat(),
+            "end": self.end and self.end.isoformat(),
+            "dry_run": self.dry_run,
+            "counts": self.counts_dict(),
+            "total": sum(self.counts.values()),
+            "gaps": [item.as_dict() for item in self.gaps],
+        }
+
+
+def reconcile(
+    conn: Connection,
+    calls: Iterable[dict[str, Any]],
+    privacy: Privacy,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    dry_run: bool = False,
+) -> Result:
+    """Every Call of ``calls`` (already fetched), one transaction each."""
+    result = Result(start, end, dry_run)
+    for call in calls:
+        result.add(reconcile_call(conn, call, privacy, dry_run=dry_run))
+    return result
+
+
+def _record(
+    conn: Connection,
+    *,
+    started: datetime,
+    runner: str,
+    start: datetime,
+    end: datetime,
+    counts: dict[str, int],
+    error: str | None,
+) -> None:
+    """One ``reconcile_runs`` row; the watermark moves to ``end`` when the run succeeded and
+    its window leaves no gap after the previous watermark."""
+    conn.execute(
+        """
+        INSERT INTO reconcile_runs (started_at, runner, window_start, window_end, counts, error, watermark)
+        SELECT %(started)s, %(runner)s, %(start)s, %(end)s, %(counts)s::jsonb, %(error)s::text,
+               CASE WHEN %(error)s::text IS NULL AND (mark IS NULL OR %(start)s <= mark)
+                    THEN greatest(mark, %(end)s) ELSE mark END
+        FROM (SELECT max(watermark) AS mark FROM reconcile_runs) AS previous
+        """,
+        {
+            "started": started,
+            "runner": runner,
+            "start": start,
+            "end": end,
+            "counts": orjson.dumps(counts).decode(),
+            "error": error,
+        },
+    )
+
+
+def run(
+    conn: Connection,
+    api: VapiApi,
+    privacy: Privacy,
+    *,
+    start: datetime,
+    end: datetime,
+    dry_run: bool = False,
+    runner: str = "cli",
+) -> Result:
+    """List every call updated in [start, end), then classify and apply each (``conn`` in autocommit).
+
+    The listing comes first: when the API cannot be read, ``VapiApiError`` is raised before
+    any row is touched (and, unless a dry run, the failure is recorded in ``reconcile_runs``).
+    """
+    if not conn.autocommit:
+        raise ValueError("reconciliation runs in autocommit mode: each call is a transaction of its own")
+    started = datetime.now(UTC)
+    try:
+        calls = list(calls_updated_between(api, start, end))
+    except VapiApiError as exc:
+        _count(None)
+        if not dry_run:
+            _record(conn, started=started, runner=runner, start=start, end=end, counts={}, error=str(exc)[:500])
+        raise
+    result = reconcile(conn, calls, privacy, start=start, end=end, dry_run=dry_run)
+    if not dry_run:
+        for name, count in result.counts.items():
+            _count(name, count)
+        _record(conn, started=started, runner=runner, start=start, end=end, counts=result.counts_dict(), error=None)
+    return result
+
+
+def run_call(conn: Connection, api: VapiApi, privacy: Privacy, call_id: str, *, dry_run: bool = False) -> Result:
+    """One call (``GET /call/{id}``); a call the API does not know gives an empty result."""
+    try:
+        found = api.get_call(call_id)
+    except VapiApiError:
+        _count(None)
+        raise
+    result = Result(None, None, dry_run)
+    if found is not None:
+        result.add(reconcile_call(conn, found, privacy, dry_run=dry_run))
+        if not dry_run:
+            _count(result.calls[0].result)
+    return result
+
+
+def watermark(conn: Connection) -> datetime | None:
+    """The end of the time every call has been reconciled up to, without a gap."""
+    row = conn.execute("SELECT max(watermark) FROM reconcile_runs").fetchone()
+    return row[0] if row else None
+
+
+def trailing_window(conn: Connection, hours: int, *, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The last ``hours`` up to now, started earlier when the watermark lags behind (workers
+    stopped for a while), but never more than ``MAX_LOOKBACK`` ago."""
+    end = now or datetime.now(UTC)
+    start = end - timedelta(hours=hours)
+    mark = watermark(conn)
+    if mark is not None and mark < start:
+        start = max(mark, end - MAX_LOOKBACK)
+    return start, end
+
+
+def due_now(conn: Connection, interval_minutes: int) -> bool:
+    """Whether the last run (failed ones too: a dead API is not asked again at every sweep)
+    finished more than ``interval_minutes`` ago, or never happened."""
+    row = conn.execute(
+        "SELECT coalesce(max(finished_at) < now() - make_interval(mins => %s), true) FROM reconcile_runs",
+        (interval_minutes,),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def run_locked(
+    conn: Connection,
+    api: VapiApi,
+    privacy: Privacy,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    window_hours: int = 48,
+    interval_minutes: int | None = None,
+    dry_run: bool = False,
+    runner: str = "cli",
+) -> Result | None:
+    """``run`` while holding the reconciliation lock; None when another runner holds it, or
+    (with ``interval_minutes``) when a run finished less than that long ago, checked under the
+    lock. Without ``start``: the trailing window of ``window_hours`` (``trailing_window``)."""
+    with session_lock(conn, LOCK_KEY) as held:
+        if not held or (interval_minutes is not None and not due_now(conn, interval_minutes)):
+            return None
+        if start is None:
+            start, end = trailing_window(conn, window_hours, now=end)
+        return run(conn, api, privacy, start=start, end=end or datetime.now(UTC), dry_run=dry_run, runner=runner)
+
+
+# -- what ops sees ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LastRun:
+    started_at: datetime
+    finished_at: datetime
+    runner: str
+    window_start: datetime
+    window_end: datetime
+    counts: dict[str, int]
+    error: str | None
+
+    def total(self, result: str) -> int:
+        return int(self.counts.get(result, 0))
+
+    @property
+    def gaps(self) -> int:
+        return self.total(MISSING) + self.total(FILLED)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "runner": self.runner,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "counts": {result: self.total(result) for result in RESULTS},
+            "error": self.error,
+        }
+
+
+def _last(conn: Connection, *, succeeded: bool) -> LastRun | None:
+    where = " WHERE error IS NULL" if succeeded else ""
+    row = conn.execute(
+        "SELECT started_at, finished_at, runner, window_start, window_end, counts, error FROM reconcile_runs"
+        f"{where} ORDER BY finished_at DESC, id DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    started, finished, runner, window_start, window_end, counts, error = row
+    return LastRun(started, finished, runner, window_start, window_end, dict(counts), error)
+
+
+def last_run(conn: Connection) -> LastRun | None:
+    return _last(conn, succeeded=False)
+
+
+def last_success(conn: Connection) -> LastRun | None:
+    return _last(conn, succeeded=True)
+
+
+@dataclass(frozen=True)
+class OnlyReconciled:
+    """A call whose events in ``call_events`` are all ``api.call``: no webhook of it arrived."""
+
+    call_id: str
+    assistant_id: str | None
+    phone_number_id: str | None
+    number: str  # the number it came through, masked
+    started_at: datetime | None
+    reconciled_at: datetime
+
+
+# Calls first reconciled in the last hours whose every event is an api.call (a uuid-shaped
+# call_id only: other events may carry anything there).
+ONLY_RECONCILED = """
+SELECT s.call_id::text, s.assistant_id::text, s.phone_number_id::text, s.business_number, s.started_at_utc,
+       first.received_at, count(*) OVER () AS total
+FROM (
+    SELECT e.call_id, min(e.received_at) AS received_at
+    FROM call_events AS e
+    WHERE e.message_type = 'api.call' AND e.received_at > now() - make_interval(hours => %(hours)s)
+      AND e.call_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+    GROUP BY e.call_id
+) AS first
+JOIN user_sessions AS s ON s.call_id = first.call_id::uuid
+WHERE NOT EXISTS (
+    SELECT 1 FROM call_events AS o WHERE o.call_id = first.call_id AND o.message_type <> 'api.call'
+)
+ORDER BY first.received_at DESC
+LIMIT %(limit)s
+"""
+
+
+def only_reconciled(
+    conn: Connection, *, hours: int = ONLY_RECONCILED_HOURS, limit: int = ONLY_RECONCILED_SHOWN
+) -> tuple[list[OnlyReconciled], int]:
+    """The newest ``limit`` calls first reconciled in the last ``hours`` with no other event, and how many there are."""
+    rows = conn.execute(ONLY_RECONCILED, {"hours": hours, "limit": limit}).fetchall()
+    calls = [
+        OnlyReconciled(call_id, assistant, phone, mask_phone(number), started, reconciled)
+        for call_id, assistant, phone, number, started, reconciled, _ in rows
+    ]
+    return calls, int(rows[0][-1]) if rows else 0
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What ``ingest queue``, /metrics and /ops show: the last run, the last good one, and the
+    calls that reached us only through reconciliation lately (the newest, and how many)."""
+
+    last_run: LastRun | None
+    last_success: LastRun | None
+    only_reconciled: list[OnlyReconciled]
+    only_reconciled_total: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "last_run": self.last_run and self.last_run.as_dict(),
+            "last_success": self.last_success and self.last_success.as_dict(),
+            "only_reconciled": self.only_reconciled_total,
+        }
+
+
+def figures(conn: Connection, *, limit: int = ONLY_RECONCILED_SHOWN) -> Figures:
+    """Cheap enough for every scrape: the last two runs and an indexed look at recent api.call events."""
+    calls, total = only_reconciled(conn, limit=limit)
+    return Figures(last_run(conn), last_success(conn), calls, total)
+
+
+def make_api(settings: Settings) -> VapiApi | None:
+    """The API client of ``settings.vapi_api``; None when ``VAPI_API_KEY`` is not set."""
+    api_settings = settings.vapi_api
+    return None if api_settings is None else VapiApi(api_settings)
+
+
+__all__ = [
+    "COMPLETE",
+    "ERASED",
+    "FILLED",
+    "MISSING",
+    "RESULTS",
+    "Figures",
+    "LastRun",
+    "OnlyReconciled",
+    "Reconciled",
+    "Result",
+    "VapiApiError",
+    "carried",
+    "due_now",
+    "figures",
+    "lacked",
+    "make_api",
+    "last_run",
+    "last_success",
+    "only_reconciled",
+    "reconcile",
+    "reconcile_call",
+    "run",
+    "run_call",
+    "run_locked",
+    "trailing_window",
+    "watermark",
+]
