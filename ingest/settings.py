@@ -29,6 +29,8 @@ from ingest.errors import ConfigError
 from ingest.metrics.multiprocess import worker_metrics_port
 
 if TYPE_CHECKING:
+    from limits import RateLimitItem
+
     from ingest.ops.page.auth import OpsAuth
     from ingest.privacy import Privacy
     from ingest.sealing import Keyring
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEZONE = "Pacific/Auckland"
 DEFAULT_QUEUE = "vapi-events"
+DEFAULT_WEBHOOK_AUTH_FAILURE_LIMIT = "100/minute"
 
 
 def env_flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
@@ -238,6 +241,14 @@ class Settings:
         from ingest.web.client_address import TrustedProxies
 
         return TrustedProxies.from_env(self.environment)
+
+    @functools.cached_property
+    def webhook_auth_failure_limit(self) -> RateLimitItem:
+        """Failed webhook authentications allowed per client address (``INGEST_WEBHOOK_AUTH_FAILURE_LIMIT``)."""
+        from ingest.web.failure_limit import parse_limit
+
+        variable = "INGEST_WEBHOOK_AUTH_FAILURE_LIMIT"
+        return parse_limit(variable, self.environment.get(variable, "").strip() or DEFAULT_WEBHOOK_AUTH_FAILURE_LIMIT)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

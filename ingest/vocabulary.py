@@ -84,6 +84,7 @@ class DeliveryOutcome(StrEnum):
     QUEUED = "queued"
     STORED = "stored"  # Redis failed: kept in Postgres, queued later by the drainer
     UNAUTHORIZED = "unauthorized"
+    RATE_LIMITED = "rate_limited"  # failed authentication from an address past its failure limit: 429
     INVALID = "invalid"
     TOO_LARGE = "too_large"
     TIMED_OUT = "timed_out"  # the body did not arrive within BODY_TIMEOUT_SECONDS: 408

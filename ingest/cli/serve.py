@@ -21,6 +21,7 @@ def web(args: argparse.Namespace, settings: Settings) -> int:
     settings.answers  # noqa: B018
     settings.ops_auth  # noqa: B018
     settings.trusted_proxies  # noqa: B018
+    settings.webhook_auth_failure_limit  # noqa: B018
     settings.require_keys()
     multiprocess.prepare(multiprocess.WEB, settings.data_dir)  # before the app imports prometheus_client
     uvicorn.run(

@@ -33,6 +33,7 @@ OUTCOME_CLASSES = {
     "queued": "queued",
     "stored": "stored",
     "unauthorized": "rejected",
+    "rate_limited": "rejected",
     "invalid": "rejected",
     "too_large": "rejected",
     "timed_out": "rejected",
@@ -75,6 +76,11 @@ OPS_LOGIN_FAILURES = Counter(
     "vapi_ingest_ops_login_failures",
     "Refused /ops logins (wrong or malformed credentials, or too many failures), by claimed scheme and reason.",
     ["scheme", "reason"],
+)
+WEBHOOK_AUTH_FAILURES = Counter(
+    "vapi_ingest_webhook_auth_failures",
+    "Webhook requests refused for their credentials (401) or, past the failure limit, rate limited (429), by reason.",
+    ["reason"],
 )
 REPLAYS = Counter(
     "vapi_ingest_replays",
@@ -133,6 +139,11 @@ def event_failed(kind: str, *, permanent: bool, seconds: float) -> None:
 def ops_login_failure(scheme: str, reason: str) -> None:
     """Count one refused /ops login (``scheme``: basic, bearer or other)."""
     OPS_LOGIN_FAILURES.labels(scheme, reason).inc()
+
+
+def webhook_auth_failure(reason: str) -> None:
+    """Count one webhook request refused for its credentials (``reason``: an auth reason, or ``rate_limited``)."""
+    WEBHOOK_AUTH_FAILURES.labels(reason).inc()
 
 
 def replay(kind: str | None, answer: str) -> None:

@@ -27,6 +27,7 @@ from ingest.ops.page.routes import OpsPage
 from ingest.settings import Settings
 from ingest.web.enqueue import Enqueuer
 from ingest.web.errors import error_response, http_error, server_error
+from ingest.web.failure_limit import FailureLimit
 from ingest.web.intake import Drainer, Intake
 from ingest.web.replays import ReplayMemory
 from ingest.web.webhook import Webhook, json_response, receive
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
     ops = OpsPage(settings.ops_auth, settings)
     redis_url = require(settings.redis_url, "REDIS_URL")
     settings.require_keys()
+    failure_limit, proxies = settings.webhook_auth_failure_limit, settings.trusted_proxies
     auth.log_mode()  # one line naming VAPI_AUTH_MODE in force (the INGEST_INSECURE warning included)
 
     @contextlib.asynccontextmanager
@@ -85,6 +87,8 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
             timeout=settings.enqueue_timeout,
             wait=answer_settings.tool_timeout + 1.0,
         )
+        # Requests failing authentication, counted per client address in Redis (ingest.web.failure_limit).
+        failures = FailureLimit(redis_url, settings.queue_namespace, "webhook-auth", failure_limit)
         # Two threads for large bodies: the event loop keeps answering while one is parsed.
         parser = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-parse")
         app.state.webhook = Webhook(
@@ -96,6 +100,8 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
             unverified=asyncio.Semaphore(settings.max_unverified_bodies),
             parser=parser,
             replays=replays,
+            failures=failures,
+            proxies=proxies,
         )
         drainer = asyncio.create_task(Drainer(intake).run(), name="drainer")
         # Everything built so far lives as long as the process: keep it out of the garbage
@@ -111,6 +117,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
             await pool.close()
             await ops.close()
             await replays.close()
+            await failures.close()
             parser.shutdown(wait=False, cancel_futures=True)
 
     routes = [

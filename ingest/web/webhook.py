@@ -5,7 +5,12 @@ a missing credential: 401; a content type other than JSON: 415), before a byte o
 read. A body signed with HMAC can only be verified once read, so at most
 ``MAX_UNVERIFIED_BODIES`` of those are read at a time (503 past it). The body is read within
 its bound and ``BODY_TIMEOUT_SECONDS`` (413, 408), authenticated on the exact bytes received,
-then decoded and parsed, off the event loop when it is large. An answer given before the
+then decoded and parsed, off the event loop when it is large. A request that fails
+authentication counts against its client address (``ingest.web.client_address``) in
+``INGEST_WEBHOOK_AUTH_FAILURE_LIMIT``; once the address is past it, its failures get a 429
+with ``Retry-After`` instead of the 401, while its authenticated deliveries are still taken
+(Vapi does not send a delivery again: shedding one loses it). The limit is only looked up
+for a request that failed, so accepted deliveries never wait on it. An answer given before the
 body was read closes the connection. Every problem is a precise 4xx with a JSON body
 (``ingest.web.errors``); only when neither Redis nor Postgres can keep the delivery is it a
 503. Every answer is counted (``ingest.metrics.counters``) where it is logged. The limits:
@@ -30,12 +35,15 @@ from starlette.responses import Response
 from ingest import body
 from ingest.mapping.identity import call_id
 from ingest.metrics import counters
+from ingest.settings import DEFAULT_WEBHOOK_AUTH_FAILURE_LIMIT
 from ingest.vocabulary import INTERNAL_TYPES, REQUEST_TYPES, DeliveryOutcome, MessageType
 from ingest.web import answers
 from ingest.web.answers import AnswerSettings
-from ingest.web.auth import needs_body, verify
+from ingest.web.auth import AuthResult, needs_body, verify
 from ingest.web.auth_settings import AuthSettings
+from ingest.web.client_address import TrustedProxies, of_request
 from ingest.web.errors import UNAUTHORIZED, UNAUTHORIZED_DETAIL, error_response
+from ingest.web.failure_limit import FailureLimit, parse_limit
 from ingest.web.intake import Intake, Unavailable
 from ingest.web.replays import ReplayMemory
 
@@ -47,6 +55,7 @@ CLOSE = {"connection": "close"}  # for answers given before the body was read
 # seconds at worst, during which the event loop would answer nobody. Below it, the hop to
 # a thread would cost more than the parse (bench/README.md: the bodies measured are 20 and 200 KB).
 OFF_LOOP_BYTES = 256 * 1024
+RATE_LIMITED = "rate_limited"
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,14 @@ class Webhook:
     unverified: asyncio.Semaphore  # signed bodies being read before their signature is checked
     parser: Executor  # where large bodies are decoded and parsed
     replays: ReplayMemory = field(default_factory=lambda: ReplayMemory(None, "", 1))  # ingest.web.replays
+    # Requests that failed authentication, per client address (read through ``proxies``).
+    failures: FailureLimit = field(default_factory=lambda: _in_memory_failures())
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+
+
+def _in_memory_failures() -> FailureLimit:
+    """The default failure limit: counted in this process (the app passes one counted in Redis)."""
+    return FailureLimit(None, "", "webhook-auth", parse_limit("", DEFAULT_WEBHOOK_AUTH_FAILURE_LIMIT))
 
 
 def json_response(status: int, content: bytes | dict[str, Any]) -> Response:
@@ -75,6 +92,23 @@ def _log(outcome: DeliveryOutcome, started: float, size: int, **fields: Any) -> 
         return
     latency_ms = round(elapsed * 1000, 3)
     log.log(level, "delivery", extra={"outcome": outcome, "bytes": size, "latency_ms": latency_ms, **fields})
+
+
+async def _refuse(request: Request, auth: AuthResult, started: float, size: int, *, close: bool) -> Response:
+    """A request that failed authentication: a 401 counted against its address, or a 429 past the limit."""
+    hook: Webhook = request.app.state.webhook
+    address = of_request(request, hook.proxies)
+    headers = CLOSE if close else {}
+    wait = await hook.failures.retry_after(address)
+    if wait is not None:
+        counters.webhook_auth_failure(RATE_LIMITED)
+        _log(DeliveryOutcome.RATE_LIMITED, started, size, address=address, retry_after=wait, **auth.log_fields())
+        detail = f"too many failed authentications from this address; try again in {wait}s"
+        return error_response(429, "too_many_failures", detail, headers={**headers, "retry-after": str(wait)})
+    await hook.failures.failed(address)
+    counters.webhook_auth_failure(str(auth.reason))
+    _log(DeliveryOutcome.UNAUTHORIZED, started, size, address=address, **auth.log_fields())
+    return error_response(401, UNAUTHORIZED, UNAUTHORIZED_DETAIL, reason=auth.reason, headers=headers)
 
 
 def is_json(content_type: str | None) -> bool:
@@ -109,8 +143,7 @@ async def receive(request: Request) -> Response:
     if not signed:  # the headers alone decide
         auth = verify(hook.auth, headers, b"", now=now)
         if not auth.ok:
-            _log(DeliveryOutcome.UNAUTHORIZED, started, size, **auth.log_fields())
-            return error_response(401, UNAUTHORIZED, UNAUTHORIZED_DETAIL, reason=auth.reason, headers=CLOSE)
+            return await _refuse(request, auth, started, size, close=True)
     if not is_json(headers.get("content-type")):
         _log(DeliveryOutcome.INVALID, started, size, reason="unsupported_media_type")
         detail = "Content-Type must be application/json"
@@ -127,8 +160,7 @@ async def receive(request: Request) -> Response:
         if signed:
             auth = verify(hook.auth, headers, raw, now=now)
             if not auth.ok:
-                _log(DeliveryOutcome.UNAUTHORIZED, started, size, **auth.log_fields())
-                return error_response(401, UNAUTHORIZED, UNAUTHORIZED_DETAIL, reason=auth.reason)
+                return await _refuse(request, auth, started, size, close=False)
         encoding, limit = headers.get("content-encoding"), hook.max_body_bytes
         if size > OFF_LOOP_BYTES:
             loop = asyncio.get_running_loop()

@@ -133,6 +133,13 @@ def test_every_error_has_the_one_shape(db_url: str, redis_server_url: str, redis
         assert client.get("/ops/stats.json", headers=wrong).status_code == 401
         seen.append(_check(client.get("/ops/stats.json", headers=wrong)))
 
+    # Too many failed webhook authentications from one address: 429 (earlier failures above count too).
+    flood_env = _env(db_url, redis_server_url, redis_namespace, VAPI_SECRET=SECRET)
+    with TestClient(create_app(env={**flood_env, "INGEST_WEBHOOK_AUTH_FAILURE_LIMIT": "1/minute"})) as client:
+        wrong = {**JSON, "x-vapi-secret": "wrong"}
+        client.post("/webhooks/vapi", content=STATUS, headers=wrong)
+        seen.append(_check(client.post("/webhooks/vapi", content=STATUS, headers=wrong)))
+
     dead_db = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1"
     down = _env(dead_db, "redis://127.0.0.1:1/0", redis_namespace, VAPI_SECRET=SECRET)
     with TestClient(create_app(env=down), headers=JSON) as client:
