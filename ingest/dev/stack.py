@@ -77,48 +77,34 @@ def redact(url: str | None) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def ops_password(data_dir: Path) -> str:
-    """The generated ``/ops`` password kept in ``data_dir`` (mode 0600), made on first use."""
-    path = data_dir / OPS_PASSWORD_FILE
+def kept_secret(path: Path, make: Callable[[], str]) -> str:
+    """The secret kept in ``path`` (mode 0600), made by ``make`` on first use and reused after."""
     if path.exists():
         path.chmod(0o600)
         if kept := path.read_text().strip():
             return kept
-    data_dir.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(18)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = make()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(password + "\n")
+        handle.write(secret + "\n")
     path.chmod(0o600)  # the mode above only applies to a new file, and through the umask
-    return password
+    return secret
+
+
+def ops_password(data_dir: Path) -> str:
+    """The generated ``/ops`` password kept in ``data_dir``."""
+    return kept_secret(data_dir / OPS_PASSWORD_FILE, lambda: secrets.token_urlsafe(18))
 
 
 def encryption_key(data_dir: Path) -> str:
-    """The local stack's sealing key kept in ``data_dir`` (mode 0600), made on first use."""
-    path = data_dir / state.KEY_FILE
-    if path.exists() and (kept := path.read_text().strip()):
-        return kept
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    path.chmod(0o600)
-    return key
+    """The local stack's sealing key (``INGEST_ENCRYPTION_KEYS``) kept in ``data_dir``."""
+    return kept_secret(data_dir / state.KEY_FILE, generate_key)
 
 
 def pseudonym_key(data_dir: Path) -> str:
-    """The local stack's ``INGEST_PSEUDONYM_KEY`` kept in ``data_dir`` (mode 0600), made on first use."""
-    path = data_dir / state.PSEUDONYM_KEY_FILE
-    if path.exists() and (kept := path.read_text().strip()):
-        return kept
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = base64.b64encode(secrets.token_bytes(32)).decode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    path.chmod(0o600)
-    return key
+    """The local stack's ``INGEST_PSEUDONYM_KEY`` kept in ``data_dir``."""
+    return kept_secret(data_dir / state.PSEUDONYM_KEY_FILE, lambda: base64.b64encode(secrets.token_bytes(32)).decode())
 
 
 def child_env(settings: Settings) -> dict[str, str]:
