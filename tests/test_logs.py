@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 from pathlib import Path
@@ -69,3 +70,19 @@ def test_an_actor_s_arguments_are_never_logged(capsys: pytest.CaptureFixture[str
     assert "Received a message" in line
     assert "021 448" not in line
     assert "a@b.nz" not in line
+
+
+def test_no_log_call_passes_a_field_logging_reserves() -> None:
+    """``extra={"process": ...}`` makes ``logging`` raise KeyError at the log call: none in the code may."""
+    reserved = set(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__) | {"message", "asctime"}
+    root = Path(__file__).resolve().parents[1]
+    clashes = []
+    for path in [*(root / "ingest").rglob("*.py"), *(root / "worker").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg == "extra" and isinstance(keyword.value, ast.Dict):
+                    keys = {key.value for key in keyword.value.keys if isinstance(key, ast.Constant)}
+                    clashes += [f"{path.relative_to(root)}:{node.lineno} {key}" for key in sorted(keys & reserved)]
+    assert clashes == []

@@ -23,6 +23,8 @@ import psycopg
 import redis
 from psycopg import sql
 
+from ingest.dev import processes
+
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "vapi_ingest"
@@ -130,7 +132,7 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", "redis.log",
         ]  # fmt: skip
-        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        self._process = processes.start(command)
         self.url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
@@ -160,12 +162,7 @@ class EmbeddedRedis:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.terminate()  # SIGTERM: redis fsyncs the AOF and exits
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        processes.stop({"redis": process}, timeout=10)  # SIGTERM: redis fsyncs the AOF and exits
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from ingest.dev import demo, state
+from ingest.dev import demo, processes, state
 from ingest.dev.embedded import EmbeddedPostgres, EmbeddedRedis, data_dir_lock
 from ingest.migrate import migrate
 from ingest.sealing import generate_key
@@ -204,7 +204,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
 def check_alive(children: Children) -> None:
     for name, child in children.items():
         if child.poll() is not None:
-            log.error("process exited", extra={"process": name, "code": child.returncode})
+            log.error("process exited", extra={"child": name, "code": child.returncode})
             raise _Failed(f"{name} exited with {child.returncode}")
 
 
@@ -227,33 +227,18 @@ def wait_until_ready(url: str, check: Callable[[], None], timeout: float = READY
             time.sleep(0.2)
 
 
-def _stop_children(children: Children, timeout: float = 30.0) -> None:
-    """SIGTERM to every child at once; whatever has not exited ``timeout`` seconds later is killed."""
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for name, child in children.items():
-        try:
-            child.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            log.warning("process did not stop in time; killing it", extra={"process": name})
-            child.kill()
-            child.wait()
-
-
 @contextmanager
 def supervised(commands: dict[str, list[str]], env: dict[str, str]) -> Iterator[Children]:
     """Start ``commands``; on the way out stop them, deaf to further Ctrl-C until all are gone."""
     children: Children = {}
     try:
         for name, command in commands.items():
-            children[name] = subprocess.Popen(command, env=env)
+            children[name] = processes.start(command, env=env)
         yield children
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not strand anything
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _stop_children(children)
+        processes.stop(children)
 
 
 def _serve(args: argparse.Namespace, settings: Settings, env: dict[str, str], children: Children) -> NoReturn:
