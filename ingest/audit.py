@@ -107,8 +107,7 @@ def by_ids(kind: AuditTargetKind, ids: Sequence[int | str]) -> Targets:
     )
 
 
-def record(
-    conn: Connection,
+def row(
     *,
     action: AuditAction,
     surface: AuditSurface,
@@ -119,29 +118,36 @@ def record(
     reason: str | None = None,
     client_id: str | None = None,
     details: Mapping[str, Any] | None = None,
-) -> None:
-    """Append one row in ``conn``'s current transaction (autocommit: at once).
+) -> dict[str, Any]:
+    """The parameters of ``queries.RECORD_ACCESS`` for one entry.
 
     A ``reveal`` (a sealed value shown in clear) needs its ``reason``: ``ValueError`` without one.
     """
     reason = (reason.strip() or None) if reason is not None else None
     if action == AuditAction.REVEAL and reason is None:
         raise ValueError("a reveal is recorded with its reason")
-    conn.execute(
-        queries.RECORD_ACCESS,
-        {
-            "actor": actor.name,
-            "actor_kind": actor.kind.value,
-            "action": AuditAction(action).value,
-            "surface": AuditSurface(surface).value,
-            "target_kind": AuditTargetKind(target_kind).value if target_kind is not None else None,
-            "target": target,
-            "target_count": target_count,
-            "reason": reason,
-            "client_id": client_id,
-            "details": orjson.dumps(dict(details or {}), default=str).decode(),
-        },
-    )
+    return {
+        "actor": actor.name,
+        "actor_kind": actor.kind.value,
+        "action": AuditAction(action).value,
+        "surface": AuditSurface(surface).value,
+        "target_kind": AuditTargetKind(target_kind).value if target_kind is not None else None,
+        "target": target,
+        "target_count": target_count,
+        "reason": reason,
+        "client_id": client_id,
+        "details": orjson.dumps(dict(details or {}), default=str).decode(),
+    }
+
+
+def record(conn: Connection, **entry: Any) -> None:
+    """Append one row (``row``'s fields) in ``conn``'s current transaction (autocommit: at once)."""
+    conn.execute(queries.RECORD_ACCESS, row(**entry))
+
+
+async def record_async(conn: psycopg.AsyncConnection[Any], **entry: Any) -> None:
+    """``record`` on an async connection (the web process's pool)."""
+    await conn.execute(queries.RECORD_ACCESS, row(**entry))
 
 
 @dataclass(frozen=True)

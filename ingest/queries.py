@@ -498,3 +498,83 @@ WHERE CASE WHEN %(call_id)s::text IS NOT NULL THEN call_id = %(call_id)s::text
            ELSE session_id = %(session_id)s::text AND call_id IS NULL END
 ORDER BY id
 """
+
+# --- abuse monitoring: call_anomalies, anomaly_scans (ingest.ops.anomalies, sql/functions/87_anomalies.sql) ---
+
+ANOMALY_BASELINES = """
+SELECT client_id, calls, cost, weekly_calls, weekly_cost
+FROM ingest_anomaly_baselines(%(start)s, %(end)s, %(zone)s, %(weeks)s, %(min_calls)s, %(min_cost)s)
+ORDER BY client_id
+"""
+
+ANOMALY_REPEAT_CALLERS = """
+SELECT client_id, customer_number, calls FROM ingest_anomaly_repeat_callers(%(start)s, %(end)s, %(min)s)
+"""
+
+ANOMALY_SHORT_CALLS = """
+SELECT client_id, phone_number_id, short_calls, calls
+FROM ingest_anomaly_short_calls(%(start)s, %(end)s, %(seconds)s, %(min)s, %(share)s)
+"""
+
+ANOMALY_OUTBOUND_NUMBERS = """
+SELECT client_id, customer_number, calls FROM ingest_anomaly_outbound_numbers(%(start)s, %(end)s)
+"""
+
+ANOMALY_VAPI_SIGNALS = """
+SELECT client_id, ended_reason, calls FROM ingest_anomaly_vapi_signals(%(start)s, %(end)s)
+"""
+
+RECORD_ANOMALY = """
+SELECT anomaly_id, created
+FROM ingest_record_anomaly(%(kind)s::text, %(client_id)s::text, %(subject_kind)s::text, %(subject)s::text,
+                           %(window_start)s, %(window_end)s, %(observed)s::numeric, %(baseline)s::numeric,
+                           %(score)s::numeric, %(details)s::jsonb)
+"""
+
+RECORD_ANOMALY_SCAN = """
+INSERT INTO anomaly_scans (started_at, runner, found, new, updated, skipped)
+VALUES (%(started_at)s, %(runner)s, %(found)s::jsonb, %(new)s, %(updated)s, %(skipped)s)
+"""
+
+LAST_ANOMALY_SCAN = """
+SELECT started_at, finished_at, runner, found, new, updated, skipped FROM anomaly_scans
+ORDER BY finished_at DESC, id DESC LIMIT 1
+"""
+
+ANOMALY_SCAN_DUE = """
+SELECT coalesce(max(finished_at) < now() - make_interval(mins => %(minutes)s), true) FROM anomaly_scans
+"""
+
+_ANOMALY_COLUMNS = """
+id, kind, client_id, subject_kind, subject, window_start, window_end, observed, baseline, score, details,
+detected_at, last_seen_at, acknowledged_at, acknowledged_by, ack_reason
+"""
+
+# Newest first: since a detection time, open ones only.
+LIST_ANOMALIES = f"""
+SELECT {_ANOMALY_COLUMNS} FROM call_anomalies
+WHERE (%(since)s::timestamptz IS NULL OR last_seen_at >= %(since)s::timestamptz)
+  AND (NOT %(open_only)s OR acknowledged_at IS NULL)
+ORDER BY detected_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
+GET_ANOMALY = f"SELECT {_ANOMALY_COLUMNS} FROM call_anomalies WHERE id = %(id)s"
+
+LOCK_ANOMALY = f"SELECT {_ANOMALY_COLUMNS} FROM call_anomalies WHERE id = %(id)s FOR UPDATE"
+
+ACKNOWLEDGE_ANOMALY = f"""
+UPDATE call_anomalies SET acknowledged_at = now(), acknowledged_by = %(by)s, ack_reason = %(reason)s
+WHERE id = %(id)s AND acknowledged_at IS NULL
+RETURNING {_ANOMALY_COLUMNS}
+"""
+
+OPEN_ANOMALY_COUNTS = "SELECT kind, count(*) FROM call_anomalies WHERE acknowledged_at IS NULL GROUP BY kind"
+
+# Callers with an open repeat-caller anomaly seen within the block window: pseudonym -> newest id.
+FLAGGED_CALLERS = """
+SELECT subject, max(id) FROM call_anomalies
+WHERE kind = 'repeat_caller' AND subject_kind = 'caller' AND acknowledged_at IS NULL
+  AND last_seen_at >= now() - make_interval(hours => %(hours)s)
+GROUP BY subject
+"""

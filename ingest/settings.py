@@ -31,6 +31,7 @@ from ingest.metrics.multiprocess import worker_metrics_port
 if TYPE_CHECKING:
     from limits import RateLimitItem
 
+    from ingest.ops.anomaly_settings import AnomalySettings
     from ingest.ops.page.auth import OpsAuth
     from ingest.privacy import Privacy
     from ingest.sealing import Keyring
@@ -234,6 +235,13 @@ class Settings:
         from ingest.vapi_api import ApiSettings
 
         return ApiSettings.from_env(self.environment)
+
+    @functools.cached_property
+    def anomalies(self) -> AnomalySettings:
+        """Abuse monitoring: detector thresholds and whether flagged callers are refused (``ingest.ops.anomalies``)."""
+        from ingest.ops.anomaly_settings import AnomalySettings
+
+        return AnomalySettings.from_env(self.environment)
 
     @functools.cached_property
     def trusted_proxies(self) -> TrustedProxies:

@@ -157,6 +157,8 @@ class AuditAction(StrEnum):
     ERASE = "erase"  # a caller's sessions or one call erased on request; always with a reason
     KEYS_ROTATE = "keys_rotate"
     RETENTION_RUN = "retention_run"  # a retention run that removed data: its counts in details
+    ANOMALY_ACK = "anomaly_ack"  # an anomaly acknowledged; always with a reason
+    CALLER_BLOCKED = "caller_blocked"  # an assistant-request refused under BLOCK_FLAGGED_CALLERS
 
 
 class AuditSurface(StrEnum):
@@ -165,6 +167,7 @@ class AuditSurface(StrEnum):
     CLI = "cli"  # the ingest command
     OPS = "ops"  # the /ops page
     WORKER = "worker"  # the workers' own scheduled tasks (retention)
+    WEBHOOK = "webhook"  # the endpoint itself (a flagged caller refused)
 
 
 class AuditActorKind(StrEnum):
@@ -184,3 +187,23 @@ class AuditTargetKind(StrEnum):
     EVENT = "event"
     DEAD_LETTER = "dead_letter"
     BULK = "bulk"  # several items or rows: ``target_count`` says how many
+    ANOMALY = "anomaly"  # a call_anomalies row, by id
+
+
+class AnomalyKind(StrEnum):
+    """``call_anomalies.kind``: what a detector found (``ingest.ops.anomalies``, docs/abuse.md)."""
+
+    VOLUME = "volume"  # calls per client per hour far above its own baseline
+    REPEAT_CALLER = "repeat_caller"  # one caller number calling one client many times in the window
+    SHORT_CALLS = "short_calls"  # a burst of very short calls to one client or phone number
+    COST = "cost"  # cost per client per hour far above its own baseline
+    OUTBOUND_DESTINATION = "outbound_destination"  # outbound calls to premium, shared-cost or unexpected countries
+    VAPI_SIGNAL = "vapi_signal"  # Vapi ended calls for fraud checks or limits
+
+
+class AnomalySubject(StrEnum):
+    """``call_anomalies.subject_kind``: what ``subject`` names (never a raw phone number)."""
+
+    CLIENT = "client"  # a client id
+    PHONE_NUMBER = "phone_number"  # a Vapi phone number id
+    CALLER = "caller"  # a caller's (or dialled number's) pseudonym, ``anon:<hex>``

@@ -27,7 +27,7 @@ from ingest.settings import Settings
 from worker.group_commit import GroupCommit
 from worker.process import event_from_body
 from worker.reclaim import reclaim
-from worker.sweeper import ReconcileSchedule, RetentionSchedule, Sweeper
+from worker.sweeper import AnomalySchedule, ReconcileSchedule, RetentionSchedule, Sweeper
 
 log = logging.getLogger("ingest.worker")
 
@@ -72,8 +72,11 @@ class Resources(Middleware):
             interval=self.settings.sweep_interval,
             grace=self.settings.sweep_grace,
             also=lambda: reclaim(broker, queue_name),
-            retention=RetentionSchedule(self.settings),
-            reconcile=ReconcileSchedule(self.settings) if self.settings.vapi_api is not None else None,
+            schedules=[
+                RetentionSchedule(self.settings),
+                *([ReconcileSchedule(self.settings)] if self.settings.vapi_api is not None else []),
+                AnomalySchedule(self.settings),
+            ],
         )
         self._sweeper.start()
 

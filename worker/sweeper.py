@@ -13,7 +13,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -22,7 +22,7 @@ from ingest import queries
 from ingest.apply import apply_stored_event, rebuild_transcript
 from ingest.db import connection_kwargs, require
 from ingest.errors import describe
-from ingest.ops import reconcile, retention
+from ingest.ops import anomalies, flagged_callers, reconcile, retention
 from ingest.privacy import Privacy
 from ingest.sealing import KeyUnavailable
 from ingest.settings import Settings
@@ -70,6 +70,20 @@ def rebuild_missing_transcripts(pool: ConnectionPool, privacy: Privacy, *, grace
     return len(calls)
 
 
+class Interval:
+    """This process's own clock for a schedule: ``due()`` is true at first, then once per ``minutes``."""
+
+    def __init__(self, minutes: int) -> None:
+        self.seconds = minutes * 60.0
+        self._tried = -self.seconds
+
+    def due(self) -> bool:
+        if time.monotonic() - self._tried < self.seconds:
+            return False
+        self._tried = time.monotonic()
+        return True
+
+
 class RetentionSchedule:
     """The retention policy every ``RETENTION_INTERVAL_MINUTES``, by one runner across hosts.
 
@@ -82,13 +96,11 @@ class RetentionSchedule:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.interval = settings.retention_interval_minutes * 60.0
-        self._tried = -self.interval
+        self.interval = Interval(settings.retention_interval_minutes)
 
     def __call__(self) -> retention.Report | None:
-        if time.monotonic() - self._tried < self.interval:
+        if not self.interval.due():
             return None
-        self._tried = time.monotonic()
         url = require(self.settings.database_url, "DATABASE_URL")
         with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(self.settings)) as conn:
             if not retention.due_now(conn, self.settings.retention_interval_minutes):
@@ -128,13 +140,11 @@ class ReconcileSchedule:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.interval = settings.reconcile_interval_minutes * 60.0
-        self._tried = -self.interval
+        self.interval = Interval(settings.reconcile_interval_minutes)
 
     def __call__(self) -> reconcile.Result | None:
-        if time.monotonic() - self._tried < self.interval:
+        if not self.interval.due():
             return None
-        self._tried = time.monotonic()
         api = reconcile.make_api(self.settings)
         if api is None:
             return None
@@ -159,6 +169,54 @@ class ReconcileSchedule:
         if result is not None:
             log.info("reconciliation run", extra={**result.counts_dict(), "gaps": len(result.gaps)})
         return result
+
+
+class AnomalySchedule:
+    """Every anomaly detector every ``ANOMALY_INTERVAL_MINUTES``, by one runner across hosts.
+
+    Like ``RetentionSchedule``: each worker process calls it on every sweep; it acts once its
+    interval has passed since this process last tried and the last scan recorded in Postgres
+    (by any host) is that old, under ``anomalies.scan_locked``'s advisory lock. After each
+    scan the flagged-caller set in Redis is refreshed (``ingest.ops.flagged_callers``), and
+    each new anomaly is logged with its id, kind, client and subject (an id or a pseudonym).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.interval = Interval(settings.anomalies.interval_minutes)
+
+    def __call__(self) -> anomalies.ScanResult | None:
+        if not self.interval.due():
+            return None
+        url = require(self.settings.database_url, "DATABASE_URL")
+        with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(self.settings)) as conn:
+            if not anomalies.due_now(conn, self.settings.anomalies.interval_minutes):
+                return None
+            result = anomalies.scan_locked(conn, self.settings, runner="worker")
+            if result is None:
+                return None
+            for item in anomalies.list_anomalies(conn, since=result.at, open_only=True):
+                if item.detected_at >= result.at:
+                    log.warning("anomaly detected", extra=_anomaly_fields(item))
+            flagged = flagged_callers.refresh(conn, self.settings)
+        log.info(
+            "anomaly scan",
+            extra={**result.found, "new": result.new, "updated": result.updated, "flagged_callers": flagged},
+        )
+        if result.skipped:
+            log.warning("anomaly scan skipped detectors: no INGEST_PSEUDONYM_KEY", extra={"skipped": result.skipped})
+        return result
+
+
+def _anomaly_fields(item: anomalies.Anomaly) -> dict[str, object]:
+    return {
+        "anomaly": item.id,
+        "kind": item.kind,
+        "client_id": item.client_id,
+        "subject_kind": item.subject_kind,
+        "subject": item.subject,
+        "score": item.score,
+    }
 
 
 def ensure_call_event_partitions(pool: ConnectionPool) -> int:
@@ -186,13 +244,13 @@ class Sweeper(threading.Thread):
         interval: float,
         grace: float,
         also: Callable[[], None] | None = None,
-        retention: Callable[[], object] | None = None,
-        reconcile: Callable[[], object] | None = None,
+        schedules: Sequence[Callable[[], object]] = (),
     ) -> None:
+        """``also`` runs first on each sweep; ``schedules`` (retention, reconciliation, anomaly scans) last,
+        each deciding for itself whether its interval has come."""
         super().__init__(name="ingest-sweeper", daemon=True)
         self.also = also
-        self.retention = retention
-        self.reconcile = reconcile
+        self.schedules = list(schedules)
         self.pool = pool
         self.privacy = privacy
         self.interval = interval
@@ -209,10 +267,7 @@ class Sweeper(threading.Thread):
         ]
         if self.also is not None:
             tasks.insert(0, self.also)
-        if self.retention is not None:
-            tasks.append(self.retention)
-        if self.reconcile is not None:
-            tasks.append(self.reconcile)
+        tasks.extend(self.schedules)
         while not self._stopped.wait(self.interval):
             self._run_each(tasks)
 
@@ -230,6 +285,8 @@ class Sweeper(threading.Thread):
 
 
 __all__ = [
+    "AnomalySchedule",
+    "Interval",
     "ReconcileSchedule",
     "RetentionSchedule",
     "Sweeper",

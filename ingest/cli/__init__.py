@@ -10,7 +10,21 @@ import psycopg
 import redis
 from psycopg_pool import PoolTimeout
 
-from ingest.cli import audit, calls, dlq, erase, events, keys, queue, rebuild, reconcile, replay, retention, serve
+from ingest.cli import (
+    anomalies,
+    audit,
+    calls,
+    dlq,
+    erase,
+    events,
+    keys,
+    queue,
+    rebuild,
+    reconcile,
+    replay,
+    retention,
+    serve,
+)
 from ingest.dev import stack, state
 from ingest.dev.embedded import EmbeddedError
 from ingest.errors import ConfigError
@@ -76,6 +90,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     reconcile.add_arguments(reconcile_parser)
     audit_parser = add("audit", audit.run, "List the access log: who read session data or acted on it, and when.")
     audit.add_arguments(audit_parser)
+    anomalies_parser = add(
+        "anomalies", anomalies.run, "Unusual call patterns: list them, scan now, or acknowledge one with a reason."
+    )
+    anomalies.add_arguments(anomalies_parser)
     erase_parser = add(
         "erase", erase.run, "Erase a caller's sessions (or one call) on request: personal data goes, billing stays."
     )

@@ -55,14 +55,23 @@ def _number(raw: Any, region: str) -> PhoneNumber:
     return _normalised(raw, region) if isinstance(raw, str) else normalise_number(raw, region)
 
 
+def _customer_raw(message: dict[str, Any], call: dict[str, Any]) -> Any:
+    customer = obj(message.get("customer")) or obj(call.get("customer"))
+    # A SIP caller may have only ``customer.sipUri``: its user part is often a number.
+    return customer.get("number") or customer.get("sipUri")
+
+
+def customer_number(message: dict[str, Any], region: str) -> str | None:
+    """The customer's number in E.164, as ``user_sessions.customer_number`` holds it; None if not valid."""
+    return _number(_customer_raw(message, obj(message.get("call"))), region).e164
+
+
 def _numbers(patch: Patch, message: dict[str, Any], region: str) -> Patch:
     call = obj(message.get("call"))
     phone = obj(message.get("phoneNumber")) or obj(call.get("phoneNumber"))
-    customer = obj(message.get("customer")) or obj(call.get("customer"))
     raw_numbers: dict[str, str] = {}
     business_raw = phone.get("number") or phone.get("twilioPhoneNumber") or phone.get("sipUri")
-    # A SIP caller may have only ``customer.sipUri``: its user part is often a number.
-    customer_raw = customer.get("number") or customer.get("sipUri")
+    customer_raw = _customer_raw(message, call)
     for column, raw in (("business_number", business_raw), ("customer_number", customer_raw)):
         number = _number(raw, region)
         patch = patch.with_value(column, number.e164, Source.EVENT)

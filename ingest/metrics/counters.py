@@ -97,6 +97,11 @@ RECONCILE_API_ERRORS = Counter(
     "vapi_ingest_reconcile_api_errors",
     "Reconciliations stopped because Vapi's API could not be read (after its bounded retries).",
 )
+CALLERS_BLOCKED = Counter(
+    "vapi_ingest_callers_blocked",
+    "assistant-requests answered with an error because the caller has an open repeat-caller anomaly"
+    " (BLOCK_FLAGGED_CALLERS).",
+)
 
 _deliveries: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 _processed: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
@@ -159,3 +164,8 @@ def reconciled(result: str, count: int = 1) -> None:
 def reconcile_api_error() -> None:
     """Count one reconciliation stopped because Vapi's API could not be read."""
     RECONCILE_API_ERRORS.inc()
+
+
+def caller_blocked() -> None:
+    """Count one assistant-request refused under ``BLOCK_FLAGGED_CALLERS``."""
+    CALLERS_BLOCKED.inc()

@@ -106,10 +106,10 @@ def endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
         reason = refusal(token, request.headers.get("authorization"))
         if reason is not None:
             return Response(unauthorized(reason), 401, {"www-authenticate": "Bearer"}, media_type="application/json")
-        snap, kept, reconciled = await asyncio.gather(
-            readers.snapshot(), readers.retention_figures(), readers.reconcile_figures()
+        snap, kept, reconciled, flagged = await asyncio.gather(
+            readers.snapshot(), readers.retention_figures(), readers.reconcile_figures(), readers.anomaly_figures()
         )
-        gauges = SourceCollector(snap, kept, reconciled)
+        gauges = SourceCollector(snap, kept, reconciled, flagged)
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         output = await asyncio.to_thread(encoder, Exposition(process_counts, gauges))  # reads files
         return Response(output, media_type=content_type)

@@ -29,9 +29,9 @@ import psycopg
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ingest.ops import backlog, reconcile, retention
+from ingest.ops import anomalies, backlog, reconcile, retention
 from ingest.ops.backlog import Backlog, EventStats, QueueStats
-from ingest.vocabulary import EventState
+from ingest.vocabulary import AnomalyKind, EventState
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,22 @@ def read_reconcile(sources: Sources) -> reconcile.Figures:
     connect = {**sources.connect_kwargs, **backlog.postgres_timeouts()}
     with psycopg.connect(sources.database_url, **connect) as conn:
         return backlog.bounded_reconcile_figures(conn)
+
+
+@dataclass(frozen=True)
+class AnomalyFigures:
+    """The open anomalies by kind (every kind, 0 included) and when the last scan finished."""
+
+    open_counts: dict[str, int]
+    last_scan_at: datetime | None
+
+
+def read_anomalies(sources: Sources) -> AnomalyFigures:
+    connect = {**sources.connect_kwargs, **backlog.postgres_timeouts()}
+    with psycopg.connect(sources.database_url, **connect) as conn, conn.transaction():
+        conn.execute(f"SET LOCAL statement_timeout = '{backlog.POSTGRES_STATEMENT_TIMEOUT}'")
+        scan = anomalies.last_scan(conn)
+        return AnomalyFigures(anomalies.open_counts(conn), scan["finished_at"] if scan else None)
 
 
 def read_queues(sources: Sources) -> list[QueueStats]:
@@ -139,6 +155,7 @@ class SourceReaders:
         self.events = SourceReader("postgres", read_events)
         self.retention = SourceReader("retention", read_retention)
         self.reconcile = SourceReader("reconcile", read_reconcile)
+        self.anomalies = SourceReader("anomalies", read_anomalies)
 
     async def snapshot(self) -> Backlog:
         """Read both sources at once, off the event loop (why a source is down is logged by its reader)."""
@@ -153,16 +170,25 @@ class SourceReaders:
         """The last reconciliation runs; None when Postgres does not answer."""
         return await self.reconcile(self.sources)
 
+    async def anomaly_figures(self) -> AnomalyFigures | None:
+        """The open anomalies by kind and the last scan; None when Postgres does not answer."""
+        return await self.anomalies(self.sources)
+
 
 class SourceCollector:
     """A prometheus_client collector yielding the gauges of one ``Backlog``."""
 
     def __init__(
-        self, snap: Backlog, kept: retention.Figures | None = None, reconciled: reconcile.Figures | None = None
+        self,
+        snap: Backlog,
+        kept: retention.Figures | None = None,
+        reconciled: reconcile.Figures | None = None,
+        flagged: AnomalyFigures | None = None,
     ) -> None:
         self.snap = snap
         self.kept = kept
         self.reconciled = reconciled
+        self.flagged = flagged
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -199,6 +225,8 @@ class SourceCollector:
             yield from retention_gauges(self.kept)
         if self.reconciled is not None:
             yield from reconcile_gauges(self.reconciled)
+        if self.flagged is not None:
+            yield from anomaly_gauges(self.flagged)
 
 
 def retention_gauges(kept: retention.Figures) -> Iterator[Metric]:
@@ -253,3 +281,19 @@ def reconcile_gauges(figures: reconcile.Figures) -> Iterator[Metric]:
     )
     only.add_metric([], figures.only_reconciled_total)
     yield only
+
+
+def anomaly_gauges(figures: AnomalyFigures) -> Iterator[Metric]:
+    """The open (unacknowledged) anomalies by kind, every kind, and when the last anomaly scan finished."""
+    open_ = GaugeMetricFamily(
+        "vapi_ingest_anomalies_open", "Anomalies detected and not acknowledged yet, by kind.", labels=["kind"]
+    )
+    for kind in AnomalyKind:
+        open_.add_metric([kind.value], figures.open_counts.get(kind.value, 0))
+    yield open_
+    scanned = GaugeMetricFamily(
+        "vapi_ingest_anomaly_scan_last_success_timestamp_seconds",
+        "When the last anomaly scan finished (0: never).",
+    )
+    scanned.add_metric([], figures.last_scan_at.timestamp() if figures.last_scan_at else 0.0)
+    yield scanned

@@ -23,8 +23,10 @@ from starlette.routing import Route
 from ingest.db import async_pool, require
 from ingest.logs import configure_logging
 from ingest.metrics.exposition import endpoint as metrics_endpoint
+from ingest.ops.flagged_callers import FlaggedCallers
 from ingest.ops.page.routes import OpsPage
 from ingest.settings import Settings
+from ingest.web.blocking import CallerBlock
 from ingest.web.enqueue import Enqueuer
 from ingest.web.errors import error_response, http_error, server_error
 from ingest.web.failure_limit import FailureLimit
@@ -68,6 +70,8 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
     redis_url = require(settings.redis_url, "REDIS_URL")
     settings.require_keys()
     failure_limit, proxies = settings.webhook_auth_failure_limit, settings.trusted_proxies
+    # BLOCK_FLAGGED_CALLERS needs the pseudonym key: flagged callers are known by pseudonym only.
+    pseudonym_key = settings.require_pseudonym_key() if settings.anomalies.block_flagged_callers else None
     auth.log_mode()  # one line naming VAPI_AUTH_MODE in force (the INGEST_INSECURE warning included)
 
     @contextlib.asynccontextmanager
@@ -89,6 +93,8 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
         )
         # Requests failing authentication, counted per client address in Redis (ingest.web.failure_limit).
         failures = FailureLimit(redis_url, settings.queue_namespace, "webhook-auth", failure_limit)
+        flagged = FlaggedCallers(redis_url, settings.queue_namespace, timeout=settings.enqueue_timeout)
+        block = CallerBlock(flagged, pseudonym_key, settings.phone_region) if pseudonym_key is not None else None
         # Two threads for large bodies: the event loop keeps answering while one is parsed.
         parser = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-parse")
         app.state.webhook = Webhook(
@@ -102,6 +108,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
             replays=replays,
             failures=failures,
             proxies=proxies,
+            block=block,
         )
         drainer = asyncio.create_task(Drainer(intake).run(), name="drainer")
         # Everything built so far lives as long as the process: keep it out of the garbage
@@ -118,6 +125,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
             await ops.close()
             await replays.close()
             await failures.close()
+            await flagged.close()
             parser.shutdown(wait=False, cancel_futures=True)
 
     routes = [

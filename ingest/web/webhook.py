@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -37,10 +38,11 @@ from ingest.mapping.identity import call_id
 from ingest.metrics import counters
 from ingest.settings import DEFAULT_WEBHOOK_AUTH_FAILURE_LIMIT
 from ingest.vocabulary import INTERNAL_TYPES, REQUEST_TYPES, DeliveryOutcome, MessageType
-from ingest.web import answers
+from ingest.web import answers, blocking
 from ingest.web.answers import AnswerSettings
 from ingest.web.auth import AuthResult, needs_body, verify
 from ingest.web.auth_settings import AuthSettings
+from ingest.web.blocking import CallerBlock
 from ingest.web.client_address import TrustedProxies, of_request
 from ingest.web.errors import UNAUTHORIZED, UNAUTHORIZED_DETAIL, error_response
 from ingest.web.failure_limit import FailureLimit, parse_limit
@@ -71,6 +73,8 @@ class Webhook:
     # Requests that failed authentication, per client address (read through ``proxies``).
     failures: FailureLimit = field(default_factory=lambda: _in_memory_failures())
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    # Flagged callers refused (BLOCK_FLAGGED_CALLERS, ingest.web.blocking); None when blocking is off.
+    block: CallerBlock | None = None
 
 
 def _in_memory_failures() -> FailureLimit:
@@ -188,7 +192,14 @@ async def receive(request: Request) -> Response:
     claim = await hook.replays.claim(auth.signature, kind, call)
     if claim.answer is not None:
         return claim.answer
-    reply = await answers.answer(hook.answers, message) if kind in REQUEST_TYPES else None
+    flagged = None
+    if hook.block is not None and kind == MessageType.ASSISTANT_REQUEST:
+        flagged = await hook.block.anomaly(message)
+    if flagged is not None:
+        reply: dict[str, Any] | None = {"error": hook.answers.assistant_request_error}
+        blocking.refused(flagged, call)
+    else:
+        reply = await answers.answer(hook.answers, message) if kind in REQUEST_TYPES else None
     await claim.keep(reply)
     if reply is not None and kind == MessageType.ASSISTANT_REQUEST:
         queued_body = answers.with_answer_recorded(queued_body, reply)
@@ -206,4 +217,7 @@ async def receive(request: Request) -> Response:
         await claim.release()  # not kept: sending it again is no replay
         return error_response(503, "unavailable", "neither the queue nor the database took it; send it again")
     _log(outcome, started, size, type=kind, call_id=call)
-    return json_response(200, reply if reply is not None else ACK)
+    response = json_response(200, reply if reply is not None else ACK)
+    if flagged is not None:  # audited once the answer is on its way
+        response.background = BackgroundTask(blocking.record, hook.intake.pool, flagged, call)
+    return response

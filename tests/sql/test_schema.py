@@ -79,6 +79,14 @@ CONSTRAINT_INDEXES = {
     ),
 }
 
+# Beside the seed's: the calls without a start or end time, by creation (migration 0026, the anomaly detectors).
+SERVICE_INDEXES = {
+    "idx_user_sessions_untimed_created_at": (
+        "CREATE INDEX idx_user_sessions_untimed_created_at ON public.user_sessions USING btree (created_at)"
+        " WHERE ((started_at_utc IS NULL) AND (ended_at_utc IS NULL))"
+    ),
+}
+
 ASSISTANT = "0f6d7a64-1a7c-4b8e-9c55-3e2f1d0c9b8a"
 
 
@@ -114,8 +122,8 @@ def test_columns_match_the_seed(db: Conn) -> None:
 
 
 def test_indexes_match_the_seed(db: Conn) -> None:
-    """The seed's 14 named indexes exist with their columns, expressions, GIN method and uniqueness."""
-    assert index_definitions(db) == SEED_INDEXES | CONSTRAINT_INDEXES
+    """The seed's 14 named indexes exist with their columns, expressions, GIN method and uniqueness; one is added."""
+    assert index_definitions(db) == SEED_INDEXES | CONSTRAINT_INDEXES | SERVICE_INDEXES
 
 
 def test_primary_key_and_unique_constraints(db: Conn) -> None:

@@ -199,7 +199,7 @@ def wants_json(request: Request) -> bool:
 
 def notice(query: Mapping[str, str]) -> str | None:
     """The outcome of the last action, from the redirect's query (numbers only, never text)."""
-    values = {key: query.get(key, "") for key in ("retried", "of", "discarded", "requeued", "purged")}
+    values = {key: query.get(key, "") for key in ("retried", "of", "discarded", "requeued", "purged", "acknowledged")}
     if not all(_NOTICE.fullmatch(v) for v in values.values() if v):
         return None
     if values["retried"] and values["of"]:
@@ -210,6 +210,8 @@ def notice(query: Mapping[str, str]) -> str | None:
         return f"Requeued {values['requeued']} dead letter(s): back on the queue with fresh retries."
     if values["purged"]:
         return f"Deleted {values['purged']} dead letter(s) for good."
+    if values["acknowledged"]:
+        return f"Acknowledged anomaly {values['acknowledged']}: it is no longer open. The access log has your reason."
     return None
 
 

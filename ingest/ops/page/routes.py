@@ -1,7 +1,8 @@
 """``/ops``: the on-call page. Queue depths, event counts and a live chart, recent failures
-with retry / discard, dead letters with requeue / purge, the calls (filtered, paged) with
-their events and resulting row, personal data hidden; a call's originals are shown only
-by ``POST /ops/reveal`` with a reason, which the access log records (a GET never reveals).
+with retry / discard, dead letters with requeue / purge, the open anomalies with acknowledge
+(``anomaly_panel``), the calls (filtered, paged) with their events and resulting row, personal
+data hidden; a call's originals are shown only by ``POST /ops/reveal`` with a reason, which the
+access log records (a GET never reveals).
 
 Server-rendered (Jinja2, autoescaped: errors and transcripts are untrusted text) with a few
 lines of inline JavaScript polling ``/ops/stats.json``. Who may use it is decided in
@@ -29,9 +30,9 @@ from starlette.routing import BaseRoute, Route
 
 from ingest import audit
 from ingest.db import connection_kwargs, require
-from ingest.ops import dead_letters, events, reconcile, retention
+from ingest.ops import anomalies, dead_letters, events, flagged_callers, reconcile, retention
 from ingest.ops.masking import mask_text
-from ingest.ops.page import data
+from ingest.ops.page import anomaly_panel, data
 from ingest.ops.page.auth import LoginScheme, OpsAuth
 from ingest.ops.page.guard import (
     BASE,
@@ -49,7 +50,7 @@ from ingest.ops.page.templates import chart_seed, path_segment, templates
 from ingest.ops.reveal import ReasonRefused, reveal_reason, unopened
 from ingest.sealing import KeyUnavailable, SealError
 from ingest.settings import Settings
-from ingest.vocabulary import AuditAction, AuditActorKind, AuditSurface, AuditTargetKind
+from ingest.vocabulary import AnomalyKind, AuditAction, AuditActorKind, AuditSurface, AuditTargetKind
 from ingest.web.failure_limit import FailureLimit
 from ingest.web.webhook import json_response
 
@@ -122,6 +123,12 @@ class OpsPage:
                 guard(auth, self.purge, method="POST", logins=logins),
                 methods=ANY_METHOD,
                 name="ops_dlq_purge",
+            ),
+            Route(
+                f"{BASE}/anomalies/acknowledge",
+                guard(auth, self.acknowledge, method="POST", logins=logins),
+                methods=ANY_METHOD,
+                name="ops_anomaly_acknowledge",
             ),
         ]
 
@@ -208,6 +215,8 @@ class OpsPage:
             "reconciliation": None,
             "reconcile_results": reconcile.RESULTS,
             "reconcile_on": settings.vapi_api is not None,
+            "anomalies": None,
+            "anomaly_kinds": anomaly_panel.KINDS,
         }
         overview["problems"] = [f"Could not read {error}" for error in stats["errors"]]
         if stats["queues"] is not None:
@@ -223,6 +232,7 @@ class OpsPage:
             with pool.connection() as conn:  # shown only once the access is recorded with them
                 overview["retention"] = retention.figures(conn, settings.retention_raw_events_days)
                 overview["reconciliation"] = data.reconciliation(conn, RECONCILED_SHOWN)
+                overview["anomalies"] = anomaly_panel.read(conn)
                 failures = data.failures(conn, FAILURES_SHOWN, region)
                 calls = data.calls_page(conn, wanted, CALLS_SHOWN, region)
                 asked: dict[str, Any] = {"page": wanted.page, "assistant": wanted.assistant, "outcome": wanted.outcome}
@@ -446,6 +456,39 @@ class OpsPage:
         purged = await run_in_threadpool(run)
         log.info("ops dlq purge", extra={"ids": ids[:50], "purged": purged, "scheme": request.state.scheme})
         return self._done(request, target, {"purged": purged}, {"purged": purged})
+
+    async def acknowledge(self, request: Request) -> Response:
+        """One anomaly acknowledged with a reason: it leaves the open list; the access log records who and why."""
+        form = await anomaly_panel.acknowledge_form(request, self.settings.phone_region)
+        if isinstance(form, Response):
+            return form
+        anomaly_id, reason, auditor = form.anomaly_id, form.reason, self._auditor(request)
+
+        def run() -> anomalies.Anomaly:
+            pool, _ = self._resources()
+            with pool.connection() as conn:  # the acknowledgement and its record commit together
+                return anomalies.acknowledge(conn, anomaly_id, reason=reason, auditor=auditor)
+
+        try:
+            anomaly = await run_in_threadpool(run)
+        except anomalies.AnomalyNotFound:
+            return problem(request, 404, "not_found", f"no anomaly {anomaly_id}")
+        except anomalies.AlreadyAcknowledged:
+            return problem(request, 409, "already_acknowledged", f"anomaly {anomaly_id} is already acknowledged")
+        fields = {"anomaly_id": anomaly_id, "kind": anomaly.kind, "scheme": request.state.scheme}
+        log.info("ops anomaly acknowledged", extra=fields)
+        if anomaly.kind == AnomalyKind.REPEAT_CALLER:
+            await run_in_threadpool(self._unflag, anomaly)
+        return self._done(request, form.target, {"acknowledged": anomaly.as_dict()}, {"acknowledged": anomaly_id})
+
+    def _unflag(self, anomaly: anomalies.Anomaly) -> None:
+        """Stop refusing an acknowledged repeat caller now, not at the next scan (which would, from the table)."""
+        _, client = self._resources()
+        try:
+            flagged_callers.forget(client, self.settings.queue_namespace, anomaly.subject)
+        except redis.RedisError as exc:
+            extra = {"anomaly_id": anomaly.id, "error": type(exc).__name__}
+            log.warning("flagged caller not forgotten: the next scan will", extra=extra)
 
     async def _confirm_purge(self, request: Request, ids: list[str], target: str) -> Response:
         """The question ``ingest dlq purge`` asks, as a page: which dead letters, and a button to confirm."""

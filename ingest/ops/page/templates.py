@@ -91,6 +91,13 @@ def money(value: decimal.Decimal | float | None) -> str:
     return "" if value is None else f"${value:.4f}"
 
 
+def figure(value: decimal.Decimal | float | None) -> str:
+    """A measured figure (a count, a cost, a score) to two decimals at most: ``12``, ``3.5``, ``0.25``."""
+    if value is None:
+        return ""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
 def path_segment(value: object) -> str:
     """A value safe to put in one path segment of a link (``/`` included)."""
     return quote(str(value), safe="")
@@ -105,7 +112,14 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        utc=utc, local=local, instant=instant, age=age, duration=duration, money=money, segment=path_segment
+        utc=utc,
+        local=local,
+        instant=instant,
+        age=age,
+        duration=duration,
+        money=money,
+        figure=figure,
+        segment=path_segment,
     )
     return env
 
