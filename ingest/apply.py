@@ -42,6 +42,8 @@ REBUILD_SOURCES = (None, Source.TRANSCRIPTS.value)
 # An event of an erased call: its ``last_error``, and the flag its reduced message carries.
 CALL_ERASED = "call erased"
 ERASED_FLAG = "erased"
+# What ``ingest_record_and_apply_unless_erased`` says of an erased call's event (not recorded).
+ERASED_STATE = "erased"
 
 
 def _report_expected(message: dict[str, Any]) -> bool:
@@ -154,13 +156,17 @@ def _apply_waiting(conn: Connection, patch: Patch, privacy: Privacy) -> None:
         conn.execute(queries.SET_EVENT_STATE, {"id": event_id, "state": state.value, "error": None})
 
 
-def _erased(conn: Connection, event: Event) -> bool:
-    """Whether the event's call (without one, its session) was erased: one lookup, none without either id."""
+def _erasure_ids(event: Event) -> dict[str, Any]:
+    """The ids ``ingest_erased`` looks the event up by: its call's, else its session's (neither: no lookup)."""
     call = as_uuid(call_id(event.message))
-    session = None if call else session_id(event.message)
-    if call is None and session is None:
+    return {"erasure_call_id": call, "erasure_session_id": None if call else session_id(event.message)}
+
+
+def _erased(conn: Connection, erasure: dict[str, Any]) -> bool:
+    """Whether the call (or session) of ``_erasure_ids`` was erased: a lookup of its own."""
+    if erasure["erasure_call_id"] is None and erasure["erasure_session_id"] is None:
         return False
-    row = conn.execute(queries.ERASED, {"call_id": call, "session_id": session}).fetchone()
+    row = conn.execute(queries.ERASED, erasure).fetchone()
     return bool(row and row[0])
 
 
@@ -188,31 +194,68 @@ def record_erased(conn: Connection, event: Event, privacy: Privacy) -> EventStat
     return EventState.IGNORED
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An event ready to be recorded: mapped, sealed, its ``call_events`` row and patch as parameters
+    (``queries.RECORD_AND_APPLY_UNLESS_ERASED``'s). Needs no database: the group commit has each
+    worker thread prepare its own event while the committer is busy with the batch before."""
+
+    event: Event
+    patch: Patch | None
+    params: dict[str, Any]
+
+
+def prepare(event: Event, privacy: Privacy) -> Prepared:
+    """Map and seal ``event``; raises what mapping it raises (``Unmappable``)."""
+    patch = _patch(event.message, privacy.context(event.received_at), privacy)
+    params = {
+        **event.row(EventState.PENDING, privacy),
+        "patch": patch.to_json().decode() if patch else None,
+        **_erasure_ids(event),
+    }
+    return Prepared(event, patch, params)
+
+
+Recorded = tuple[Any, ...]  # event_id, state, outcome, ended, transcript_source
+
+
+def settle(conn: Connection, prepared: Prepared, recorded: Recorded, privacy: Privacy) -> EventState | None:
+    """What follows recording a prepared event: keep an erased call's event reduced; apply the
+    events that waited for a new row; rebuild a transcript. The state the event is left in."""
+    _, state, outcome, ended, transcript_source = recorded
+    if state == ERASED_STATE:
+        return record_erased(conn, prepared.event, privacy)
+    if prepared.patch is not None and outcome != MergeOutcome.MISSING:
+        merged = (MergeOutcome(outcome), bool(ended), transcript_source)
+        _follow_up(conn, prepared.event.message, prepared.patch, privacy, merged)
+    return EventState(state)
+
+
 def apply_event(conn: Connection, event: Event, privacy: Privacy, *, savepoint: bool = True) -> EventState | None:
     """Record and apply ``event`` in one transaction; None when it was already applied.
 
     An event of a call erased on request (``ingest erase``) is recorded as ignored with
     ``CALL_ERASED`` and a message reduced to its type (``record_erased``): nothing of it is
-    kept or applied. Finding that out is one lookup per event with a call or session id.
+    kept or applied.
 
-    The common case is two round trips: that lookup, then ``ingest_record_and_apply``,
-    which records the event, merges its patch and sets its state. Applying waited-for events and rebuilding a
-    transcript follow only when the merge calls for them. With ``savepoint=False`` the
-    caller's transaction is used as it is (the caller rolls it all back on an error).
+    The common case is one round trip: ``ingest_record_and_apply_unless_erased`` looks the
+    call up among the erased ones, records the event, merges its patch and sets its state.
+    Applying waited-for events and rebuilding a transcript follow only when the merge calls
+    for them. With ``savepoint=False`` the caller's transaction is used as it is (the caller
+    rolls it all back on an error).
     """
     with conn.transaction() if savepoint else contextlib.nullcontext():
-        if _erased(conn, event):
-            return record_erased(conn, event, privacy)
-        context = privacy.context(event.received_at)
-        patch = _patch(event.message, context, privacy)
-        params = {**event.row(EventState.PENDING, privacy), "patch": patch.to_json().decode() if patch else None}
-        row = conn.execute(queries.RECORD_AND_APPLY, params).fetchone()
+        try:
+            prepared = prepare(event, privacy)
+        except Exception:
+            # an erased call's event is kept reduced, even when it could never map
+            if _erased(conn, _erasure_ids(event)):
+                return record_erased(conn, event, privacy)
+            raise
+        row = conn.execute(queries.RECORD_AND_APPLY_UNLESS_ERASED, prepared.params).fetchone()
         if row is None:
             return None  # a duplicate of an applied (or ignored) event
-        _, state, outcome, ended, transcript_source = row
-        if patch is not None and outcome != MergeOutcome.MISSING:
-            _follow_up(conn, event.message, patch, privacy, (outcome, ended, transcript_source))
-        return EventState(state)
+        return settle(conn, prepared, row, privacy)
 
 
 @dataclass(frozen=True)

@@ -64,11 +64,32 @@ FROM ingest_record_and_apply(%(received_at)s, %(call_id)s, %(session_id)s, %(mes
                              %(patch)s::jsonb)
 """
 
+# A group commit's batch (worker/group_commit.py): each parameter an array, one element per
+# event; a row per event not a duplicate, with its position (from 1).
+RECORD_AND_APPLY_BATCH = """
+SELECT ordinal, event_id, state, outcome, ended, transcript_source
+FROM ingest_record_and_apply_batch(
+    %(received_at)b::timestamptz[], %(call_id)b::text[], %(session_id)b::text[], %(message_type)b::text[],
+    %(dedupe_key)b::text[], %(message)b::jsonb[], %(body)b::bytea[], %(final_transcript)b::boolean[],
+    %(status)b::text[], %(event_at)b::timestamptz[], %(patch)b::jsonb[], %(erasure_call_id)b::uuid[],
+    %(erasure_session_id)b::text[])
+"""
+
 APPLY_PATCH = "SELECT outcome, ended, transcript_source FROM ingest_apply_patch(%(patch)s::jsonb)"
 
-# Whether the event's call (or session) was erased on request: a shared advisory lock and
-# one primary-key lookup (sql/functions/95_erasure.sql), asked before anything is recorded.
-ERASED = "SELECT ingest_erased(%(call_id)s::uuid, %(session_id)s::text)"
+# Whether the event's call (or session) was erased on request (sql/functions/95_erasure.sql).
+ERASED = "SELECT ingest_erased(%(erasure_call_id)s::uuid, %(erasure_session_id)s::text)"
+
+# The worker's round trip: RECORD_AND_APPLY unless the event's call (or session) was erased
+# on request, which it asks first (ingest_erased: a shared advisory lock and one primary-key
+# lookup, sql/functions/95_erasure.sql); state 'erased' then, and nothing recorded.
+RECORD_AND_APPLY_UNLESS_ERASED = """
+SELECT event_id, state, outcome, ended, transcript_source
+FROM ingest_record_and_apply_unless_erased(
+    %(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s, %(message)s, %(body)s,
+    %(final_transcript)s, %(status)s, %(event_at)s, %(patch)s::jsonb, %(erasure_call_id)s::uuid,
+    %(erasure_session_id)s::text)
+"""
 
 # An erased call's event, once recorded (``RECORD_AND_APPLY`` with no patch: ignored): its
 # message reduced to ``{"type", "erased": true}`` and the reason, also over a row the endpoint

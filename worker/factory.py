@@ -10,6 +10,7 @@ from dramatiq.middleware import AgeLimit, Retries, TimeLimit
 
 from ingest.db import require
 from ingest.settings import Settings
+from worker.acks import Broker
 from worker.middleware import Resources
 
 
@@ -19,7 +20,7 @@ def make_broker(settings: Settings) -> tuple[RedisBroker, Resources]:
     # Only the middleware this service uses. Dramatiq's defaults add Callbacks, Pipelines and
     # ShutdownNotifications, and every middleware is called at each step of every message.
     middleware = [AgeLimit(), TimeLimit(), Retries()]
-    broker = RedisBroker(  # type: ignore[no-untyped-call]
+    broker = Broker(  # type: ignore[no-untyped-call]
         url=url,
         namespace=settings.queue_namespace,
         heartbeat_timeout=settings.heartbeat_timeout_ms,

@@ -7,10 +7,14 @@ flush — is paid per batch instead of per event; when idle a batch is a single 
 nothing waits. Only after the commit does a thread return, so Dramatiq acknowledges a
 message only once its event is durable.
 
-A batch is first applied as it is, one statement per event. Should any event fail, that
-attempt is rolled back and the batch applied again with each event in its own savepoint,
-so a failing event rolls back alone and gets its own error while the others commit.
-Savepoints cost two round trips per event, and failures are rare: they are paid only then.
+Each thread maps and seals its own event (``ingest.apply.prepare``) before handing it over,
+so that work runs while the committer waits on the database for the batch before. A batch
+is then applied as it is: one statement records and merges all its events
+(``ingest_record_and_apply_batch``), then each event's follow-ups run, in order. Should any
+event fail, that attempt is rolled back and the batch applied again with each event in its
+own savepoint (``apply_event``), so a failing event rolls back alone and gets its own error
+while the others commit. Savepoints cost two round trips per event, and failures are rare:
+they are paid only then.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import ConnectionPool
 
-from ingest.apply import Connection, apply_event
+from ingest import queries
+from ingest.apply import Connection, Prepared, apply_event, prepare, settle
 from ingest.errors import Transient
 from ingest.event import Event
 from ingest.privacy import Privacy
@@ -38,6 +43,7 @@ class GroupCommitClosed(Transient):
 @dataclass
 class _Slot:
     event: Event
+    prepared: Prepared | None = None  # None: prepared by the committer (whose error fails the first pass)
     done: threading.Event = field(default_factory=threading.Event)
     state: EventState | None = None
     error: BaseException | None = None
@@ -57,7 +63,10 @@ class GroupCommit:
         """Apply ``event``; return once it is committed, or raise what applying it raised."""
         if self._closed:
             raise GroupCommitClosed("the group commit is closed: the worker is shutting down")
-        slot = _Slot(event)
+        try:
+            slot = _Slot(event, prepare(event, self.privacy))
+        except Exception:  # raised again, and recorded, where the batch is applied event by event
+            slot = _Slot(event)
         self._waiting.put(slot)
         slot.done.wait()
         if slot.error is not None:
@@ -115,7 +124,14 @@ class GroupCommit:
         """The whole batch in one transaction without savepoints; False (rolled back) if any event failed."""
         try:
             with conn.transaction():
-                states = [apply_event(conn, slot.event, self.privacy, savepoint=False) for slot in batch]
+                prepared = [slot.prepared or prepare(slot.event, self.privacy) for slot in batch]
+                columns = prepared[0].params.keys()
+                arrays = {column: [item.params[column] for item in prepared] for column in columns}
+                recorded = {row[0]: row[1:] for row in conn.execute(queries.RECORD_AND_APPLY_BATCH, arrays)}
+                states = [
+                    settle(conn, item, recorded[n], self.privacy) if n in recorded else None  # None: a duplicate
+                    for n, item in enumerate(prepared, start=1)
+                ]
         except Exception:
             if conn.closed:
                 raise

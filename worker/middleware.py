@@ -22,6 +22,7 @@ from ingest.apply import record_failure
 from ingest.db import sync_pool
 from ingest.errors import PermanentError
 from ingest.logs import configure_logging
+from ingest.mapping.keywords import extract_keywords
 from ingest.metrics.exposition import serve_worker_metrics
 from ingest.settings import Settings
 from worker.group_commit import GroupCommit
@@ -62,6 +63,9 @@ class Resources(Middleware):
         self._pool = sync_pool(self.settings, name="worker")
         self._pool.open(wait=True, timeout=30)
         self._group = GroupCommit(self._pool, self.settings.privacy)
+        # YAKE and what it imports (numpy, networkx) take about half a second of CPU to load:
+        # at boot, not in the middle of the first end-of-call report's batch.
+        extract_keywords("keyword extraction loaded at boot")
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         assert isinstance(broker, RedisBroker)

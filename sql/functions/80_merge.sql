@@ -146,6 +146,35 @@ AS $$
     END
 $$;
 
+-- The patch's metadata without the sealed raw numbers (ingest.privacy, RAW_NUMBERS) the
+-- row already keeps sealed under the same key. Sealing is randomised, so two sealings of
+-- the same number never compare equal: merged as plain values (the greater wins), every
+-- event of a call with an unparseable number would rewrite the row. Which sealed copy is
+-- kept is as arbitrary as the greater of two random strings was; numbers in the clear
+-- (no keys) merge as before.
+-- plpgsql rather than SQL: called from plpgsql, an SQL function is parsed and planned again
+-- on every call (about 0.1 ms here).
+DROP FUNCTION IF EXISTS ingest_known_raw_numbers_dropped(jsonb, jsonb);
+CREATE FUNCTION ingest_known_raw_numbers_dropped(patch_metadata jsonb, row_metadata jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+    kept jsonb := patch_metadata -> 'raw_numbers';
+    number record;
+BEGIN
+    IF jsonb_typeof(kept) IS DISTINCT FROM 'object'
+       OR jsonb_typeof(row_metadata -> 'raw_numbers') IS DISTINCT FROM 'object' THEN
+        RETURN patch_metadata;
+    END IF;
+    FOR number IN SELECT * FROM jsonb_each_text(kept) LOOP
+        IF number.value ~ '^v[0-9]+:' AND (row_metadata -> 'raw_numbers' ->> number.key) ~ '^v[0-9]+:' THEN
+            kept := kept - number.key;
+        END IF;
+    END LOOP;
+    RETURN jsonb_set(patch_metadata, '{raw_numbers}', kept);
+END
+$$;
+
 -- ingest_merge_session(old, patch), ingest_identity_is_known(row, patch) and
 -- ingest_apply_patch(patch), generated from ingest_merge_rules(). In the templates,
 -- @name@ marks where a generated piece goes; everything else is written out.
@@ -304,6 +333,17 @@ BEGIN
     IF p.duration_seconds IS NOT NULL AND p.duration_minutes IS NULL THEN
         p.duration_minutes := round(p.duration_seconds / 60, 2);
     END IF;
+    -- A client id user_sessions_ensure_parents would move aside (into metadata.unknown_client_id,
+    -- the row's client_id left NULL: 40_session_parents.sql) is moved aside here first, as the
+    -- trigger would on writing it; otherwise every event of an unregistered client's call that
+    -- repeats the id would rewrite the row only for the trigger to undo it.
+    IF p.client_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM client_subscriptions AS c WHERE c.client_id = p.client_id)
+       AND NOT ingest_create_clients() THEN
+        p.metadata := (coalesce(p.metadata, '{}'::jsonb) #- '{provenance,client_id}')
+            || jsonb_build_object('unknown_client_id', p.client_id);
+        p.client_id := NULL;
+    END IF;
 
     -- Most events only repeat the call's identity (speech updates, transcripts, conversation
     -- updates), often with metadata the row already holds (metadata.assistants of a transient
@@ -319,12 +359,15 @@ BEGIN
         ELSE
             SELECT * INTO cur FROM user_sessions AS s WHERE s.session_id = p.session_id;
         END IF;
-        IF FOUND AND ingest_identity_is_known(cur, p)
-           AND ingest_jsonb_merge(cur.metadata - 'provenance', p.metadata - 'provenance' - 'cost_source')
-               IS NOT DISTINCT FROM cur.metadata - 'provenance' THEN
-            RETURN QUERY SELECT 'unchanged'::text, cur.ended_at_utc IS NOT NULL,
-                                cur.metadata #>> '{provenance,call_transcript}';
-            RETURN;
+        IF FOUND THEN
+            p.metadata := ingest_known_raw_numbers_dropped(p.metadata, cur.metadata);
+            IF ingest_identity_is_known(cur, p)
+               AND ingest_jsonb_merge(cur.metadata - 'provenance', p.metadata - 'provenance' - 'cost_source')
+                   IS NOT DISTINCT FROM cur.metadata - 'provenance' THEN
+                RETURN QUERY SELECT 'unchanged'::text, cur.ended_at_utc IS NOT NULL,
+                                    cur.metadata #>> '{provenance,call_transcript}';
+                RETURN;
+            END IF;
         END IF;
     END IF;
 
@@ -334,7 +377,10 @@ BEGIN
         ELSE
             SELECT * INTO cur FROM user_sessions AS s WHERE s.session_id = p.session_id FOR UPDATE;
         END IF;
-        EXIT WHEN FOUND;
+        IF FOUND THEN
+            p.metadata := ingest_known_raw_numbers_dropped(p.metadata, cur.metadata);
+            EXIT;
+        END IF;
         IF attempt = 1 THEN
             -- Serialise the creation of this row with events that find it missing, then look
             -- again: without the lock, an event could record itself as waiting just after the

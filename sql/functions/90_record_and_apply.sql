@@ -82,6 +82,71 @@ BEGIN
 END
 $$;
 
+-- The worker's one round trip per event: ingest_record_and_apply, unless the event's call
+-- (without a call id, its session) was erased on request (ingest_erased, which takes the
+-- shared erasure lock first and then looks with a fresh snapshot: see 95_erasure.sql). An
+-- erased call's event is not recorded here: the one row returned says state 'erased', and
+-- the caller keeps the event reduced (ingest.apply.record_erased). No row for a duplicate.
+CREATE OR REPLACE FUNCTION ingest_record_and_apply_unless_erased(
+    p_received_at timestamptz,
+    p_call_id text,
+    p_session_id text,
+    p_message_type text,
+    p_dedupe_key text,
+    p_message jsonb,
+    p_body bytea,
+    p_final_transcript boolean,
+    p_status text,
+    p_event_at timestamptz,
+    p_patch jsonb,
+    p_erasure_call_id uuid,
+    p_erasure_session_id text
+) RETURNS TABLE (event_id bigint, state text, outcome text, ended boolean, transcript_source text)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF (p_erasure_call_id IS NOT NULL OR p_erasure_session_id IS NOT NULL)
+       AND ingest_erased(p_erasure_call_id, p_erasure_session_id) THEN
+        RETURN QUERY SELECT NULL::bigint, 'erased'::text, NULL::text, false, NULL::text;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM ingest_record_and_apply(
+        p_received_at, p_call_id, p_session_id, p_message_type, p_dedupe_key, p_message, p_body,
+        p_final_transcript, p_status, p_event_at, p_patch);
+END
+$$;
+
+-- A group commit's batch in one statement (worker/group_commit.py): the events, one per
+-- array position, each through ingest_record_and_apply_unless_erased in that order, in the
+-- caller's transaction. One row per event not a duplicate, with its position (from 1).
+CREATE OR REPLACE FUNCTION ingest_record_and_apply_batch(
+    p_received_at timestamptz[],
+    p_call_id text[],
+    p_session_id text[],
+    p_message_type text[],
+    p_dedupe_key text[],
+    p_message jsonb[],
+    p_body bytea[],
+    p_final_transcript boolean[],
+    p_status text[],
+    p_event_at timestamptz[],
+    p_patch jsonb[],
+    p_erasure_call_id uuid[],
+    p_erasure_session_id text[]
+) RETURNS TABLE (ordinal integer, event_id bigint, state text, outcome text, ended boolean, transcript_source text)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_dedupe_key, 1), 0) LOOP
+        RETURN QUERY SELECT i, r.event_id, r.state, r.outcome, r.ended, r.transcript_source
+        FROM ingest_record_and_apply_unless_erased(
+            p_received_at[i], p_call_id[i], p_session_id[i], p_message_type[i], p_dedupe_key[i], p_message[i],
+            p_body[i], p_final_transcript[i], p_status[i], p_event_at[i], p_patch[i], p_erasure_call_id[i],
+            p_erasure_session_id[i]) AS r;
+    END LOOP;
+END
+$$;
+
 -- The worker could not apply an event: keep it with its error (ingest.apply.record_failure),
 -- in one round trip. A new key inserts the event in p_state; a known key updates its event
 -- (found in its partition by the key's received_at): one more attempt, the error, marked

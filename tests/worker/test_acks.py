@@ -1,0 +1,85 @@
+"""Gathered acknowledgements: noted by worker threads, sent together, never lost on a failed send."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from ingest.queue_keys import QueueKeys
+from worker.acks import Broker, GatheringConsumer
+
+QUEUE = "acks-test"
+
+
+@pytest.fixture
+def broker(redis_server_url: str, redis_namespace: str) -> Iterator[RedisBroker]:
+    made = Broker(url=redis_server_url, namespace=redis_namespace, middleware=[])  # type: ignore[no-untyped-call]
+    made.declare_queue(QUEUE)
+    yield made
+    made.close()
+
+
+def fetch(broker: RedisBroker, count: int) -> tuple[GatheringConsumer, list[dramatiq.broker.MessageProxy]]:
+    consumer = broker.consume(QUEUE, prefetch=count, timeout=100)
+    assert isinstance(consumer, GatheringConsumer)
+    messages = [next(consumer) for _ in range(count)]
+    assert all(message is not None for message in messages)
+    return consumer, messages
+
+
+def enqueue(broker: RedisBroker, count: int) -> None:
+    for n in range(count):
+        broker.enqueue(dramatiq.Message(queue_name=QUEUE, actor_name="noop", args=(n,), kwargs={}, options={}))
+
+
+def test_acks_are_sent_together_when_the_consumer_asks_for_more(broker: RedisBroker) -> None:
+    """Acknowledged messages stay fetched until the consumer's next fetch, then all leave Redis in one call."""
+    client: redis.Redis = broker.client
+    keys = QueueKeys(broker.namespace, QUEUE)
+    fetched = f"{broker.namespace}:__acks__.{broker.broker_id}.{QUEUE}"
+    enqueue(broker, 3)
+    consumer, messages = fetch(broker, 3)
+    for message in messages:
+        consumer.ack(message)
+    assert client.scard(fetched) == 3
+    assert client.hlen(keys.messages) == 3
+    assert next(consumer) is None  # sends the acknowledgements, then finds the queue empty
+    assert client.scard(fetched) == 0
+    assert client.hlen(keys.messages) == 0
+    assert consumer.send_acks() == 0
+    consumer.close()
+
+
+def test_a_failed_send_keeps_the_acks_for_the_next(broker: RedisBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When Redis refuses the call, the acknowledgements are kept and go with the next send."""
+    keys = QueueKeys(broker.namespace, QUEUE)
+    enqueue(broker, 2)
+    consumer, messages = fetch(broker, 2)
+    consumer.ack(messages[0])
+    working = consumer._ack_many
+
+    def refuse(**_: object) -> None:
+        raise redis.ResponseError("refused")
+
+    monkeypatch.setattr(consumer, "_ack_many", refuse)
+    with pytest.raises(redis.ResponseError):
+        consumer.send_acks()
+    monkeypatch.setattr(consumer, "_ack_many", working)
+    consumer.ack(messages[1])
+    assert consumer.send_acks() == 2
+    assert broker.client.hlen(keys.messages) == 0
+    consumer.close()
+
+
+def test_closing_sends_what_was_noted(broker: RedisBroker) -> None:
+    """A consumer closed at shutdown sends the acknowledgements it still holds."""
+    keys = QueueKeys(broker.namespace, QUEUE)
+    enqueue(broker, 1)
+    consumer, (message,) = fetch(broker, 1)
+    consumer.ack(message)
+    consumer.close()
+    assert broker.client.hlen(keys.messages) == 0
