@@ -86,8 +86,8 @@ def rebuild_transcript(conn: Connection, key: str, privacy: Privacy) -> None:
     transcript built without it would be missing lines, so the event waits instead.
     """
     rows: list[Any] = []  # (timestamp ms, role, text) as the events gave them
-    for kept, body in conn.execute(queries.FINAL_TRANSCRIPTS, {"call_id": key}):
-        final = privacy.open_message(kept, body)
+    for kept, body, envelope in conn.execute(queries.FINAL_TRANSCRIPTS, {"call_id": key}):
+        final = privacy.open_message(kept, body, envelope)
         if not is_final_transcript(final):
             continue
         instant = parse_instant(final.get("timestamp"))  # epoch ms, or an ISO string in older payloads
@@ -146,9 +146,9 @@ def _apply_waiting(conn: Connection, patch: Patch, privacy: Privacy) -> None:
         rows = conn.execute(queries.CLAIM_WAITING_FOR_CALL, {"call_id": patch.call_id}).fetchall()
     else:
         rows = conn.execute(queries.CLAIM_WAITING_FOR_SESSION, {"session_id": patch.session_id}).fetchall()
-    for event_id, kept, body, received_at in rows:
+    for event_id, kept, body, envelope, received_at in rows:
         try:
-            message = privacy.open_message(kept, body)
+            message = privacy.open_message(kept, body, envelope)
         except KeyUnavailable as exc:
             conn.execute(queries.SET_EVENT_ERROR, {"id": event_id, "error": describe(exc)})
             continue
@@ -209,7 +209,7 @@ def prepare(event: Event, privacy: Privacy) -> Prepared:
     """Map and seal ``event``; raises what mapping it raises (``Unmappable``)."""
     patch = _patch(event.message, privacy.context(event.received_at), privacy)
     params = {
-        **event.row(EventState.PENDING, privacy),
+        **event.row(EventState.PENDING, privacy, with_envelope=True),
         "patch": patch.to_json().decode() if patch else None,
         **_erasure_ids(event),
     }
@@ -281,7 +281,7 @@ def apply_stored_event(conn: Connection, event_id: int, privacy: Privacy) -> Sto
         if row is None:
             return StoredOutcome(claimed=False)
         try:
-            event = Event(privacy.open_message(row[0], row[1]), row[2])
+            event = Event(privacy.open_message(row[0], row[1], row[2]), row[3])
         except Exception as exc:
             conn.execute(queries.SET_EVENT_ERROR, {"id": event_id, "error": describe(exc)})
             return StoredOutcome(claimed=True, error=exc)

@@ -69,12 +69,23 @@ class Event:
         """The row this event belongs to (call id, else session id), for ordering batches."""
         return call_id(self.message) or session_id(self.message) or ""
 
-    def row(self, state: EventState, privacy: Privacy, error: str | None = None) -> dict[str, Any]:
+    def row(
+        self, state: EventState, privacy: Privacy, error: str | None = None, *, with_envelope: bool = False
+    ) -> dict[str, Any]:
         """The ``call_events`` row: the message sealed (or plain), the clear columns the SQL
         reads of it. Indexed columns are cut to a length an index can hold (an event with a
-        longer id cannot map and fails; its body keeps every character)."""
+        longer id cannot map and fails; its body keeps every character).
+
+        ``with_envelope`` seals the message against its call's envelope (``Privacy.seal_event``):
+        ``envelope_id`` and ``envelope`` then name the ``call_envelopes`` row the writer must
+        keep with it (``ingest_record_and_apply`` does). Otherwise, and for an event without
+        one, both are None and the body holds the message alone."""
         raw_call_id = call_id(self.message)
-        body = privacy.seal_message(self.message)
+        if with_envelope:
+            sealed = privacy.seal_event(self.message)
+            body, envelope = sealed.body, sealed.envelope
+        else:
+            body, envelope = privacy.seal_message(self.message), None
         return {
             "received_at": self.received_at,
             "call_id": as_uuid(raw_call_id) or indexable(raw_call_id),
@@ -83,6 +94,8 @@ class Event:
             "dedupe_key": event_key(self.message),
             "message": None if body is not None else _jsonb(self.message),
             "body": body,
+            "envelope_id": envelope.id if envelope else None,
+            "envelope": envelope.body if envelope else None,
             **clear_columns(self.message),
             "state": state.value,
             "last_error": error,
@@ -105,6 +118,8 @@ class Event:
             "dedupe_key": event_key(self.message),
             "message": None if body is not None else _jsonb(kept),
             "body": body,
+            "envelope_id": None,
+            "envelope": None,
             "final_transcript": False,
             "status": None,
             "event_at": None,

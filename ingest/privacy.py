@@ -9,24 +9,66 @@ event is kept (the web process's fallback when Redis is down):
 - a patch's originals (the unredacted transcript and summary) and unparseable raw numbers
   are sealed before it reaches the database;
 - a ``call_events`` row carries its message sealed in ``body`` (plain in ``message`` only
-  under ``INGEST_PLAINTEXT``), and ``open_message`` gives it back.
+  under ``INGEST_PLAINTEXT``), and ``open_message`` gives it back; ``seal_event`` seals it
+  against its call's envelope (``ingest.envelopes``), which ``open_message`` then needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 
+from ingest.envelopes import envelope_of
 from ingest.handlers.common import Context, redacted
 from ingest.patch import ORIGINALS, Patch
-from ingest.sealing import Keyring, Purpose, SealError, key_id_of
+from ingest.sealing import Keyring, Purpose, Reference, SealError, key_id_of, reference_id_of
 
 _PURPOSES = {ORIGINALS["call_transcript"]: Purpose.TRANSCRIPT, ORIGINALS["call_summary"]: Purpose.SUMMARY}
 RAW_NUMBERS = "raw_numbers"
+
+
+@dataclass(frozen=True)
+class SealedEnvelope:
+    """A ``call_envelopes`` row: the call, the envelope's id, the envelope sealed."""
+
+    call_id: str
+    id: bytes
+    body: bytes
+
+
+@dataclass(frozen=True)
+class SealedEvent:
+    """A message as ``call_events`` keeps it: ``body`` (None in plain text), and the envelope
+    it was sealed against (None when sealed whole), which must be kept with it."""
+
+    body: bytes | None
+    envelope: SealedEnvelope | None = None
+
+
+def _envelope_purpose(envelope_id: bytes) -> bytes:
+    return Purpose.CALL_ENVELOPE + b"@" + envelope_id
+
+
+# Envelopes sealed lately, per thread: a call's envelope is sealed once, not with every event.
+_sealed_envelopes = threading.local()
+_CACHED_ENVELOPES = 256
+
+
+def _sealed_envelope(keyring: Keyring, call: str, reference: Reference) -> SealedEnvelope:
+    cache: dict[tuple[str | None, bytes], SealedEnvelope] = _sealed_envelopes.__dict__.setdefault("cache", {})
+    key = (keyring.current, reference.id)
+    envelope = cache.get(key)
+    if envelope is None:
+        envelope = SealedEnvelope(call, reference.id, keyring.seal(reference.content, _envelope_purpose(reference.id)))
+        while len(cache) >= _CACHED_ENVELOPES:
+            cache.pop(next(iter(cache)))
+        cache[key] = envelope
+    return envelope
 
 
 @dataclass(frozen=True)
@@ -65,13 +107,39 @@ class Privacy:
             return None
         return self.keyring.seal(orjson.dumps(message), Purpose.EVENT_BODY)
 
-    def open_message(self, message: Any, body: bytes | memoryview | None) -> dict[str, Any]:
-        """The message a ``call_events`` row keeps, whether sealed (``body``) or plain."""
+    def seal_event(self, message: dict[str, Any]) -> SealedEvent:
+        """``message`` sealed against its call's envelope when it has one worth keeping apart."""
+        if not self.keyring.sealing:
+            return SealedEvent(None)
+        found = envelope_of(message)
+        if found is None:
+            return SealedEvent(self.seal_message(message))
+        call, content = found
+        reference = Reference(self.keyring.reference_id(content, call.encode()), content)
+        body = self.keyring.seal(orjson.dumps(message), Purpose.EVENT_BODY, reference)
+        return SealedEvent(body, _sealed_envelope(self.keyring, call, reference))
+
+    def open_message(
+        self, message: Any, body: bytes | memoryview | None, envelope: bytes | memoryview | None = None
+    ) -> dict[str, Any]:
+        """The message a ``call_events`` row keeps, whether sealed (``body``) or plain.
+
+        A body sealed against its call's envelope opens only with that envelope (its
+        ``call_envelopes.body``, which ``ingest_call_envelope`` reads beside the row).
+        """
         if body is None:
             if not isinstance(message, dict):
                 raise SealError("the event keeps no message", None)
             return message
-        opened = orjson.loads(self.keyring.open(bytes(body), Purpose.EVENT_BODY))
+        blob = bytes(body)
+        reference = None
+        envelope_id = reference_id_of(blob)
+        if envelope_id is not None:
+            if envelope is None:
+                raise SealError("a sealed event body needs its call's envelope, which is not kept", key_id_of(blob))
+            content = self.keyring.open(bytes(envelope), _envelope_purpose(envelope_id))
+            reference = Reference(envelope_id, content)
+        opened = orjson.loads(self.keyring.open(blob, Purpose.EVENT_BODY, reference))
         if not isinstance(opened, dict):
             raise SealError("a sealed event body is not a JSON object", None)
         return opened

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+# Readers of a sealed body select its call's envelope beside it (``ingest_call_envelope``,
+# sql/functions/71_call_envelopes.sql; NULL for a body sealed whole): ``Privacy.open_message``
+# needs it for a body sealed against it.
+_ENVELOPE = "ingest_call_envelope(call_id, envelope_id) AS envelope"
+
 # -- the endpoint's fallback: Redis is down, keep the delivery in Postgres -----------------
 
 # A key already in call_event_keys (the dedupe gate, migration 0022) means the event is
-# kept already: nothing is written.
+# kept already: nothing is written. The endpoint seals a message whole (no envelope).
 STORE_PENDING_EVENT = """
 WITH key AS (
     INSERT INTO call_event_keys (dedupe_key, received_at) VALUES (%(dedupe_key)s, %(received_at)s)
@@ -22,8 +27,8 @@ FROM key
 
 # Rows the endpoint kept while Redis was down and nobody has queued since; locked so that
 # several web processes draining at once hand each row to the queue once.
-CLAIM_UNQUEUED_EVENTS = """
-SELECT id, message, body, (extract(epoch FROM received_at) * 1000)::bigint AS received_at_ms
+CLAIM_UNQUEUED_EVENTS = f"""
+SELECT id, message, body, {_ENVELOPE}, (extract(epoch FROM received_at) * 1000)::bigint AS received_at_ms
 FROM call_events
 WHERE state = 'pending' AND enqueued_at IS NULL
 ORDER BY id
@@ -57,6 +62,9 @@ WHERE id = %(id)s
 # state; the error says why it waits.
 SET_EVENT_ERROR = "UPDATE call_events SET last_error = %(error)s WHERE id = %(id)s"
 
+# A body sealed whole (an erased call's reduced event: ``ingest.apply.record_erased``). A body
+# sealed against its call's envelope goes through RECORD_AND_APPLY_UNLESS_ERASED or the batch,
+# which send the envelope (``Event.row(with_envelope=True)``) for the function to keep.
 RECORD_AND_APPLY = """
 SELECT event_id, state, outcome, ended, transcript_source
 FROM ingest_record_and_apply(%(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s,
@@ -72,7 +80,7 @@ FROM ingest_record_and_apply_batch(
     %(received_at)b::timestamptz[], %(call_id)b::text[], %(session_id)b::text[], %(message_type)b::text[],
     %(dedupe_key)b::text[], %(message)b::jsonb[], %(body)b::bytea[], %(final_transcript)b::boolean[],
     %(status)b::text[], %(event_at)b::timestamptz[], %(patch)b::jsonb[], %(erasure_call_id)b::uuid[],
-    %(erasure_session_id)b::text[])
+    %(erasure_session_id)b::text[], %(envelope_id)b::bytea[], %(envelope)b::bytea[])
 """
 
 APPLY_PATCH = "SELECT outcome, ended, transcript_source FROM ingest_apply_patch(%(patch)s::jsonb)"
@@ -88,7 +96,7 @@ SELECT event_id, state, outcome, ended, transcript_source
 FROM ingest_record_and_apply_unless_erased(
     %(received_at)s, %(call_id)s, %(session_id)s, %(message_type)s, %(dedupe_key)s, %(message)s, %(body)s,
     %(final_transcript)s, %(status)s, %(event_at)s, %(patch)s::jsonb, %(erasure_call_id)s::uuid,
-    %(erasure_session_id)s::text)
+    %(erasure_session_id)s::text, %(envelope_id)s::bytea, %(envelope)s::bytea)
 """
 
 # An erased call's event, once recorded (``RECORD_AND_APPLY`` with no patch: ignored): its
@@ -96,18 +104,18 @@ FROM ingest_record_and_apply_unless_erased(
 # had kept for it (pending) with its whole message.
 REDUCE_ERASED_EVENT = """
 UPDATE call_events
-SET message = %(message)s, body = %(body)s, final_transcript = false, status = NULL, event_at = NULL,
-    state = 'ignored', applied_at = NULL, last_error = %(last_error)s
+SET message = %(message)s, body = %(body)s, envelope_id = NULL, final_transcript = false, status = NULL,
+    event_at = NULL, state = 'ignored', applied_at = NULL, last_error = %(last_error)s
 WHERE id = %(id)s
 """
 
-CLAIM_WAITING_FOR_CALL = """
-SELECT id, message, body, received_at FROM call_events
+CLAIM_WAITING_FOR_CALL = f"""
+SELECT id, message, body, {_ENVELOPE}, received_at FROM call_events
 WHERE call_id = %(call_id)s AND state = 'waiting' ORDER BY id FOR UPDATE
 """
 
-CLAIM_WAITING_FOR_SESSION = """
-SELECT id, message, body, received_at FROM call_events
+CLAIM_WAITING_FOR_SESSION = f"""
+SELECT id, message, body, {_ENVELOPE}, received_at FROM call_events
 WHERE session_id = %(session_id)s AND call_id IS NULL AND state = 'waiting' ORDER BY id FOR UPDATE
 """
 
@@ -118,7 +126,7 @@ _FINAL_TRANSCRIPT = """(e.final_transcript OR (
       AND (e.message_type <> 'transcript' OR e.message ->> 'transcriptType' = 'final')))"""
 
 FINAL_TRANSCRIPTS = f"""
-SELECT e.message, e.body
+SELECT e.message, e.body, ingest_call_envelope(e.call_id, e.envelope_id) AS envelope
 FROM call_events AS e
 WHERE e.call_id = %(call_id)s
   AND {_FINAL_TRANSCRIPT}
@@ -137,8 +145,8 @@ ORDER BY received_at
 LIMIT %(limit)s
 """
 
-CLAIM_STORED_EVENT = """
-SELECT message, body, received_at FROM call_events
+CLAIM_STORED_EVENT = f"""
+SELECT message, body, {_ENVELOPE}, received_at FROM call_events
 WHERE id = %(id)s AND state IN ('pending', 'waiting', 'failed')
 FOR UPDATE SKIP LOCKED
 """
@@ -217,10 +225,10 @@ FROM call_events{_EVENT_FILTERS}ORDER BY received_at DESC, id DESC
 LIMIT %(limit)s
 """
 
-GET_EVENT = """
+GET_EVENT = f"""
 SELECT id, received_at, message_type, call_id, session_id, state, attempts,
        nullif(split_part(coalesce(last_error, ''), E'\\n', 1), '') AS error,
-       last_error, applied_at, updated_at, enqueued_at, dedupe_key, message, body
+       last_error, applied_at, updated_at, enqueued_at, dedupe_key, message, body, {_ENVELOPE}
 FROM call_events
 WHERE id = %(id)s
 """
@@ -263,8 +271,8 @@ LOCK_SESSION_KEY = "SELECT pg_advisory_xact_lock(hashtextextended('ingest:' || %
 
 # Every recorded event of a row that is, or will be, part of it (not failed, not ignored):
 # the call's own events, and events naming only the row's session.
-EVENTS_OF_SESSION_ROW = """
-SELECT id, message, body, received_at FROM call_events
+EVENTS_OF_SESSION_ROW = f"""
+SELECT id, message, body, {_ENVELOPE}, received_at FROM call_events
 WHERE (call_id = %(call_id)s::text OR (call_id IS NULL AND session_id = %(session_id)s::text))
   AND state IN ('applied', 'pending', 'waiting')
 ORDER BY id
@@ -389,26 +397,35 @@ DEMO_FAILURES = "SELECT message_type, last_error FROM call_events WHERE call_id 
 
 # --- ops: re-sealing under the current key (ingest.ops.keys) ---
 
-# Rows whose message is not sealed under the current key (``prefix`` is ``v1:<kid>:``):
-# plain ones, and ones sealed under an older key, a page at a time in id order. Reading the
+# Rows whose message is not sealed under the current key (``prefix`` is ``v1:<kid>:``, and
+# ``referenced_prefix`` ``v2:<kid>:``, a body sealed against its call's envelope): plain
+# ones, and ones sealed under an older key, a page at a time in id order. Reading the
 # prefix of an EXTERNAL body fetches its first chunk only. A row a worker holds is waited
 # for (its transactions are short).
-EVENTS_TO_RESEAL = """
-SELECT id, message, body FROM call_events
-WHERE id > %(after)s AND (body IS NULL OR substring(body FROM 1 FOR length(%(prefix)s)) <> %(prefix)s)
+_NOT_UNDER_CURRENT_KEY = """(body IS NULL
+    OR substring(body FROM 1 FOR length(%(prefix)s)) NOT IN (%(prefix)s, %(referenced_prefix)s))"""
+
+EVENTS_TO_RESEAL = f"""
+SELECT id, message, body, {_ENVELOPE}, call_id FROM call_events
+WHERE id > %(after)s AND {_NOT_UNDER_CURRENT_KEY}
 ORDER BY id
 LIMIT %(limit)s
 FOR UPDATE
 """
 
-EVENTS_TO_RESEAL_COUNT = """
-SELECT count(*) FROM call_events
-WHERE body IS NULL OR substring(body FROM 1 FOR length(%(prefix)s)) <> %(prefix)s
-"""
+EVENTS_TO_RESEAL_COUNT = f"SELECT count(*) FROM call_events WHERE {_NOT_UNDER_CURRENT_KEY}"
+
+# The envelope a re-sealed body was sealed against is kept first (false, nothing kept: the
+# call was erased meanwhile; its event is then sealed whole).
+KEEP_CALL_ENVELOPE = "SELECT ingest_keep_call_envelope(%(call_id)s::uuid, %(envelope_id)s, %(envelope)s)"
+
+# Up to ``batch`` envelopes kept before ``before`` that no event refers to any more (their
+# events removed by retention, or re-sealed against a new key's envelope): how many went.
+FORGET_CALL_ENVELOPES = "SELECT ingest_forget_call_envelopes(%(before)s, %(batch)s)"
 
 RESEAL_EVENT = """
 UPDATE call_events
-SET message = NULL, body = %(body)s, final_transcript = %(final_transcript)s,
+SET message = NULL, body = %(body)s, envelope_id = %(envelope_id)s, final_transcript = %(final_transcript)s,
     status = coalesce(status, %(status)s), event_at = coalesce(event_at, %(event_at)s)
 WHERE id = %(id)s
 """
@@ -513,8 +530,8 @@ ORDER BY coalesce(started_at_utc, created_at), id
 """
 
 # The events of one exported row, whole, in arrival order: a call's, or a session row's without a call id.
-EXPORT_EVENTS = """
-SELECT id, received_at, message_type, state, last_error, message, body FROM call_events
+EXPORT_EVENTS = f"""
+SELECT id, received_at, message_type, state, last_error, message, body, {_ENVELOPE} FROM call_events
 WHERE CASE WHEN %(call_id)s::text IS NOT NULL THEN call_id = %(call_id)s::text
            ELSE session_id = %(session_id)s::text AND call_id IS NULL END
 ORDER BY id

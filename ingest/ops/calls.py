@@ -276,7 +276,7 @@ def export_customer(
                             "message_type": event["message_type"],
                             "state": event["state"],
                             "error": event["last_error"],
-                            "message": privacy.open_message(event["message"], event["body"]),
+                            "message": privacy.open_message(event["message"], event["body"], event["envelope"]),
                         }
                         for event in kept
                     ],

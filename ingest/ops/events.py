@@ -181,11 +181,11 @@ def get_event(conn: Connection, event_id: int, privacy: Privacy) -> EventDetail 
         row = cur.execute(queries.GET_EVENT, {"id": event_id}).fetchone()
     if row is None:
         return None
-    body = row.pop("body")
+    body, envelope = row.pop("body"), row.pop("envelope")
     fields = _summary_fields(row)
     fields["key_id"] = key_id_of(body) if body is not None else None
     try:
-        fields["message"] = privacy.open_message(row["message"], body)
+        fields["message"] = privacy.open_message(row["message"], body, envelope)
     except (SealError, KeyUnavailable) as exc:
         fields["message"], fields["unreadable"] = {}, str(exc)
     return EventDetail(**fields)

@@ -6,7 +6,9 @@
   ``call_events`` bodies kept in plain text or under an older key, re-seals the originals
   and raw numbers of ``user_sessions``, and redacts rows written before redaction (their
   clear transcript and summary become the sealed originals, the columns take the redacted
-  text, keywords are redacted too).
+  text, keywords are redacted too). A body sealed against its call's envelope (``v2``) is
+  re-sealed against that envelope kept under the current key; the old key's envelopes, no
+  longer referred to, are forgotten at the end.
 
 It works in short transactions of ``batch`` rows in id order, each committed on its own,
 so it runs beside live web and worker processes (a row a worker holds is waited for; a
@@ -22,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -29,13 +32,15 @@ import psycopg
 
 from ingest import queries
 from ingest.event import clear_columns
-from ingest.privacy import Privacy
-from ingest.sealing import VERSION, KeyUnavailable, Purpose, SealError, key_id_of
+from ingest.privacy import Privacy, SealedEvent
+from ingest.sealing import REFERENCED_VERSION, VERSION, KeyUnavailable, Purpose, SealError, key_id_of
 
 Connection = psycopg.Connection[Any]
 Progress = Callable[[int], object]
 
 CONFLICT_ATTEMPTS = 5
+# ingest_forget_call_envelopes takes at most this many a call (sql/functions/71_call_envelopes.sql).
+FORGET_PAGE_LIMIT = 500
 
 
 @dataclass
@@ -48,16 +53,25 @@ class RotationCounts:
         return {"events": self.events, "sessions": self.sessions, "unopened": self.unopened}
 
 
-def current_prefix(privacy: Privacy) -> str:
-    """``v1:<kid>:``, what every value sealed under the current key starts with."""
+def current_prefix(privacy: Privacy, version: str = VERSION) -> str:
+    """``v1:<kid>:``, what every value sealed under the current key starts with (``v2:<kid>:``
+    for a body sealed against its call's envelope)."""
     current = privacy.keyring.current
     if current is None:
         raise SealError("no encryption key to seal under: set INGEST_ENCRYPTION_KEYS", None)
-    return f"{VERSION}:{current}:"
+    return f"{version}:{current}:"
+
+
+def _prefixes(privacy: Privacy) -> dict[str, bytes]:
+    """The prefixes of a body sealed under the current key, as ``EVENTS_TO_RESEAL`` takes them."""
+    return {
+        "prefix": current_prefix(privacy).encode(),
+        "referenced_prefix": current_prefix(privacy, REFERENCED_VERSION).encode(),
+    }
 
 
 def pending_events(conn: Connection, privacy: Privacy) -> int:
-    row = conn.execute(queries.EVENTS_TO_RESEAL_COUNT, {"prefix": current_prefix(privacy).encode()}).fetchone()
+    row = conn.execute(queries.EVENTS_TO_RESEAL_COUNT, _prefixes(privacy)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -93,19 +107,42 @@ def _in_pages(conn: Connection, page: Callable[[], int], batch: int) -> None:
             return
 
 
+def _resealed_event(conn: Connection, privacy: Privacy, message: dict[str, Any], call_id: str | None) -> SealedEvent:
+    """``message`` sealed as the worker seals it now: against its call's envelope under the
+    current key, kept first; sealed whole when it has none, or its call was erased meanwhile."""
+    sealed = privacy.seal_event(message)
+    envelope = sealed.envelope
+    if envelope is None:
+        return sealed
+    if envelope.call_id == call_id:
+        params = {"call_id": envelope.call_id, "envelope_id": envelope.id, "envelope": envelope.body}
+        kept = conn.execute(queries.KEEP_CALL_ENVELOPE, params).fetchone()
+        if kept and kept[0]:
+            return sealed
+    return SealedEvent(privacy.seal_message(message))
+
+
 def _rotate_events(conn: Connection, privacy: Privacy, counts: RotationCounts, batch: int, progress: Progress) -> None:
-    params: dict[str, Any] = {"after": 0, "prefix": current_prefix(privacy).encode(), "limit": batch}
+    params: dict[str, Any] = {"after": 0, **_prefixes(privacy), "limit": batch}
 
     def page() -> int:
         rows = conn.execute(queries.EVENTS_TO_RESEAL, params).fetchall()
-        for event_id, kept, body in rows:
+        for event_id, kept, body, envelope, call_id in rows:
             try:
-                message = privacy.open_message(kept, body)
+                message = privacy.open_message(kept, body, envelope)
             except (KeyUnavailable, SealError):
                 counts.unopened += 1
                 continue
-            sealed = privacy.seal_message(message)
-            conn.execute(queries.RESEAL_EVENT, {"id": event_id, "body": sealed, **clear_columns(message)})
+            sealed = _resealed_event(conn, privacy, message, call_id)
+            conn.execute(
+                queries.RESEAL_EVENT,
+                {
+                    "id": event_id,
+                    "body": sealed.body,
+                    "envelope_id": sealed.envelope.id if sealed.envelope else None,
+                    **clear_columns(message),
+                },
+            )
             counts.events += 1
         if rows:
             params["after"] = rows[-1][0]
@@ -113,6 +150,15 @@ def _rotate_events(conn: Connection, privacy: Privacy, counts: RotationCounts, b
         return len(rows)
 
     _in_pages(conn, page, batch)
+
+
+def _forget_old_envelopes(conn: Connection, before: datetime, batch: int) -> None:
+    """The envelopes the re-sealed events referred to, now unused (retention would forget them later)."""
+    while True:
+        with conn.transaction():  # each envelope's erasure lock is held to the end of its page
+            row = conn.execute(queries.FORGET_CALL_ENVELOPES, {"before": before, "batch": batch}).fetchone()
+        if not row or row[0] < min(batch, FORGET_PAGE_LIMIT):
+            return
 
 
 def _resealed(privacy: Privacy, value: str | None, purpose: bytes, prefix: str) -> str | None:
@@ -191,6 +237,8 @@ def rotate(conn: Connection, privacy: Privacy, *, batch: int = 500, progress: Pr
     """Seal everything under the current key; ``conn`` must be in autocommit mode (each page commits)."""
     counts = RotationCounts()
     step = progress or (lambda _n: None)
+    started = datetime.now(UTC)
     _rotate_events(conn, privacy, counts, batch, step)
+    _forget_old_envelopes(conn, started, batch)
     _rotate_sessions(conn, privacy, counts, batch, step)
     return counts

@@ -105,11 +105,11 @@ def _row(conn: Connection, query: str, params: dict[str, Any]) -> dict[str, Any]
 
 
 def _replay(conn: Connection, events: list[tuple[Any, ...]], privacy: Privacy) -> None:
-    """Apply the events (id, message, body, received_at) in order; those that found no row yet,
-    again once it exists. One that cannot be opened fails the row (``KeyUnavailable``)."""
+    """Apply the events (id, message, body, envelope, received_at) in order; those that found no
+    row yet, again once it exists. One that cannot be opened fails the row (``KeyUnavailable``)."""
     held = []
-    for _, kept, body, received_at in events:
-        message, context = privacy.open_message(kept, body), privacy.context(received_at)
+    for _, kept, body, envelope, received_at in events:
+        message, context = privacy.open_message(kept, body, envelope), privacy.context(received_at)
         if apply_message(conn, message, context, privacy) == EventState.WAITING:
             held.append((message, context))
     for message, context in held:

@@ -42,7 +42,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from ingest import audit
+from ingest import audit, queries
 from ingest.audit import Actor, Auditor
 from ingest.db import session_lock
 from ingest.pseudonym import pseudonym
@@ -285,6 +285,17 @@ def _remove_raw_events(conn: Connection, policy: Policy, now: datetime, report: 
     for rows in _batches(conn, query, params, 0, batch):
         report.counts["raw_events"].update(_client(client_id) for _, client_id in rows)
     _forget_event_keys(conn, policy, now, batch)
+    _forget_call_envelopes(conn, now, batch)
+
+
+def _forget_call_envelopes(conn: Connection, now: datetime, batch: int) -> None:
+    """The per-call envelopes no event refers to any more (their events removed above)."""
+    if not _function_exists(conn, "ingest_forget_call_envelopes(timestamptz, integer)"):
+        return
+    while True:
+        row = conn.execute(queries.FORGET_CALL_ENVELOPES, {"before": now, "batch": batch}).fetchone()
+        if not row or not isinstance(row[0], int) or row[0] < min(batch, 500):
+            return
 
 
 def _remove_transcripts(conn: Connection, policy: Policy, now: datetime, report: Report, batch: int) -> None:

@@ -86,9 +86,9 @@ class Drainer:
             if not rows:
                 return 0
             queued, sends = [], []
-            for event_id, kept, body, received_at_ms in rows:
+            for event_id, kept, body, envelope, received_at_ms in rows:
                 try:
-                    message = self.intake.privacy.open_message(kept, body)
+                    message = self.intake.privacy.open_message(kept, body, envelope)
                 except Exception as exc:  # sealed under a key this process lacks: the sweeper's, later
                     log.warning("cannot open a postgres-held delivery", extra={"id": event_id, "error": describe(exc)})
                     continue

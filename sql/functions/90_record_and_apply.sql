@@ -9,8 +9,20 @@
 -- caller's follow-ups (applying waiting events, rebuilding a transcript).
 
 -- The message comes as p_message (plain text) or p_body (sealed), with the clear columns
--- the SQL reads of it (final_transcript, status, event_at: migration 0020).
+-- the SQL reads of it (final_transcript, status, event_at: migration 0020). A body sealed
+-- against its call's envelope (migration 0028, ingest/envelopes.py) comes with the envelope,
+-- p_envelope_id and p_envelope: a new event keeps it (ingest_keep_call_envelope, under the
+-- call's erasure lock, in this transaction: 71_call_envelopes.sql) before it is recorded
+-- referring to it; an erased call's event cannot be (an error: record it reduced instead).
+-- The signature without them (further down) records a body sealed whole. The other two
+-- functions take them last, defaulting to NULL; their signatures before them are dropped so
+-- that no call is ambiguous.
 DROP FUNCTION IF EXISTS ingest_record_and_apply(timestamptz, text, text, text, text, jsonb, jsonb);
+DROP FUNCTION IF EXISTS ingest_record_and_apply_unless_erased(
+    timestamptz, text, text, text, text, jsonb, bytea, boolean, text, timestamptz, jsonb, uuid, text);
+DROP FUNCTION IF EXISTS ingest_record_and_apply_batch(
+    timestamptz[], text[], text[], text[], text[], jsonb[], bytea[], boolean[], text[], timestamptz[], jsonb[],
+    uuid[], text[]);
 
 CREATE OR REPLACE FUNCTION ingest_record_and_apply(
     p_received_at timestamptz,
@@ -23,7 +35,9 @@ CREATE OR REPLACE FUNCTION ingest_record_and_apply(
     p_final_transcript boolean,
     p_status text,
     p_event_at timestamptz,
-    p_patch jsonb
+    p_patch jsonb,
+    p_envelope_id bytea,
+    p_envelope bytea
 ) RETURNS TABLE (event_id bigint, state text, outcome text, ended boolean, transcript_source text)
 LANGUAGE plpgsql
 AS $$
@@ -44,10 +58,15 @@ BEGIN
     inserted := FOUND;
     IF inserted THEN
         recorded_at := p_received_at;
+        IF p_envelope_id IS NOT NULL
+           AND NOT ingest_keep_call_envelope(p_call_id::uuid, p_envelope_id, p_envelope) THEN
+            RAISE EXCEPTION 'the event''s call was erased: it is not recorded with its envelope'
+                USING ERRCODE = 'check_violation';
+        END IF;
         INSERT INTO call_events AS e (received_at, call_id, session_id, message_type, dedupe_key, message, body,
-                                      final_transcript, status, event_at, state, attempts, applied_at)
+                                      envelope_id, final_transcript, status, event_at, state, attempts, applied_at)
         VALUES (p_received_at, p_call_id, p_session_id, p_message_type, p_dedupe_key, p_message, p_body,
-                p_final_transcript, p_status, p_event_at, first_state, 1,
+                p_envelope_id, p_final_transcript, p_status, p_event_at, first_state, 1,
                 CASE WHEN first_state = 'applied' THEN now() END)
         RETURNING e.id INTO recorded_id;
     ELSE
@@ -82,6 +101,27 @@ BEGIN
 END
 $$;
 
+-- The same for a body sealed whole (or a plain message): no envelope.
+CREATE OR REPLACE FUNCTION ingest_record_and_apply(
+    p_received_at timestamptz,
+    p_call_id text,
+    p_session_id text,
+    p_message_type text,
+    p_dedupe_key text,
+    p_message jsonb,
+    p_body bytea,
+    p_final_transcript boolean,
+    p_status text,
+    p_event_at timestamptz,
+    p_patch jsonb
+) RETURNS TABLE (event_id bigint, state text, outcome text, ended boolean, transcript_source text)
+LANGUAGE sql
+AS $$
+    SELECT * FROM ingest_record_and_apply(
+        p_received_at, p_call_id, p_session_id, p_message_type, p_dedupe_key, p_message, p_body,
+        p_final_transcript, p_status, p_event_at, p_patch, NULL::bytea, NULL::bytea)
+$$;
+
 -- The worker's one round trip per event: ingest_record_and_apply, unless the event's call
 -- (without a call id, its session) was erased on request (ingest_erased, which takes the
 -- shared erasure lock first and then looks with a fresh snapshot: see 95_erasure.sql). An
@@ -100,7 +140,9 @@ CREATE OR REPLACE FUNCTION ingest_record_and_apply_unless_erased(
     p_event_at timestamptz,
     p_patch jsonb,
     p_erasure_call_id uuid,
-    p_erasure_session_id text
+    p_erasure_session_id text,
+    p_envelope_id bytea DEFAULT NULL,
+    p_envelope bytea DEFAULT NULL
 ) RETURNS TABLE (event_id bigint, state text, outcome text, ended boolean, transcript_source text)
 LANGUAGE plpgsql
 AS $$
@@ -112,7 +154,7 @@ BEGIN
     END IF;
     RETURN QUERY SELECT * FROM ingest_record_and_apply(
         p_received_at, p_call_id, p_session_id, p_message_type, p_dedupe_key, p_message, p_body,
-        p_final_transcript, p_status, p_event_at, p_patch);
+        p_final_transcript, p_status, p_event_at, p_patch, p_envelope_id, p_envelope);
 END
 $$;
 
@@ -132,7 +174,9 @@ CREATE OR REPLACE FUNCTION ingest_record_and_apply_batch(
     p_event_at timestamptz[],
     p_patch jsonb[],
     p_erasure_call_id uuid[],
-    p_erasure_session_id text[]
+    p_erasure_session_id text[],
+    p_envelope_id bytea[] DEFAULT NULL,
+    p_envelope bytea[] DEFAULT NULL
 ) RETURNS TABLE (ordinal integer, event_id bigint, state text, outcome text, ended boolean, transcript_source text)
 LANGUAGE plpgsql
 AS $$
@@ -142,7 +186,7 @@ BEGIN
         FROM ingest_record_and_apply_unless_erased(
             p_received_at[i], p_call_id[i], p_session_id[i], p_message_type[i], p_dedupe_key[i], p_message[i],
             p_body[i], p_final_transcript[i], p_status[i], p_event_at[i], p_patch[i], p_erasure_call_id[i],
-            p_erasure_session_id[i]) AS r;
+            p_erasure_session_id[i], p_envelope_id[i], p_envelope[i]) AS r;
     END LOOP;
 END
 $$;

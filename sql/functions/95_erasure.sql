@@ -40,7 +40,8 @@ REVOKE ALL ON FUNCTION ingest_erase_lock(text) FROM PUBLIC;
 -- ingest_erase_events(call_id, session_id): delete the raw events of an erased call (or, for
 -- a row without a call id, of its session), and their keys at the dedupe gate
 -- (call_event_keys, migration 0022) so that a later delivery is recorded again, as an
--- ignored event without its message, instead of passing for a duplicate. The number deleted.
+-- ignored event without its message, instead of passing for a duplicate, and the call's
+-- envelopes (call_envelopes, migration 0028). The number of events deleted.
 CREATE OR REPLACE FUNCTION ingest_erase_events(p_call_id text, p_session_id text) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -58,6 +59,11 @@ BEGIN
     END IF;
     IF gone IS NOT NULL AND to_regclass('call_event_keys') IS NOT NULL THEN
         DELETE FROM call_event_keys WHERE dedupe_key = ANY(gone);
+    END IF;
+    -- the call's envelopes (migration 0028): what its events repeated, kept once
+    IF p_call_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+       AND to_regclass('call_envelopes') IS NOT NULL THEN
+        DELETE FROM call_envelopes WHERE call_id = p_call_id::uuid;
     END IF;
     RETURN coalesce(cardinality(gone), 0);
 END

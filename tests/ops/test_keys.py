@@ -12,7 +12,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 from support.apply import RECEIVED_AT_MS, apply_bodies, queued_body
 from support.fixtures import fixture_path, load_call
-from support.rows import stored_messages
+from support.rows import ENVELOPE, stored_messages
 
 from ingest import queries
 from ingest.apply import apply_event
@@ -80,7 +80,10 @@ def test_rotation_moves_everything_to_the_new_key_while_deliveries_flow(db: Conn
     assert set(after) == {("call_events", kid(B)), ("user_sessions", kid(B))}
     assert after[("call_events", kid(B))] == len(legacy) + len(under_a) + len(during)
     only_b = privacy(B)
-    opened = [only_b.open_message(m, b) for m, b in db.execute("SELECT message, body FROM call_events ORDER BY id")]
+    opened = [
+        only_b.open_message(m, b, v)
+        for m, b, v in db.execute(f"SELECT message, body, {ENVELOPE} FROM call_events ORDER BY id")
+    ]
     assert [m["type"] for m in opened] == [orjson.loads(b)["message"]["type"] for b in legacy + under_a + during]
     # The legacy call now reads as the live path writes it: redacted, its original sealed under B.
     with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
@@ -126,9 +129,9 @@ def test_rotate_command_reports_progress_counts_and_audits(
     assert db.execute("SELECT action, target_count FROM data_access_log").fetchall() == [
         ("keys_rotate", len(load_call("voicemail")) + 1)
     ]
-    kept = db.execute("SELECT message, body FROM call_events ORDER BY id").fetchall()
+    kept = db.execute(f"SELECT message, body, {ENVELOPE} FROM call_events ORDER BY id").fetchall()
     expected = [orjson.loads(queued_body(b))["message"] for b in load_call("voicemail")]
-    assert [privacy(B).open_message(m, b) for m, b in kept] == expected
+    assert [privacy(B).open_message(m, b, v) for m, b, v in kept] == expected
 
 
 def test_generate_prints_a_usable_key(capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,5 +151,6 @@ def test_rotation_keeps_everything_but_how_a_body_is_kept(db: Conn) -> None:
     assert rotated.events == len(before)
     assert db.execute(f"SELECT {columns} FROM call_events ORDER BY id").fetchall() == before
     assert [
-        privacy(B).open_message(m, b) for m, b in db.execute("SELECT message, body FROM call_events ORDER BY id")
+        privacy(B).open_message(m, b, v)
+        for m, b, v in db.execute(f"SELECT message, body, {ENVELOPE} FROM call_events ORDER BY id")
     ] == messages

@@ -11,11 +11,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from ingest.privacy import SealedEvent
 from ingest.settings import Settings
 
 IGNORED_COLUMNS = ("id", "created_at")
 # How the suite's workers treat personal data: the run's key (tests/conftest.py), NZ numbers.
 PRIVACY = Settings.from_env().privacy
+# What a sealed body needs beside it to open: its call's envelope (sql/functions/71_call_envelopes.sql).
+ENVELOPE = "ingest_call_envelope(call_id, envelope_id)"
 
 
 def plain(value: Any) -> Any:
@@ -43,19 +46,26 @@ def session_rows(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
 
 def stored_messages(conn: psycopg.Connection[Any], where: str = "true", params: Any = None) -> list[dict[str, Any]]:
     """The messages of the ``call_events`` rows ``where`` selects, opened, in id order."""
-    rows = conn.execute(f"SELECT message, body FROM call_events WHERE {where} ORDER BY id", params).fetchall()
-    return [PRIVACY.open_message(message, body) for message, body in rows]
+    rows = conn.execute(f"SELECT message, body, {ENVELOPE} FROM call_events WHERE {where} ORDER BY id", params)
+    return [PRIVACY.open_message(message, body, envelope) for message, body, envelope in rows.fetchall()]
 
 
 def rewrite_stored_messages(conn: psycopg.Connection[Any], change: Any, where: str = "true", params: Any = None) -> int:
-    """Replace the message of each row ``where`` selects by ``change(message)``, sealed as the worker seals."""
-    rows = conn.execute(f"SELECT id, message, body FROM call_events WHERE {where} ORDER BY id", params).fetchall()
-    for event_id, message, body in rows:
-        changed = change(PRIVACY.open_message(message, body))
-        sealed = PRIVACY.seal_message(changed)
+    """Replace the message of each row ``where`` selects by ``change(message)``, sealed as the worker
+    seals (against its call's envelope, kept)."""
+    query = f"SELECT id, message, body, {ENVELOPE}, call_id FROM call_events WHERE {where} ORDER BY id"
+    rows = conn.execute(query, params).fetchall()
+    for event_id, message, body, envelope, call_id in rows:
+        changed = change(PRIVACY.open_message(message, body, envelope))
+        sealed = PRIVACY.seal_event(changed)
+        kept = sealed.envelope
+        if kept is not None and kept.call_id != call_id:  # the change moved it to another call: sealed whole
+            sealed, kept = SealedEvent(PRIVACY.seal_message(changed)), None
+        if kept is not None:
+            conn.execute("SELECT ingest_keep_call_envelope(%s, %s, %s)", (kept.call_id, kept.id, kept.body))
         conn.execute(
-            "UPDATE call_events SET message = %s, body = %s WHERE id = %s",
-            (None if sealed is not None else Jsonb(changed), sealed, event_id),
+            "UPDATE call_events SET message = %s, body = %s, envelope_id = %s WHERE id = %s",
+            (None if sealed.body is not None else Jsonb(changed), sealed.body, kept.id if kept else None, event_id),
         )
     return len(rows)
 
