@@ -2,11 +2,12 @@
 
 The key, ``<INGEST_REDIS_NAMESPACE>:flagged-callers``, is written by the anomaly scan
 (``publish``: replaced whole, in one transaction, by the open repeat-caller anomalies last
-seen within ``BLOCK_FLAGGED_HOURS``) and by acknowledgement (``forget``: at once, on every
-surface). The web process reads it on each ``assistant-request`` while blocking is on
-(``FlaggedCallers.lookup``: one ``HGET`` of the caller's pseudonym, never the number). The
-answer has 7.5 s, so the lookup is bounded by the enqueue timeout; a Redis that does not
-answer blocks nobody, and the web process says so in a log line.
+seen within ``BLOCK_FLAGGED_HOURS``), and again from the table as soon as a repeat-caller
+anomaly is acknowledged (``refresh``, on every surface). The web process reads it on each
+``assistant-request`` while blocking is on (``FlaggedCallers.lookup``: one ``HGET`` of the
+caller's pseudonym, never the number). The answer has 7.5 s, so the lookup is bounded by the
+enqueue timeout; a Redis that does not answer blocks nobody, and the web process says so in
+a log line.
 
 Between scans the hash may lag the table by one interval: an anomaly raised by a scan is
 blocking as soon as that scan ends, and one acknowledged stops blocking as soon as it is.
@@ -28,7 +29,7 @@ from ingest.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FlaggedCallers", "forget", "key", "publish", "refresh"]
+__all__ = ["FlaggedCallers", "key", "publish", "refresh"]
 
 
 def key(namespace: str) -> str:
@@ -53,11 +54,6 @@ def refresh(conn: psycopg.Connection[Any], settings: Settings) -> int:
     finally:
         client.close()
     return len(flagged)
-
-
-def forget(client: redis.Redis, namespace: str, pseudonym: str) -> None:
-    """Stop refusing ``pseudonym`` (its anomaly was acknowledged)."""
-    client.hdel(key(namespace), pseudonym)
 
 
 class FlaggedCallers:

@@ -482,10 +482,13 @@ class OpsPage:
         return self._done(request, form.target, {"acknowledged": anomaly.as_dict()}, {"acknowledged": anomaly_id})
 
     def _unflag(self, anomaly: anomalies.Anomaly) -> None:
-        """Stop refusing an acknowledged repeat caller now, not at the next scan (which would, from the table)."""
-        _, client = self._resources()
+        """Stop refusing an acknowledged repeat caller now, not at the next scan: the flagged callers
+        published again from the table (one still flagged by another open anomaly stays)."""
+        pool, client = self._resources()
         try:
-            flagged_callers.forget(client, self.settings.queue_namespace, anomaly.subject)
+            with pool.connection() as conn:
+                flagged = anomalies.flagged_callers(conn, self.settings.anomalies.block_hours)
+            flagged_callers.publish(client, self.settings.queue_namespace, flagged)
         except redis.RedisError as exc:
             extra = {"anomaly_id": anomaly.id, "error": type(exc).__name__}
             log.warning("flagged caller not forgotten: the next scan will", extra=extra)
