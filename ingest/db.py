@@ -46,6 +46,12 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+def connect(settings: Settings) -> psycopg.Connection[Any]:
+    """One autocommit connection to ``DATABASE_URL``: what a command or a scheduled task opens."""
+    url = require(settings.database_url, "DATABASE_URL")
+    return psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings))
+
+
 def _pool_options(settings: Settings, name: str) -> dict[str, Any]:
     """What both kinds of pool are built from; the owner opens the pool."""
     return {

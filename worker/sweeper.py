@@ -15,12 +15,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-import psycopg
 from psycopg_pool import ConnectionPool
 
 from ingest import queries
 from ingest.apply import apply_stored_event, rebuild_transcript
-from ingest.db import connection_kwargs, require
+from ingest.db import connect
 from ingest.errors import describe
 from ingest.ops import anomalies, flagged_callers, reconcile, retention
 from ingest.privacy import Privacy
@@ -101,8 +100,7 @@ class RetentionSchedule:
     def __call__(self) -> retention.Report | None:
         if not self.interval.due():
             return None
-        url = require(self.settings.database_url, "DATABASE_URL")
-        with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(self.settings)) as conn:
+        with connect(self.settings) as conn:
             if not retention.due_now(conn, self.settings.retention_interval_minutes):
                 return None
             report = retention.run_locked(
@@ -148,9 +146,8 @@ class ReconcileSchedule:
         api = reconcile.make_api(self.settings)
         if api is None:
             return None
-        url = require(self.settings.database_url, "DATABASE_URL")
         try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(self.settings)) as conn:
+            with connect(self.settings) as conn:
                 if not reconcile.due_now(conn, self.settings.reconcile_interval_minutes):
                     return None
                 result = reconcile.run_locked(
@@ -188,8 +185,7 @@ class AnomalySchedule:
     def __call__(self) -> anomalies.ScanResult | None:
         if not self.interval.due():
             return None
-        url = require(self.settings.database_url, "DATABASE_URL")
-        with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(self.settings)) as conn:
+        with connect(self.settings) as conn:
             if not anomalies.due_now(conn, self.settings.anomalies.interval_minutes):
                 return None
             result = anomalies.scan_locked(conn, self.settings, runner="worker")

@@ -13,12 +13,11 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import redis
 
 from ingest import audit
 from ingest.cli.output import positive_int, since, table, to_json, when
-from ingest.db import connection_kwargs, require
+from ingest.db import connect
 from ingest.ops import anomalies, flagged_callers
 from ingest.settings import Settings
 
@@ -50,11 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ack.add_argument("--reason", required=True, help="why: recorded in the access log")
 
 
-def _connect(settings: Settings) -> psycopg.Connection[Any]:
-    url = require(settings.database_url, "DATABASE_URL")
-    return psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings))
-
-
 def _row(item: anomalies.Anomaly) -> tuple[Any, ...]:
     baseline = "-" if item.baseline is None else f"{item.baseline:g}"
     score = "-" if item.score is None else f"{item.score:.1f}"
@@ -66,7 +60,7 @@ def _row(item: anomalies.Anomaly) -> tuple[Any, ...]:
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     start = args.since or datetime.now(UTC) - DEFAULT_SINCE
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         found = anomalies.list_anomalies(conn, since=start, open_only=args.open, limit=args.limit)
     if args.json:
         print(to_json([item.as_dict() for item in found]))
@@ -80,7 +74,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _scan(args: argparse.Namespace, settings: Settings) -> int:
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         result = anomalies.scan_locked(conn, settings, runner="cli")
         if result is None:
             print("another scan is under way (a worker's): try again when it is done")
@@ -100,7 +94,7 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ack(args: argparse.Namespace, settings: Settings) -> int:
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         try:
             item = anomalies.acknowledge(conn, args.id, reason=args.reason, auditor=audit.cli())
         except anomalies.AnomalyNotFound:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import psycopg
-
 from ingest import audit
 from ingest.cli.output import first_line, positive_int, since, table, to_json, when
-from ingest.db import connection_kwargs, require
+from ingest.db import connect
 from ingest.settings import Settings
 from ingest.vocabulary import AuditAction, AuditTargetKind
 
@@ -46,8 +44,7 @@ def _target(entry: audit.Entry) -> str:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    url = require(settings.database_url, "DATABASE_URL")
-    with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings)) as conn:
+    with connect(settings) as conn:
         entries = audit.list_entries(
             conn, call=args.call, actor=args.actor, action=args.audit_action, since=args.since, limit=args.limit
         )

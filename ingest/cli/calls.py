@@ -7,12 +7,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
 from ingest import audit
 from ingest.cli import revealing
 from ingest.cli.output import age, first_line, positive_int, since, table, to_json, wallclock, when
-from ingest.db import connection_kwargs, require
+from ingest.db import connect
 from ingest.mapping.identity import as_uuid
 from ingest.ops import calls, erase
 from ingest.ops.reveal import ReasonRefused, reveal_reason, unopened
@@ -81,17 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     export.add_argument("--json", action="store_true", default=True, help="JSON output (the default and only form)")
 
 
-def _connect(settings: Settings) -> psycopg.Connection[Any]:
-    url = require(settings.database_url, "DATABASE_URL")
-    return psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings))
-
-
 def _money(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    with _connect(settings) as conn, conn.transaction():
+    with connect(settings) as conn, conn.transaction():
         found = calls.list_calls(
             conn, since=args.since, client=args.client, assistant=args.assistant, outcome=args.outcome, limit=args.limit
         )
@@ -186,7 +179,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     failed: KeyUnavailable | SealError | None = None
     detail: calls.CallDetail | None = None
-    with _connect(settings) as conn, conn.transaction():  # the read and its record commit together
+    with connect(settings) as conn, conn.transaction():  # the read and its record commit together
         stored = calls.get_call(conn, args.call_id)
         if stored is not None and reason is None:
             detail = stored.hidden(settings.phone_region)
@@ -282,7 +275,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     failed: KeyUnavailable | SealError | None = None
     exported: list[dict[str, Any]] = []
-    with _connect(settings) as conn, conn.transaction():  # the read and its record commit together
+    with connect(settings) as conn, conn.transaction():  # the read and its record commit together
         try:
             exported = calls.export_customer(conn, numbers, settings.privacy, client=args.client)
         except (KeyUnavailable, SealError) as exc:

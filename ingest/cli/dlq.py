@@ -6,12 +6,11 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-import psycopg
 import redis
 
 from ingest import audit
 from ingest.cli.output import NotInteractive, age, confirm, first_line, positive_int, table, to_json, when
-from ingest.db import connection_kwargs, require
+from ingest.db import connect, require
 from ingest.ops import dead_letters
 from ingest.settings import Settings
 from ingest.vocabulary import AuditAction, AuditTargetKind
@@ -52,8 +51,7 @@ def _ids(args: argparse.Namespace) -> list[str] | None:
 
 def _audit(settings: Settings, action: AuditAction, ids: list[str] | None) -> None:
     """Record a requeue or purge before it runs (in Postgres: no access log, no action)."""
-    url = require(settings.database_url, "DATABASE_URL")
-    with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings)) as conn:
+    with connect(settings) as conn:
         if ids is None:  # --all: as many as there are when it runs
             audit.cli().record(conn, action, AuditTargetKind.BULK, details={"all": True})
         else:

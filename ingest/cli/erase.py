@@ -10,7 +10,7 @@ import psycopg
 
 from ingest import audit
 from ingest.cli.output import table, to_json
-from ingest.db import connection_kwargs, require
+from ingest.db import connect
 from ingest.mapping.identity import as_uuid
 from ingest.ops import erase
 from ingest.ops.reveal import MAX_REASON, ReasonRefused, reveal_reason
@@ -61,9 +61,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             print(f"ingest erase: --customer-number: {exc}", file=sys.stderr)
             return 2
-    url = require(settings.database_url, "DATABASE_URL")
-    connect = psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings))
-    with connect as conn, conn.transaction():  # the lookup, its audit row and the erasure commit together
+    with connect(settings) as conn, conn.transaction():  # the lookup, its audit row and the erasure commit together
         plan = erase.find(conn, numbers=numbers, call=call, client=args.client)
         _record(conn, args, plan, reason, call, numbers)
         if not args.dry_run:

@@ -15,7 +15,7 @@ from ingest import audit
 from ingest.cli import revealing
 from ingest.cli.output import event_id as event_id_arg
 from ingest.cli.output import first_line, positive_int, since, table, to_json, when
-from ingest.db import connection_kwargs, require
+from ingest.db import connect, connection_kwargs, require
 from ingest.ops import events
 from ingest.ops.reveal import hidden_json, hidden_text
 from ingest.settings import Settings
@@ -94,11 +94,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     discard.add_argument("ids", nargs="+", type=event_id_arg, metavar="ID", help="ids of failed events")
 
 
-def _connect(settings: Settings) -> psycopg.Connection[Any]:
-    url = require(settings.database_url, "DATABASE_URL")
-    return psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings))
-
-
 def _select(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[events.EventSummary]:
     return events.list_events(
         conn,
@@ -131,7 +126,7 @@ def _audit_many(conn: psycopg.Connection[Any], action: AuditAction, args: argpar
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    with _connect(settings) as conn, conn.transaction():
+    with connect(settings) as conn, conn.transaction():
         events = _select(conn, args)
         _audit_many(conn, AuditAction.LIST_EVENTS, args, len(events))
     if args.json:
@@ -156,7 +151,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     except revealing.Refused as exc:
         print(f"ingest events show: {exc}", file=sys.stderr)
         return 2
-    with _connect(settings) as conn, conn.transaction():  # the read and its record commit together
+    with connect(settings) as conn, conn.transaction():  # the read and its record commit together
         event = events.get_event(conn, args.id, settings.privacy)
         about: dict[str, Any] = {"call": event.key} if event and event.key else {}
         if reason is None:
@@ -227,7 +222,7 @@ def _reapply(args: argparse.Namespace, settings: Settings) -> int:
     if not args.ids and not filtered:
         print("ingest events reapply: give event ids, or filters (--failed, --type, --call, --since)", file=sys.stderr)
         return 2
-    with _connect(settings) as conn:  # fails fast when the database is unreachable
+    with connect(settings) as conn:  # fails fast when the database is unreachable
         ids = args.ids or events.matching_event_ids(
             conn, failed=args.failed, message_type=args.message_type, call=args.call, since=args.since, limit=args.limit
         )
@@ -252,7 +247,7 @@ def _discard(args: argparse.Namespace, settings: Settings) -> int:
     """Mark failed events ignored and delete their dead letters (the page's discard does the same)."""
     client = redis.Redis.from_url(require(settings.redis_url, "REDIS_URL"), socket_timeout=10)
     try:
-        with _connect(settings) as conn, conn.transaction():
+        with connect(settings) as conn, conn.transaction():
             audit.cli().record(conn, AuditAction.DISCARD, **audit.by_ids(AuditTargetKind.EVENT, args.ids))
             count = events.discard(conn, args.ids, events.Queue(client, settings.queue_namespace, settings.queue_name))
     finally:

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-import psycopg
 from tqdm import tqdm
 
 from ingest import audit
 from ingest.cli.output import table, to_json
-from ingest.db import connection_kwargs, require
+from ingest.db import connect
 from ingest.ops import keys
 from ingest.sealing import generate_key
 from ingest.settings import Settings
@@ -45,13 +43,8 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _connect(settings: Settings) -> psycopg.Connection[Any]:
-    url = require(settings.database_url, "DATABASE_URL")
-    return psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings))
-
-
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         usage = keys.key_usage(conn)
     configured = list(settings.keyring.key_ids)
     if args.json:
@@ -76,7 +69,7 @@ def _rotate(args: argparse.Namespace, settings: Settings) -> int:
         print("ingest keys rotate: --batch must be at least 1", file=sys.stderr)
         return 2
     privacy = settings.privacy
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         total = keys.pending_events(conn, privacy)
         show = not args.json and sys.stderr.isatty()
         with tqdm(total=total, unit="row", desc="sealing", disable=not show, file=sys.stderr) as bar:

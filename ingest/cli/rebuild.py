@@ -14,7 +14,7 @@ import psycopg
 
 from ingest import audit
 from ingest.cli.output import to_json
-from ingest.db import connection_kwargs, require
+from ingest.db import connect
 from ingest.ops.rebuild import NO_KEY, RebuildResult, RowKey, every_key, rebuild_row
 from ingest.settings import Settings
 from ingest.vocabulary import AuditAction, AuditTargetKind
@@ -89,13 +89,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if bool(args.call) == args.all:
         print("ingest rebuild: give --call ID (one or more) or --all", file=sys.stderr)
         return 2
-    url = require(settings.database_url, "DATABASE_URL")
     counts: collections.Counter[str] = collections.Counter()
     grace = settings.sweep_grace * TRANSCRIPT_GRACES
-    connect = {"autocommit": True, "connect_timeout": 10, **connection_kwargs(settings)}
     # --all pages through the keys on a second connection (a rebuilt row keeps its id, so
     # the pages neither skip nor repeat a row).
-    with psycopg.connect(url, **connect) as conn, psycopg.connect(url, **connect) as lister:
+    with connect(settings) as conn, connect(settings) as lister:
         _audit(conn, args)
         rows = every_key(lister) if args.all else _given(args.call)
         for row in rows:

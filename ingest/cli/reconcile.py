@@ -7,10 +7,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
-
 from ingest.cli.output import since, table, to_json, when
-from ingest.db import connection_kwargs, require
+from ingest.db import connect
 from ingest.errors import ConfigError
 from ingest.mapping.identity import as_uuid
 from ingest.ops import reconcile
@@ -81,9 +79,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     api = reconcile.make_api(settings)
     if api is None:
         raise ConfigError("VAPI_API_KEY is not set: reconciliation reads Vapi's API with the org's private key")
-    url = require(settings.database_url, "DATABASE_URL")
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings)) as conn:
+        with connect(settings) as conn:
             if window is None:
                 result: reconcile.Result | None = reconcile.run_call(
                     conn, api, settings.privacy, str(as_uuid(args.call)), dry_run=args.dry_run

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import psycopg
-
 from ingest.cli.output import positive_int, table, to_json, when
-from ingest.db import connection_kwargs, require
+from ingest.db import connect
 from ingest.ops import retention
 from ingest.settings import Settings
 
@@ -47,8 +45,7 @@ def _days(value: int) -> str:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    url = require(settings.database_url, "DATABASE_URL")
-    with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings)) as conn:
+    with connect(settings) as conn:
         found = retention.status(conn, settings)
     if args.json:
         print(
@@ -89,8 +86,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    url = require(settings.database_url, "DATABASE_URL")
-    with psycopg.connect(url, autocommit=True, connect_timeout=10, **connection_kwargs(settings)) as conn:
+    with connect(settings) as conn:
         report = retention.run_locked(conn, settings, dry_run=args.dry_run, batch=args.batch)
     if report is None:
         print("another retention run is under way (a worker's): try again when it is done")
