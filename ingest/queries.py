@@ -433,22 +433,27 @@ WHERE id = %(id)s
 # Rows with something to seal or re-seal: an original or a raw number not under the current
 # key (``prefix`` is ``v1:<kid>:``), or, where nothing was ever sealed, a transcript or
 # summary that may hold personal data in clear (written before redaction).
-SESSIONS_TO_RESEAL = """
-SELECT id, call_transcript, call_summary, call_transcript_original, call_summary_original, keywords,
-       metadata -> 'raw_numbers' AS raw_numbers
-FROM user_sessions
-WHERE id > %(after)s::uuid AND (
+_SESSION_TO_RESEAL = """(
        (call_transcript_original IS NOT NULL AND NOT starts_with(call_transcript_original, %(prefix)s))
     OR (call_summary_original IS NOT NULL AND NOT starts_with(call_summary_original, %(prefix)s))
     OR (call_transcript_original IS NULL AND call_transcript IS NOT NULL AND %(redact)s)
     OR (call_summary_original IS NULL AND call_summary IS NOT NULL AND %(redact)s)
     OR EXISTS (SELECT 1 FROM jsonb_each_text(CASE WHEN jsonb_typeof(metadata -> 'raw_numbers') = 'object'
                                                   THEN metadata -> 'raw_numbers' END) AS n
-               WHERE NOT starts_with(n.value, %(prefix)s)))
+               WHERE NOT starts_with(n.value, %(prefix)s)))"""
+
+SESSIONS_TO_RESEAL = f"""
+SELECT id, call_transcript, call_summary, call_transcript_original, call_summary_original, keywords,
+       metadata -> 'raw_numbers' AS raw_numbers
+FROM user_sessions
+WHERE id > %(after)s::uuid AND {_SESSION_TO_RESEAL}
 ORDER BY id
 LIMIT %(limit)s
 FOR UPDATE
 """
+
+# How many rows ``SESSIONS_TO_RESEAL`` will go through: each advances the progress bar.
+SESSIONS_TO_RESEAL_COUNT = f"SELECT count(*) FROM user_sessions WHERE {_SESSION_TO_RESEAL}"
 
 RESEAL_SESSION = """
 UPDATE user_sessions
@@ -460,18 +465,30 @@ SET call_transcript = %(call_transcript)s, call_summary = %(call_summary)s,
 WHERE id = %(id)s
 """
 
-# Values per key id (NULL: plain text): raw events by their body's prefix, session rows by
-# their transcript's or summary's sealed original.
-KEY_USAGE = """
-SELECT 'call_events' AS "table",
-       CASE WHEN body IS NOT NULL THEN convert_from(
-           substring(body FROM 4 FOR position(':'::bytea IN substring(body FROM 4 FOR 40)) - 1), 'UTF8') END,
-       count(*)
+# Values per key id (NULL: plain text), everything ``rotate`` re-seals: raw events and the
+# calls' envelopes by their body's prefix (``v1:<kid>:`` or ``v2:<kid>:``), session rows by
+# their transcript's and summary's sealed originals and by each sealed raw number in their
+# metadata (a plain one, written without keys, counts as plain).
+_BODY_KEY_ID = """CASE WHEN body IS NOT NULL THEN convert_from(
+           substring(body FROM 4 FOR position(':'::bytea IN substring(body FROM 4 FOR 40)) - 1), 'UTF8') END"""
+
+KEY_USAGE = f"""
+SELECT 'call_events' AS "table", {_BODY_KEY_ID}, count(*)
 FROM call_events GROUP BY 2
+UNION ALL
+SELECT 'call_envelopes', {_BODY_KEY_ID}, count(*)
+FROM call_envelopes GROUP BY 2
 UNION ALL
 SELECT 'user_sessions', CASE WHEN starts_with(o, 'v1:') THEN split_part(o, ':', 2) END, count(*)
 FROM user_sessions, LATERAL (VALUES (call_transcript_original), (call_summary_original)) AS v(o)
 WHERE o IS NOT NULL GROUP BY 2
+UNION ALL
+SELECT 'user_sessions.raw_numbers', CASE WHEN starts_with(n.value, 'v1:') THEN split_part(n.value, ':', 2) END,
+       count(*)
+FROM user_sessions,
+     LATERAL jsonb_each_text(CASE WHEN jsonb_typeof(metadata -> 'raw_numbers') = 'object'
+                                  THEN metadata -> 'raw_numbers' END) AS n
+GROUP BY 2
 ORDER BY 1, 2 NULLS FIRST
 """
 

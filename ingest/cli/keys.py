@@ -2,10 +2,13 @@
 
 - ``generate``: prints a new ``kid:base64key`` for ``INGEST_ENCRYPTION_KEYS`` (nothing is stored).
 - ``status``: the configured key ids (the first seals) and how many values each key id
-  seals in ``call_events`` and ``user_sessions`` (``plain`` for values kept unencrypted).
+  seals in ``call_events``, ``call_envelopes``, ``user_sessions`` (the originals) and
+  ``user_sessions.raw_numbers`` (``plain`` for values kept unencrypted).
 - ``rotate``: seals everything not yet under the first key (``ingest.ops.keys``), with a
-  progress bar; safe while web and workers run, and resumable. Exits 1 when some value
-  could not be opened (sealed under a key not configured). Audited.
+  progress bar over the raw events and session rows it goes through; safe while web and
+  workers run, and resumable. Exits 1 when some value could not be opened (sealed under a
+  key not configured). Audited: one ``keys_rotate`` row, written before the work starts,
+  with what is pending.
 
 Rotating to a new key: put it first in ``INGEST_ENCRYPTION_KEYS`` (``new,old``), restart the
 web and worker processes, run ``ingest keys rotate``, then drop the old key once ``status``
@@ -70,17 +73,19 @@ def _rotate(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     privacy = settings.privacy
     with connect(settings) as conn:
-        total = keys.pending_events(conn, privacy)
-        show = not args.json and sys.stderr.isatty()
-        with tqdm(total=total, unit="row", desc="sealing", disable=not show, file=sys.stderr) as bar:
-            counts = keys.rotate(conn, privacy, batch=args.batch, progress=bar.update)
+        todo = keys.pending(conn, privacy)
+        # Recorded before the work, as every action is: what is asked and what is to do (the
+        # output says what came of it). No row, no rotation.
         audit.cli().record(
             conn,
             AuditAction.KEYS_ROTATE,
             AuditTargetKind.BULK,
-            target_count=counts.events + counts.sessions,
-            details={**counts.as_dict(), "key_id": privacy.keyring.current},
+            target_count=todo.total,
+            details={"key_id": privacy.keyring.current, "batch": args.batch, "pending": todo.as_dict()},
         )
+        show = not args.json and sys.stderr.isatty()
+        with tqdm(total=todo.total, unit="row", desc="sealing", disable=not show, file=sys.stderr) as bar:
+            counts = keys.rotate(conn, privacy, batch=args.batch, progress=bar.update)
     if args.json:
         print(to_json({"key_id": privacy.keyring.current, **counts.as_dict()}))
     else:

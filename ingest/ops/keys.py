@@ -2,6 +2,10 @@
 
 - ``pending_events(conn, privacy)`` → how many raw events are not sealed under the current
   key (plain ones, ones under an older key).
+- ``pending(conn, privacy)`` → ``Pending``: the raw events and the session rows ``rotate``
+  will go through (each advances its ``progress`` by one), what its audit row records.
+- ``key_usage(conn)`` → ``[KeyUse]``: how many values each key id seals, in every place
+  ``rotate`` re-seals (raw events, call envelopes, session originals, raw numbers).
 - ``rotate(conn, privacy, *, batch=500, progress=None)`` → ``RotationCounts``: seals the
   ``call_events`` bodies kept in plain text or under an older key, re-seals the originals
   and raw numbers of ``user_sessions``, and redacts rows written before redaction (their
@@ -75,9 +79,38 @@ def pending_events(conn: Connection, privacy: Privacy) -> int:
     return int(row[0]) if row else 0
 
 
+def pending_sessions(conn: Connection, privacy: Privacy) -> int:
+    """Session rows with an original or a raw number not under the current key, or written before redaction."""
+    params = {"prefix": current_prefix(privacy), "redact": privacy.redact}
+    row = conn.execute(queries.SESSIONS_TO_RESEAL_COUNT, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What a rotation will go through: each row advances its progress by one (an envelope is
+    re-sealed with the first of its call's events, and advances nothing of its own)."""
+
+    events: int
+    sessions: int
+
+    @property
+    def total(self) -> int:
+        return self.events + self.sessions
+
+    def as_dict(self) -> dict[str, int]:
+        return {"events": self.events, "sessions": self.sessions}
+
+
+def pending(conn: Connection, privacy: Privacy) -> Pending:
+    return Pending(pending_events(conn, privacy), pending_sessions(conn, privacy))
+
+
 @dataclass(frozen=True)
 class KeyUse:
-    """How many values each key id seals (None: kept in plain text)."""
+    """How many values each key id seals (None: kept in plain text). ``table`` is
+    ``call_events``, ``call_envelopes``, ``user_sessions`` (the sealed originals) or
+    ``user_sessions.raw_numbers`` (the raw numbers in ``metadata``)."""
 
     table: str
     key_id: str | None
@@ -85,7 +118,8 @@ class KeyUse:
 
 
 def key_usage(conn: Connection) -> list[KeyUse]:
-    """Values per key id: raw events, and session originals; what ``rotate`` leaves under old keys."""
+    """Values per key id: raw events, envelopes, session originals and raw numbers; what
+    ``rotate`` leaves under old keys. An old key may go once it seals nothing here."""
     rows = conn.execute(queries.KEY_USAGE).fetchall()
     return [KeyUse(table, key_id, int(count)) for table, key_id, count in rows]
 

@@ -21,7 +21,7 @@ from ingest.cli import main
 from ingest.event import Event
 from ingest.ops import keys
 from ingest.privacy import Privacy
-from ingest.sealing import Keyring, generate_key
+from ingest.sealing import Keyring, Purpose, generate_key
 from ingest.vocabulary import EventState
 from worker.sweeper import sweep_once
 
@@ -77,7 +77,8 @@ def test_rotation_moves_everything_to_the_new_key_while_deliveries_flow(db: Conn
     assert (again.events, again.sessions) == (0, 0)
 
     after = usage(db)
-    assert set(after) == {("call_events", kid(B)), ("user_sessions", kid(B))}
+    assert {key_id for _, key_id in after} == {kid(B)}  # nothing under A, nothing plain
+    assert {table for table, _ in after} == {"call_events", "call_envelopes", "user_sessions"}
     assert after[("call_events", kid(B))] == len(legacy) + len(under_a) + len(during)
     only_b = privacy(B)
     opened = [
@@ -114,24 +115,186 @@ def test_a_body_under_a_missing_key_waits_and_is_applied_once_the_key_is_given(d
 def test_rotate_command_reports_progress_counts_and_audits(
     db: Conn, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`ingest keys rotate` seals what is left, says how much, writes one audit row; `status` shows the keys."""
+    """`ingest keys rotate` writes its one audit row before it starts (what is pending), seals
+    what is left, says how much; `status` shows the keys."""
     apply_bodies(db, load_call("voicemail"))  # under the suite's key
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("INGEST_ENCRYPTION_KEYS", f"{B},{SUITE_KEYS}")
+    events = len(load_call("voicemail"))
+    rotate = keys.rotate
+    audited_at_start: list[list[tuple[Any, ...]]] = []
+
+    def rotate_seeing_the_log(conn: Conn, *args: Any, **kwargs: Any) -> keys.RotationCounts:
+        audited_at_start.append(db.execute("SELECT action, target_count FROM data_access_log").fetchall())
+        return rotate(conn, *args, **kwargs)
+
+    monkeypatch.setattr(keys, "rotate", rotate_seeing_the_log)
     assert main(["keys", "rotate", "--json"]) == 0
     result = orjson.loads(capsys.readouterr().out)
-    assert result == {"key_id": kid(B), "events": len(load_call("voicemail")), "sessions": 1, "unopened": 0}
+    assert result == {"key_id": kid(B), "events": events, "sessions": 1, "unopened": 0}
+    # The row was committed before the first page was sealed, and is the only one.
+    assert audited_at_start == [[("keys_rotate", events + 1)]]
+    [(target_count, details)] = db.execute(
+        "SELECT target_count, details FROM data_access_log WHERE action = 'keys_rotate'"
+    ).fetchall()
+    assert target_count == events + 1
+    assert details == {"key_id": kid(B), "batch": 500, "pending": {"events": events, "sessions": 1}}
     assert main(["keys", "status"]) == 0
     out = capsys.readouterr().out
     assert f"configured: {kid(B)}" in out
     assert "call_events" in out
     assert "NOT CONFIGURED" not in out
-    assert db.execute("SELECT action, target_count FROM data_access_log").fetchall() == [
-        ("keys_rotate", len(load_call("voicemail")) + 1)
-    ]
     kept = db.execute(f"SELECT message, body, {ENVELOPE} FROM call_events ORDER BY id").fetchall()
     expected = [orjson.loads(queued_body(b))["message"] for b in load_call("voicemail")]
     assert [privacy(B).open_message(m, b, v) for m, b, v in kept] == expected
+
+
+def test_a_rotation_that_fails_is_still_recorded(db: Conn, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audit row comes first: a rotation that stops half way has left its row."""
+    apply_bodies(db, load_call("voicemail"))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("INGEST_ENCRYPTION_KEYS", f"{B},{SUITE_KEYS}")
+
+    def interrupted(*_args: Any, **_kwargs: Any) -> keys.RotationCounts:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(keys, "rotate", interrupted)
+    assert main(["keys", "rotate", "--json"]) == 1  # "cannot reach a server"
+    assert db.execute("SELECT action, target_count FROM data_access_log").fetchall() == [
+        ("keys_rotate", len(load_call("voicemail")) + 1)
+    ]
+
+
+class RecordingBar:
+    """Stands in for tqdm: the total the command gives it and every step it is advanced by."""
+
+    made: list[RecordingBar] = []
+
+    def __init__(self, *, total: int, **_options: Any) -> None:
+        self.total = total
+        self.steps: list[int] = []
+        RecordingBar.made.append(self)
+
+    def __enter__(self) -> RecordingBar:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        self.steps.append(n)
+
+
+def test_the_progress_bar_total_is_what_advances_it(
+    db: Conn, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bar's total counts the raw events and the session rows the rotation goes through:
+    it ends at exactly 100 %, and the counts reported add up to it."""
+    for name in ("voicemail", "era_sip_call", "long_call"):
+        apply_bodies(db, load_call(name))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("INGEST_ENCRYPTION_KEYS", f"{B},{SUITE_KEYS}")
+    monkeypatch.setattr("ingest.cli.keys.tqdm", RecordingBar)
+    RecordingBar.made.clear()
+    both = privacy(f"{B},{SUITE_KEYS}")
+    todo = keys.pending(db, both)
+    events = sum(len(load_call(name)) for name in ("voicemail", "era_sip_call", "long_call"))
+    assert (todo.events, todo.sessions) == (events, 3)
+
+    assert main(["keys", "rotate", "--batch", "7"]) == 0
+    [bar] = RecordingBar.made
+    assert bar.total == todo.total == events + 3
+    assert sum(bar.steps) == bar.total
+    out = capsys.readouterr().out
+    assert f"{events} event(s), 3 session row(s)" in out
+    assert keys.pending_events(db, both) == 0
+
+
+def test_progress_of_the_api_adds_up_to_what_was_pending(db: Conn) -> None:
+    """``rotate``'s progress steps sum to ``pending(...).total``, with envelopes, originals and raw numbers."""
+    for name in ("era_sip_call", "long_call"):
+        apply_bodies(db, load_call(name))
+    both = privacy(f"{B},{SUITE_KEYS}")
+    todo = keys.pending(db, both)
+    steps: list[int] = []
+    counts = keys.rotate(db, both, batch=5, progress=steps.append)
+    assert sum(steps) == todo.total
+    assert (counts.events, counts.sessions) == (todo.events, todo.sessions)
+
+
+def raw_numbers(db: Conn) -> dict[str, str]:
+    [(numbers,)] = db.execute(
+        "SELECT metadata -> 'raw_numbers' FROM user_sessions WHERE metadata ? 'raw_numbers'"
+    ).fetchall()
+    assert isinstance(numbers, dict)
+    return numbers
+
+
+def test_rotation_reseals_the_raw_numbers_of_a_session(db: Conn, db_url: str) -> None:
+    """metadata.raw_numbers (a SIP address kept beside the E.164 columns): A → A,B → rotate →
+    under B alone, opens to the same number, and a second run finds nothing to do."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for body in load_call("era_sip_call"):
+            apply_event(conn, Event.from_body(loads_storable(queued_body(body)), RECEIVED_AT_MS), privacy(A))
+    under_a = raw_numbers(db)
+    assert under_a
+    assert all(value.startswith(f"v1:{kid(A)}:") for value in under_a.values())
+    opened = {key: privacy(A).keyring.open_text(value, Purpose.RAW_NUMBER) for key, value in under_a.items()}
+    assert opened == {"business_number": "sip:tuatara-taproom@sip.vapi.ai"}
+
+    both = privacy(f"{B},{A}")
+    assert keys.pending_sessions(db, both) == 1
+    counts = keys.rotate(db, both)
+    assert (counts.sessions, counts.unopened) == (1, 0)
+    under_b = raw_numbers(db)
+    assert all(value.startswith(f"v1:{kid(B)}:") for value in under_b.values())
+    only_b = privacy(B)
+    assert {key: only_b.keyring.open_text(value, Purpose.RAW_NUMBER) for key, value in under_b.items()} == opened
+    with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        [row] = cur.execute("SELECT * FROM user_sessions").fetchall()
+    assert only_b.open_row(row)["metadata"]["raw_numbers"] == opened
+
+    again = keys.rotate(db, both)
+    assert (again.events, again.sessions, again.unopened) == (0, 0, 0)
+    assert raw_numbers(db) == under_b
+
+
+def test_status_counts_every_kind_of_sealed_value_per_key(
+    db: Conn, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Raw events, call envelopes, session originals and raw numbers under A show under A in
+    `ingest keys status`; after a rotation to B, nothing is left under A (so A may go)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for body in load_call("era_sip_call") + load_call("long_call"):
+            apply_event(conn, Event.from_body(loads_storable(queued_body(body)), RECEIVED_AT_MS), privacy(A))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    tables = {"call_events", "call_envelopes", "user_sessions", "user_sessions.raw_numbers"}
+
+    def status() -> dict[str, dict[str | None, int]]:
+        assert main(["keys", "status", "--json"]) == 0
+        found: dict[str, dict[str | None, int]] = {}
+        for use in orjson.loads(capsys.readouterr().out)["values"]:
+            found.setdefault(use["table"], {})[use["key_id"]] = use["count"]
+        return found
+
+    monkeypatch.setenv("INGEST_ENCRYPTION_KEYS", A)
+    before = status()
+    assert set(before) == tables
+    assert all(set(per_key) == {kid(A)} for per_key in before.values())
+    assert before["user_sessions.raw_numbers"] == {kid(A): 1}
+    assert before["call_envelopes"][kid(A)] == db.execute("SELECT count(*) FROM call_envelopes").fetchone()[0]
+    assert main(["keys", "status"]) == 0
+    text = capsys.readouterr().out
+    assert "call_envelopes" in text
+    assert "user_sessions.raw_numbers" in text
+
+    monkeypatch.setenv("INGEST_ENCRYPTION_KEYS", f"{B},{A}")
+    assert main(["keys", "rotate", "--json"]) == 0
+    capsys.readouterr()
+    after = status()
+    assert set(after) == tables
+    assert all(set(per_key) == {kid(B)} for per_key in after.values())
+    assert after["user_sessions.raw_numbers"] == {kid(B): 1}
 
 
 def test_generate_prints_a_usable_key(capsys: pytest.CaptureFixture[str]) -> None:
