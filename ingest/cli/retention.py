@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "status",
         help="what is due per category and client, and the last run",
         description="Per category (raw events, transcripts, anonymisation) and client: how many items are past"
-        " their window now, the oldest, and the last run with its counts. Pending and waiting events past the raw"
-        " window are shown as overdue: they are never removed.",
+        " their window now, the oldest, and the last run with its counts. Raw events go when their raw window or"
+        " their call's transcript or anonymise window passes; pending and waiting events any of these makes due"
+        " are shown as overdue: they are never removed.",
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     run = actions.add_parser(
@@ -106,8 +107,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(table(("CATEGORY", "CLIENT", "COUNT"), rows, right=(2,)))
     for item in report.overdue:
         print(
-            f"overdue: {item.count} pending/waiting event(s) of client {item.client_id or '-'} past the raw window"
-            f" (oldest {when(item.oldest)}), kept: see `ingest events list`"
+            f"overdue: {item.count} pending/waiting event(s) of client {item.client_id or '-'} past a retention"
+            f" window (oldest {when(item.oldest)}), kept: see `ingest events list`"
         )
     for category in report.skipped:
         print(f"skipped {LABELS[category]}: INGEST_PSEUDONYM_KEY is not set")

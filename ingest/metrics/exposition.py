@@ -99,6 +99,8 @@ def endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
             queue_names=(settings.queue_name,),
             connect_kwargs=connection_kwargs(settings),
             retention_raw_days=settings.retention_raw_events_days,
+            retention_transcript_days=settings.retention_transcript_days,
+            retention_anonymise_days=settings.retention_anonymise_days,
         )
     )
 

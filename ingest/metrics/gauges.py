@@ -53,14 +53,19 @@ class Sources:
     namespace: str
     queue_names: tuple[str, ...]
     connect_kwargs: Mapping[str, Any]
-    retention_raw_days: int = 30  # RETENTION_RAW_EVENTS_DAYS, for the overdue count
+    # RETENTION_RAW_EVENTS_DAYS, RETENTION_TRANSCRIPT_DAYS, RETENTION_ANONYMISE_DAYS: the overdue count
+    retention_raw_days: int = 30
+    retention_transcript_days: int = 90
+    retention_anonymise_days: int = 365
 
 
 def read_retention(sources: Sources) -> retention.Figures:
     connect = {**sources.connect_kwargs, **backlog.postgres_timeouts()}
     with psycopg.connect(sources.database_url, **connect) as conn, conn.transaction():
         conn.execute(f"SET LOCAL statement_timeout = '{backlog.POSTGRES_STATEMENT_TIMEOUT}'")
-        return retention.figures(conn, sources.retention_raw_days)
+        return retention.figures(
+            conn, sources.retention_raw_days, sources.retention_transcript_days, sources.retention_anonymise_days
+        )
 
 
 def read_reconcile(sources: Sources) -> reconcile.Figures:
@@ -230,7 +235,7 @@ class SourceCollector:
 
 
 def retention_gauges(kept: retention.Figures) -> Iterator[Metric]:
-    """The last retention run (time, counts by category) and the unfinished events past their raw window."""
+    """The last retention run (time, counts by category) and the unfinished events a due window makes overdue."""
     last = GaugeMetricFamily(
         "vapi_ingest_retention_last_run_timestamp_seconds", "When the last retention run finished (0: never)."
     )
@@ -246,7 +251,8 @@ def retention_gauges(kept: retention.Figures) -> Iterator[Metric]:
     yield removed
     overdue = GaugeMetricFamily(
         "vapi_ingest_retention_overdue_events",
-        "Pending or waiting call_events past their raw-events window: kept, never removed silently.",
+        "Pending or waiting call_events past their raw-events window, or of a call past its transcript or"
+        " anonymise window: kept, never removed silently.",
     )
     overdue.add_metric([], kept.overdue)
     yield overdue

@@ -4,9 +4,11 @@ Three steps, each with a default window (``Settings.retention_*_days``, 0 = fore
 client's ``client_subscriptions.retention_*_days`` overrides (NULL = the default, 0 = forever):
 
 - ``raw_events``: finished ``call_events`` (applied, ignored, failed) received more than the
-  raw window ago are deleted, and so are those of a call whose transcript window has passed
-  (its transcript must be gone everywhere, sealed bodies included). Pending and waiting
-  events are never removed: past the window they are counted as ``overdue`` instead.
+  raw window ago are deleted, and so are those of a call whose transcript or anonymise window
+  has passed (its transcript and its caller's number must be gone everywhere, sealed bodies
+  included), with the call's envelopes no event refers to any more. Pending and waiting
+  events are never removed: those any of these windows makes due are counted as ``overdue``
+  instead.
 - ``transcripts``: transcript, summary, their sealed originals, ``metadata.analysis`` and
   ``metadata.recordings``, and everything in ``server_messages`` but the timeline's known
   fields. Sentiment, outcome, keywords, durations and cost stay.
@@ -168,17 +170,29 @@ def last_run(conn: Connection) -> LastRun | None:
 
 @dataclass(frozen=True)
 class Figures:
-    """What /metrics and /ops show: the last run, and the unfinished events past their raw window."""
+    """What /metrics and /ops show: the last run, and the unfinished events a due window would
+    remove were they final (past their raw window, or their call past its transcript or
+    anonymise window)."""
 
     last_run: LastRun | None
     overdue: int
 
 
-def figures(conn: Connection, raw_events_days: int, *, now: datetime | None = None) -> Figures:
-    """Cheap enough for every scrape: reads ``retention_runs`` and only the unfinished events."""
+def figures(
+    conn: Connection,
+    raw_events_days: int,
+    transcript_days: int,
+    anonymise_days: int,
+    *,
+    now: datetime | None = None,
+) -> Figures:
+    """Cheap enough for every scrape: reads ``retention_runs`` and only the unfinished events.
+
+    The windows are the default ones, as in ``Policy`` (0 = forever); a client's own
+    overrides apply on top."""
     row = conn.execute(
-        "SELECT coalesce(sum(overdue), 0) FROM ingest_retention_overdue(%s, %s)",
-        (raw_events_days, now or datetime.now(UTC)),
+        "SELECT coalesce(sum(overdue), 0) FROM ingest_retention_overdue(%s, %s, %s, %s)",
+        (raw_events_days, transcript_days, anonymise_days, now or datetime.now(UTC)),
     ).fetchone()
     return Figures(last_run(conn), int(row[0]) if row else 0)
 
@@ -232,9 +246,9 @@ def _drop_expired_partitions(conn: Connection, policy: Policy, now: datetime, re
         counts = conn.execute(
             sql.SQL(
                 "SELECT r.client_id, count(*) FROM {} AS e"
-                " JOIN ingest_retention_events(%s, %s, %s) AS r ON r.id = e.id GROUP BY 1"
+                " JOIN ingest_retention_events(%s, %s, %s, %s) AS r ON r.id = e.id GROUP BY 1"
             ).format(sql.Identifier(name)),
-            (policy.raw_events_days, policy.transcript_days, now),
+            (policy.raw_events_days, policy.transcript_days, policy.anonymise_days, now),
         ).fetchall()
         try:
             with conn.transaction():
@@ -278,10 +292,15 @@ def _remove_raw_events(conn: Connection, policy: Policy, now: datetime, report: 
     ):
         _drop_expired_partitions(conn, policy, now, report)
     query = (
-        "SELECT id, client_id"
-        " FROM ingest_retention_remove_raw_events(%(raw)s, %(transcript)s, %(now)s, %(after)s, %(limit)s)"
+        "SELECT id, client_id FROM ingest_retention_remove_raw_events("
+        "%(raw)s, %(transcript)s, %(anonymise)s, %(now)s, %(after)s, %(limit)s)"
     )
-    params = {"raw": policy.raw_events_days, "transcript": policy.transcript_days, "now": now}
+    params = {
+        "raw": policy.raw_events_days,
+        "transcript": policy.transcript_days,
+        "anonymise": policy.anonymise_days,
+        "now": now,
+    }
     for rows in _batches(conn, query, params, 0, batch):
         report.counts["raw_events"].update(_client(client_id) for _, client_id in rows)
     _forget_event_keys(conn, policy, now, batch)

@@ -127,17 +127,31 @@ AS $$
     LEFT JOIN public.client_subscriptions AS c ON c.client_id = s.client_id
 $$;
 
--- Raw events with their client (the client of their call's row; NULL without one), their
--- client's raw window, and whether their call's transcript window has passed.
-CREATE OR REPLACE FUNCTION ingest_retention_events(p_raw integer, p_transcript integer, p_now timestamptz)
-RETURNS TABLE (id bigint, state text, received_at timestamptz, client_id text, raw_due boolean, transcript_due boolean)
+-- Earlier signatures, from before a call's anonymise window also removed its raw events
+-- (and overdue counted every window): replaced by the ones below.
+DROP FUNCTION IF EXISTS ingest_retention_events(integer, integer, timestamptz);
+DROP FUNCTION IF EXISTS ingest_retention_remove_raw_events(integer, integer, timestamptz, bigint, integer);
+DROP FUNCTION IF EXISTS ingest_retention_overdue(integer, timestamptz);
+
+-- Raw events with their client (the client of their call's row; NULL without one), whether
+-- their client's raw window has passed, and whether their call's transcript or anonymise
+-- window has: a call's raw bodies hold its transcript and its caller's number sealed, so they
+-- go when either of those goes from the row.
+CREATE OR REPLACE FUNCTION ingest_retention_events(
+    p_raw integer, p_transcript integer, p_anonymise integer, p_now timestamptz
+) RETURNS TABLE (
+    id bigint, state text, received_at timestamptz, client_id text,
+    raw_due boolean, transcript_due boolean, anonymise_due boolean
+)
 LANGUAGE sql STABLE
 AS $$
     SELECT e.id, e.state, e.received_at, r.client_id,
            ingest_retention_due(e.received_at,
                                 ingest_retention_days(c.retention_raw_events_days, p_raw), p_now),
            ingest_retention_due(r.age_from,
-                                        ingest_retention_days(c.retention_transcript_days, p_transcript), p_now)
+                                ingest_retention_days(c.retention_transcript_days, p_transcript), p_now),
+           ingest_retention_due(r.age_from,
+                                ingest_retention_days(c.retention_anonymise_days, p_anonymise), p_now)
     FROM public.call_events AS e
     LEFT JOIN LATERAL (
         SELECT s.client_id, coalesce(s.ended_at_utc, s.started_at_utc, s.created_at) AS age_from
@@ -151,7 +165,7 @@ $$;
 
 -- What each step would do now, per client: the figures of `ingest retention status` and
 -- of a dry run. category: raw_events, transcripts, anonymised, overdue (pending or
--- waiting events past their raw window, which are never removed).
+-- waiting events that a due window would remove were they final: they are never removed).
 CREATE OR REPLACE FUNCTION ingest_retention_due_counts(
     p_raw integer, p_transcript integer, p_anonymise integer, p_now timestamptz
 ) RETURNS TABLE (category text, client_id text, due bigint, oldest timestamptz)
@@ -159,8 +173,8 @@ LANGUAGE sql STABLE
 AS $$
     SELECT CASE WHEN e.state IN ('pending', 'waiting') THEN 'overdue' ELSE 'raw_events' END,
            e.client_id, count(*), min(e.received_at)
-    FROM ingest_retention_events(p_raw, p_transcript, p_now) AS e
-    WHERE e.raw_due OR (e.transcript_due AND e.state NOT IN ('pending', 'waiting'))
+    FROM ingest_retention_events(p_raw, p_transcript, p_anonymise, p_now) AS e
+    WHERE e.raw_due OR e.transcript_due OR e.anonymise_due
     GROUP BY 1, 2
     UNION ALL
     SELECT 'transcripts', (x.session).client_id, count(*), min(x.age_from)
@@ -175,17 +189,18 @@ AS $$
 $$;
 
 -- One batch of raw events: finished events (applied, ignored, failed) past their raw
--- window or whose call's transcript window has passed, after id ``p_after``, deleted.
--- Returns the deleted ids with their clients.
+-- window or whose call's transcript or anonymise window has passed, after id ``p_after``,
+-- deleted. Returns the deleted ids with their clients.
 CREATE OR REPLACE FUNCTION ingest_retention_remove_raw_events(
-    p_raw integer, p_transcript integer, p_now timestamptz, p_after bigint, p_limit integer
+    p_raw integer, p_transcript integer, p_anonymise integer, p_now timestamptz, p_after bigint, p_limit integer
 ) RETURNS TABLE (id bigint, client_id text)
 LANGUAGE sql
 AS $$
     WITH due AS (
         SELECT e.id, e.client_id
-        FROM ingest_retention_events(p_raw, p_transcript, p_now) AS e
-        WHERE e.id > p_after AND e.state IN ('applied', 'ignored', 'failed') AND (e.raw_due OR e.transcript_due)
+        FROM ingest_retention_events(p_raw, p_transcript, p_anonymise, p_now) AS e
+        WHERE e.id > p_after AND e.state IN ('applied', 'ignored', 'failed')
+          AND (e.raw_due OR e.transcript_due OR e.anonymise_due)
         ORDER BY e.id
         LIMIT p_limit
     ),
@@ -282,26 +297,32 @@ AS $$
     RETURNING s.id, s.client_id
 $$;
 
-REVOKE ALL ON FUNCTION ingest_retention_remove_raw_events(integer, integer, timestamptz, bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ingest_retention_remove_raw_events(integer, integer, integer, timestamptz, bigint, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ingest_retention_remove_transcripts(integer, timestamptz, uuid, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ingest_retention_anonymise(uuid[], text[], text[], timestamptz) FROM PUBLIC;
 
--- Pending and waiting events past their raw window, per client: only the unfinished events
--- are read (the partial index on received_at), so /metrics and /ops can ask on every scrape.
-CREATE OR REPLACE FUNCTION ingest_retention_overdue(p_raw integer, p_now timestamptz)
-RETURNS TABLE (client_id text, overdue bigint, oldest timestamptz)
+-- Pending and waiting events that a due window would remove were they final (their raw
+-- window, or their call's transcript or anonymise window, has passed), per client: the
+-- overdue of ingest_retention_due_counts, but only the unfinished events are read (the
+-- partial index on received_at), so /metrics and /ops can ask on every scrape.
+CREATE OR REPLACE FUNCTION ingest_retention_overdue(
+    p_raw integer, p_transcript integer, p_anonymise integer, p_now timestamptz
+) RETURNS TABLE (client_id text, overdue bigint, oldest timestamptz)
 LANGUAGE sql STABLE
 AS $$
     SELECT r.client_id, count(*), min(e.received_at)
     FROM public.call_events AS e
     LEFT JOIN LATERAL (
-        SELECT s.client_id FROM public.user_sessions AS s
+        SELECT s.client_id, coalesce(s.ended_at_utc, s.started_at_utc, s.created_at) AS age_from
+        FROM public.user_sessions AS s
         WHERE (e.call_id IS NOT NULL AND s.call_id = ingest_retention_uuid(e.call_id))
            OR (e.call_id IS NULL AND e.session_id IS NOT NULL AND s.session_id = e.session_id)
         LIMIT 1
     ) AS r ON true
     LEFT JOIN public.client_subscriptions AS c ON c.client_id = r.client_id
     WHERE e.state IN ('pending', 'waiting')
-      AND ingest_retention_due(e.received_at, ingest_retention_days(c.retention_raw_events_days, p_raw), p_now)
+      AND (ingest_retention_due(e.received_at, ingest_retention_days(c.retention_raw_events_days, p_raw), p_now)
+           OR ingest_retention_due(r.age_from, ingest_retention_days(c.retention_transcript_days, p_transcript), p_now)
+           OR ingest_retention_due(r.age_from, ingest_retention_days(c.retention_anonymise_days, p_anonymise), p_now))
     GROUP BY 1
 $$;

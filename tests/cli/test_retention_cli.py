@@ -30,7 +30,12 @@ def old_call(db: Conn, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Conn:
     ended = datetime.now(UTC) - timedelta(days=100)
     message = {
         "type": "end-of-call-report",
-        "call": {"id": CALL, "assistantId": ASSISTANT, "metadata": {"client_id": "acme"}},
+        "call": {
+            "id": CALL,
+            "assistantId": ASSISTANT,
+            "metadata": {"client_id": "acme"},
+            "customer": {"number": "+6421555000"},
+        },
         "startedAt": (ended - timedelta(minutes=2)).isoformat().replace("+00:00", "Z"),
         "endedAt": ended.isoformat().replace("+00:00", "Z"),
         "artifact": {"transcript": "AI: Hello.\nUser: Hello."},
@@ -70,3 +75,23 @@ def test_run_refuses_while_another_holds_the_lock(old_call: Conn, capsys: pytest
     assert main(["retention", "run"]) == 1
     assert "under way" in capsys.readouterr().out
     assert old_call.execute("SELECT call_transcript IS NOT NULL FROM user_sessions").fetchone() == (True,)
+
+
+def test_a_call_past_its_anonymise_window_loses_its_raw_events(
+    old_call: Conn, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Raw events and transcripts kept forever, numbers anonymised after 50 days: the 100-day-old call's raw
+    events are counted under raw events in the dry run and the run, and go with its number."""
+    monkeypatch.setenv("RETENTION_RAW_EVENTS_DAYS", "off")
+    monkeypatch.setenv("RETENTION_TRANSCRIPT_DAYS", "off")
+    monkeypatch.setenv("RETENTION_ANONYMISE_DAYS", "50")
+    assert main(["retention", "run", "--dry-run", "--json"]) == 0
+    dry = orjson.loads(capsys.readouterr().out)
+    assert dry["counts"] == {"raw_events": {"acme": 1}, "transcripts": {}, "anonymised": {"acme": 1}}
+
+    assert main(["retention", "run"]) == 0
+    assert "removed: raw events 1, transcripts 0, anonymised 1" in capsys.readouterr().out
+    assert old_call.execute("SELECT count(*) FROM call_events").fetchone() == (0,)
+    audit = old_call.execute("SELECT details FROM data_access_log WHERE action = 'retention_run'").fetchone()
+    assert audit is not None
+    assert audit[0]["clients"] == dry["counts"]

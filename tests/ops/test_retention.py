@@ -30,6 +30,7 @@ OVERRIDES: dict[str, tuple[int | None, int | None, int | None]] = {
     "acme": (3, 5, 10),
     "bravo": (None, None, None),
     "charlie": (20, 8, 0),  # raw longer than transcript; never anonymised
+    "delta": (0, 0, 5),  # raw events and transcripts kept, numbers anonymised: raw bodies go with the number
 }
 DEFAULTS = {"RETENTION_RAW_EVENTS_DAYS": "7", "RETENTION_TRANSCRIPT_DAYS": "14", "RETENTION_ANONYMISE_DAYS": "21"}
 DAYS = range(0, 30)
@@ -49,7 +50,8 @@ def _windows(client: str) -> tuple[int, int, int]:
 
 
 def _number(client: str, day: int) -> str:
-    return f"+6421{list(OVERRIDES).index(client)}{day:05d}"
+    index = list(OVERRIDES).index(client) if client in OVERRIDES else 9
+    return f"+6421{index}{day:05d}"
 
 
 def _report(call_id: str, client: str, day: int) -> tuple[dict[str, Any], datetime]:
@@ -66,6 +68,9 @@ def _report(call_id: str, client: str, day: int) -> tuple[dict[str, Any], dateti
             "metadata": {"client_id": client},
             "customer": {"number": _number(client, day)},
         },
+        # what every event of a call repeats, large enough to be kept once in call_envelopes
+        "assistant": {"name": "Front desk", "firstMessage": "Hello, " + "how can I help you today? " * 20},
+        "customer": {"number": _number(client, day)},
         "startedAt": iso(started),
         "endedAt": iso(ended),
         "endedReason": "customer-ended-call",
@@ -110,6 +115,16 @@ def _due(days: int, age: int) -> bool:
     return days != 0 and age + 0.5 > days
 
 
+def _envelopes(conn: Conn, call_id: str) -> int:
+    row = conn.execute("SELECT count(*) FROM call_envelopes WHERE call_id = %s::uuid", (call_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _raw_bodies(conn: Conn, call_id: str) -> list[Any]:
+    return conn.execute("SELECT id, body FROM call_events WHERE call_id = %s ORDER BY id", (call_id,)).fetchall()
+
+
 def _snapshot(conn: Conn) -> dict[str, Any]:
     usage = conn.execute("SELECT client_id, month, calls, minutes, cost FROM client_monthly_usage ORDER BY 1, 2")
     analytics = {
@@ -140,6 +155,9 @@ def test_a_run_removes_exactly_what_each_clients_windows_make_due(db: Conn, db_u
     settings = _settings(db_url)
     key = settings.require_pseudonym_key()
     before = _snapshot(db)
+    envelopes = {call_id: _envelopes(db, call_id) for call_id in calls}
+    bodies = {call_id: _raw_bodies(db, call_id) for call_id in calls}
+    assert all(count == 1 for count in envelopes.values())
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         dry = retention.run(conn, settings, dry_run=True)
@@ -158,11 +176,16 @@ def test_a_run_removes_exactly_what_each_clients_windows_make_due(db: Conn, db_u
         assert events is not None
         assert row is not None
         text, summary, original, metadata, number = row
-        raw_gone = _due(raw, day) or _due(transcript, day)
+        # a call's raw bodies and envelopes hold its transcript and its caller's number, sealed
+        raw_gone = _due(raw, day) or _due(transcript, day) or _due(anonymise, day)
         assert events[0] == (0 if raw_gone else 1), (client, day)
+        assert _raw_bodies(db, call_id) == ([] if raw_gone else bodies[call_id]), (client, day)
+        assert _envelopes(db, call_id) == (0 if raw_gone else envelopes[call_id]), (client, day)
         transcript_gone = _due(transcript, day)
         assert (text is None and summary is None and original is None) == transcript_gone, (client, day)
-        assert ("recordings" in metadata or "analysis" in metadata) != transcript_gone, (client, day)
+        # anonymising keeps only the anonymous metadata keys: these go with either step
+        shows = "recordings" in metadata or "analysis" in metadata
+        assert shows != (transcript_gone or _due(anonymise, day)), (client, day)
         if _due(anonymise, day):
             assert number == pseudonym(_number(client, day), key)
         else:
@@ -177,6 +200,9 @@ def test_a_run_removes_exactly_what_each_clients_windows_make_due(db: Conn, db_u
     assert report.counts_dict() == expected
     assert dry.counts_dict() == expected
     assert sum(report.total(category) for category in retention.CATEGORIES) > 0
+    # delta keeps raw events and transcripts forever: its calls' raw bodies went with their numbers
+    assert expected["raw_events"]["delta"] == expected["anonymised"]["delta"] == 25
+    assert "delta" not in expected["transcripts"]
 
     runs = db.execute("SELECT count(*) FROM retention_runs").fetchone()
     audit = db.execute("SELECT target_count, details FROM data_access_log WHERE action = 'retention_run'").fetchall()
@@ -324,9 +350,9 @@ def test_metrics_show_the_last_run_and_overdue_events(db: Conn, db_url: str) -> 
     db.execute("UPDATE call_events SET state = 'waiting' WHERE id = %s", oldest)
     settings = _settings(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        assert retention.figures(conn, 7).last_run is None
+        assert retention.figures(conn, 7, 0, 0).last_run is None
         report = retention.run(conn, settings)
-        kept = retention.figures(conn, 7)
+        kept = retention.figures(conn, 7, 0, 0)
     values = {
         (metric.name, tuple(sample.labels.values())): sample.value
         for metric in retention_gauges(kept)
@@ -335,3 +361,61 @@ def test_metrics_show_the_last_run_and_overdue_events(db: Conn, db_url: str) -> 
     assert values[("vapi_ingest_retention_overdue_events", ())] == 1
     assert values[("vapi_ingest_retention_last_run_items", ("transcripts",))] == report.total("transcripts")
     assert values[("vapi_ingest_retention_last_run_timestamp_seconds", ())] > 0
+
+
+def _clients(conn: Conn, **windows: tuple[int | None, int | None, int | None]) -> None:
+    for client, (raw, transcript, anonymise) in windows.items():
+        conn.execute(
+            "INSERT INTO client_subscriptions (client_id, status, retention_raw_events_days,"
+            " retention_transcript_days, retention_anonymise_days) VALUES (%s, 'active', %s, %s, %s)",
+            (client, raw, transcript, anonymise),
+        )
+
+
+def _one_call(conn: Conn, client: str, day: int) -> str:
+    call_id = str(uuid.uuid4())
+    message, ended = _report(call_id, client, day)
+    _apply(conn, message, ended + timedelta(minutes=1))
+    return call_id
+
+
+def test_unfinished_events_of_a_call_past_its_transcript_or_anonymise_window_are_overdue(db: Conn, db_url: str) -> None:
+    """A pending or waiting event whose call's transcript or anonymise window has passed (raw events kept
+    forever) would go were it final: it stays, and the run, the status, /metrics and /ops count it overdue."""
+    _clients(db, tango=(0, 5, 0), alpha=(0, 0, 5))
+    due = [_one_call(db, "tango", 10), _one_call(db, "alpha", 10)]
+    recent = [_one_call(db, "tango", 2), _one_call(db, "alpha", 2)]
+    for call_id, state in zip(due + recent, ("pending", "waiting", "pending", "waiting"), strict=True):
+        db.execute("UPDATE call_events SET state = %s WHERE call_id = %s", (state, call_id))
+    settings = _settings(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        dry = retention.run(conn, settings, dry_run=True)
+        report = retention.run(conn, settings)
+        status = retention.status(conn, settings)
+        policy = retention.Policy.of(settings)
+        figures = retention.figures(conn, policy.raw_events_days, policy.transcript_days, policy.anonymise_days)
+    assert db.execute("SELECT count(*) FROM call_events").fetchone() == (4,)
+    overdue = {(item.client_id, item.count) for item in report.overdue}
+    assert overdue == {("tango", 1), ("alpha", 1)}
+    assert {(item.client_id, item.count) for item in dry.overdue} == overdue
+    assert report.counts["raw_events"] == {}
+    assert status.total(retention.OVERDUE) == 2
+    assert figures.overdue == 2
+    assert figures.last_run is not None
+    assert figures.last_run.overdue == 2
+
+
+def test_transcript_retention_forgets_the_calls_envelopes(db: Conn, db_url: str) -> None:
+    """A call past its transcript window loses its raw events and their envelopes in the run itself (raw
+    events otherwise kept forever); a call not yet due keeps both."""
+    _clients(db, tango=(0, 5, 0))
+    due, kept = _one_call(db, "tango", 10), _one_call(db, "tango", 2)
+    assert (_envelopes(db, due), _envelopes(db, kept)) == (1, 1)
+    kept_bodies = _raw_bodies(db, kept)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        report = retention.run(conn, _settings(db_url))
+    assert report.counts_dict() == {"raw_events": {"tango": 1}, "transcripts": {"tango": 1}, "anonymised": {}}
+    assert _raw_bodies(db, due) == []
+    assert _envelopes(db, due) == 0
+    assert _raw_bodies(db, kept) == kept_bodies
+    assert _envelopes(db, kept) == 1

@@ -230,7 +230,12 @@ class OpsPage:
             return overview  # Postgres did not answer just now: do not wait for it a second time
         try:
             with pool.connection() as conn:  # shown only once the access is recorded with them
-                overview["retention"] = retention.figures(conn, settings.retention_raw_events_days)
+                overview["retention"] = retention.figures(
+                    conn,
+                    settings.retention_raw_events_days,
+                    settings.retention_transcript_days,
+                    settings.retention_anonymise_days,
+                )
                 overview["reconciliation"] = data.reconciliation(conn, RECONCILED_SHOWN)
                 overview["anomalies"] = anomaly_panel.read(conn)
                 failures = data.failures(conn, FAILURES_SHOWN, region)
