@@ -140,6 +140,16 @@ class EventState(StrEnum):
     IGNORED = "ignored"  # recorded only (unknown or informational type)
 
 
+class ReconcileResult(StrEnum):
+    """What reconciliation found of one Call from Vapi's API (``ingest.ops.reconcile``)."""
+
+    COMPLETE = "complete"  # the row already had everything the Call has
+    FILLED = "filled"  # the row lacked its end, cost, analysis or transcript
+    MISSING = "missing"  # no row at all: none of its webhooks arrived
+    ERASED = "erased"  # erased on request: nothing of it applied
+    FAILED = "failed"  # could not be mapped or applied: kept as a failed api.call event
+
+
 class AuditAction(StrEnum):
     """``data_access_log.action``: a read of session data or an administrative action (``ingest.audit``)."""
 

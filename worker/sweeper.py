@@ -133,7 +133,10 @@ class ReconcileSchedule:
     under ``reconcile.run_locked``'s advisory lock. The window is the trailing
     ``RECONCILE_WINDOW_HOURS``, reaching back to the watermark when runs were missed. An API
     that cannot be read is recorded as a failed run and logged, and tried again at the next
-    interval: never sooner.
+    interval: never sooner. A Call that cannot be mapped or applied does not stop the run: it
+    is kept as a failed ``api.call`` event with its error (``ingest events list --failed``,
+    ``ingest events reapply``), counted ``failed`` in the recorded run, and logged; the
+    watermark moves on.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -165,6 +168,14 @@ class ReconcileSchedule:
             api.close()
         if result is not None:
             log.info("reconciliation run", extra={**result.counts_dict(), "gaps": len(result.gaps)})
+            if result.failed:
+                log.warning(
+                    "reconciliation kept calls it could not apply as failed api.call events",
+                    extra={
+                        "failed": len(result.failed),
+                        "errors": sorted({item.error or "" for item in result.failed})[:5],
+                    },
+                )
         return result
 
 

@@ -101,6 +101,11 @@ def reconciliation_lines(figures: reconcile.Figures) -> list[str]:
         lines = [f"reconciliation: last run {when(last.finished_at)} by {last.runner} FAILED: {last.error}"]
         good = figures.last_success
         lines.append(f"  last successful run: {when(good.finished_at) if good else 'never'}")
+    if last.failed:
+        lines.append(
+            f"  {last.failed} call(s) of the last run could not be mapped or applied: kept as failed api.call events"
+            " (`ingest events list --failed --type api.call`; `ingest events reapply` once fixed)"
+        )
     if figures.only_reconciled_total:
         lines.append(
             f"  {figures.only_reconciled_total} call(s) in the last {reconcile.ONLY_RECONCILED_HOURS} h reached us only"

@@ -20,6 +20,11 @@ HINT = (
     " the Server URL (or its credential) of the assistant or phone number listed: check it, and set"
     " server.backoffPlan so Vapi retries a failed delivery."
 )
+FAILED_HINT = (
+    "ingest reconcile: {count} call(s) could not be mapped or applied; each is kept as a failed api.call event"
+    " with its error: see `ingest events list --failed --type api.call`, fix the cause, then"
+    " `ingest events reapply --failed --type api.call`"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "List the calls Vapi's API has (GET /call, by updatedAt) and apply each as an api.call event through the"
         " same path as webhooks; print how many rows were complete, filled (lacked the end, cost, analysis or"
         " transcript) or missing, and the calls that were not complete with the assistant and phone number they"
-        " came through. Default window: the trailing RECONCILE_WINDOW_HOURS (48). Exit status 1 when the API"
-        " could not be read (no row is touched then). Needs VAPI_API_KEY."
+        " came through. Default window: the trailing RECONCILE_WINDOW_HOURS (48). A call that cannot be mapped or"
+        " applied is kept as a failed api.call event with its error (the other calls go on) and counted failed."
+        " Exit status 1 when the API could not be read (no row is touched then) or any call failed."
+        " Needs VAPI_API_KEY."
     )
     window = parser.add_argument_group("window (calls updated in it)")
     window.add_argument("--since", type=since, metavar="TIME", help="from TIME: ISO 8601, or 10m, 24h, 2d ago")
@@ -54,6 +61,8 @@ def _print(result: reconcile.Result) -> None:
     scope = "" if result.start is None else f" updated {when(result.start)} to {when(result.end)}"
     verb = "would reconcile" if result.dry_run else "reconciled"
     print(f"{verb} {sum(result.counts.values())} call(s){scope}: {counts}")
+    if result.failed:
+        _print_failed(result)
     gaps = result.gaps
     if not gaps:
         return
@@ -70,6 +79,23 @@ def _print(result: reconcile.Result) -> None:
     ]
     print(table(("RESULT", "CALL", "ASSISTANT", "PHONE NUMBER", "NUMBER", "LACKED"), rows))
     print(HINT)
+
+
+def _print_failed(result: reconcile.Result) -> None:
+    """The calls that failed: their id when it is a UUID, the event's state and the error (class and reason)."""
+    failed = result.failed
+    rows = [(item.call_id or "(not a UUID)", item.state or "-", item.error or "-") for item in failed]
+    print(table(("FAILED CALL", "EVENT", "ERROR"), rows))
+
+
+def _warn_failed(result: reconcile.Result) -> None:
+    failed = result.failed
+    if result.dry_run:
+        print(
+            f"ingest reconcile: {len(failed)} call(s) could not be mapped (dry run: nothing recorded)", file=sys.stderr
+        )
+    else:
+        print(FAILED_HINT.format(count=len(failed)), file=sys.stderr)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -102,6 +128,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(to_json(result.as_dict()))
     else:
         _print(result)
+    if result.failed:
+        _warn_failed(result)
+        return 1
     if args.call and not result.calls:
         print(f"ingest reconcile: Vapi's API has no call {args.call}", file=sys.stderr)
         return 1

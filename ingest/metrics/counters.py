@@ -18,7 +18,7 @@ import os
 
 from prometheus_client import Counter, Histogram
 
-from ingest.vocabulary import TRANSCRIPT_TYPES, EventState, MessageType
+from ingest.vocabulary import TRANSCRIPT_TYPES, EventState, MessageType, ReconcileResult
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # prometheus_client writes there at the first count
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
@@ -90,9 +90,12 @@ REPLAYS = Counter(
 
 RECONCILED_CALLS = Counter(
     "vapi_ingest_reconciled_calls",
-    "Calls reconciled with Vapi's API, by what their row lacked: complete, filled, missing or erased.",
+    "Calls reconciled with Vapi's API, by what their row lacked (complete, filled, missing, erased), or failed:"
+    " the Call could not be mapped or applied and is kept as a failed api.call event.",
     ["result"],
 )
+for _result in ReconcileResult:  # every result scraped from the start, at 0 (an alert on failed needs the series)
+    RECONCILED_CALLS.labels(_result.value)
 RECONCILE_API_ERRORS = Counter(
     "vapi_ingest_reconcile_api_errors",
     "Reconciliations stopped because Vapi's API could not be read (after its bounded retries).",
@@ -157,7 +160,7 @@ def replay(kind: str | None, answer: str) -> None:
 
 
 def reconciled(result: str, count: int = 1) -> None:
-    """Count calls a reconciliation applied, by result (``ingest.ops.reconcile.RESULTS``)."""
+    """Count calls a reconciliation applied, by result (``ingest.ops.reconcile.RESULTS``, ``failed`` included)."""
     RECONCILED_CALLS.labels(result).inc(count)
 
 

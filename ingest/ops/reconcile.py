@@ -12,10 +12,18 @@ Before applying, each call's row is read and the call classified (``RESULTS``):
 - ``missing``: no row at all: none of its webhooks arrived (or none could create the row);
 - ``filled``: the row lacked a value the Call has: its end, cost, analysis or transcript;
 - ``complete``: the row already had all of them;
-- ``erased``: the call was erased on request (``ingest erase``): nothing of it is applied.
+- ``erased``: the call was erased on request (``ingest erase``): nothing of it is applied;
+- ``failed``: the Call could not be mapped or applied (a call id that is not a UUID, a
+  ``metadata.client_id`` longer than any row holds, …). Like a webhook that fails, it is kept
+  in ``call_events`` with its error (``ingest.apply.record_failure``: sealed, failed, or
+  pending when a retry may help), listed by ``ingest events list --failed --type api.call``
+  and applied again by ``ingest events reapply`` once its cause is fixed; the run goes on
+  with the other calls, is recorded and moves the watermark (the call is not lost). Only a
+  database that cannot be reached stops a run.
 
 The whole window is listed before any row is touched: an API that cannot be read (after
-``ingest.vapi_api``'s bounded retries) raises ``VapiApiError`` and changes nothing.
+``ingest.vapi_api``'s bounded retries) raises ``VapiApiError`` and changes nothing. A run
+stopped after the listing (the database went away) is recorded as failed when it still can.
 
 - ``run(conn, api, privacy, start=…, end=…)`` → ``Result``; unless a dry run, one
   ``reconcile_runs`` row records the window and counts (or the error) and moves the watermark.
@@ -39,8 +47,9 @@ from typing import Any
 import orjson
 import psycopg
 
-from ingest.apply import apply_event
+from ingest.apply import apply_event, prepare, record_failure
 from ingest.db import session_lock
+from ingest.errors import Unmappable, describe, is_retryable
 from ingest.event import Event
 from ingest.handlers.api_call import api_call_message
 from ingest.mapping.identity import as_uuid
@@ -48,13 +57,16 @@ from ingest.ops.masking import mask_phone
 from ingest.privacy import Privacy
 from ingest.settings import RECONCILE_WINDOW_MAX_HOURS, Settings
 from ingest.vapi_api import VapiApi, VapiApiError, calls_updated_between
-from ingest.vocabulary import EventState
+from ingest.vocabulary import EventState, MessageType, ReconcileResult
 
 Connection = psycopg.Connection[Any]
 log = logging.getLogger(__name__)
 
-COMPLETE, FILLED, MISSING, ERASED = "complete", "filled", "missing", "erased"
-RESULTS = (COMPLETE, FILLED, MISSING, ERASED)
+COMPLETE, FILLED, MISSING, ERASED, FAILED = (result.value for result in ReconcileResult)
+RESULTS = (COMPLETE, FILLED, MISSING, ERASED, FAILED)
+# How much of a failed call's error the summary and the result carry (``describe``: the class
+# and the mapping's message, never a value of the call's; the event keeps up to 2,000).
+ERROR_CHARS = 200
 LOCK_KEY = 0x5641_5043  # "VAPC": one reconciliation runner across every host
 # However long ago the watermark is, a window never starts further back than this: inside the
 # 14 days Vapi keeps calls on pay-as-you-go, so a full answer is never cut short by retention.
@@ -107,13 +119,14 @@ def lacked(row: dict[str, Any], call: dict[str, Any]) -> tuple[str, ...]:
 class Reconciled:
     """One call as reconciliation found it; no personal data (the number is masked)."""
 
-    call_id: str
+    call_id: str | None  # None: a failed Call whose id is not a UUID (never printed as given)
     result: str  # one of RESULTS
     assistant_id: str | None
     phone_number_id: str | None
     number: str  # the number the call came through, masked
     lacked: tuple[str, ...] = ()
     state: str | None = None  # the api.call event's state; None: not applied (dry run, or a duplicate)
+    error: str | None = None  # a failed call's error (``describe``): its class and a short reason
 
     def as_dict(self) -> dict[str, Any]:
         return {**vars(self), "lacked": list(self.lacked)}
@@ -139,10 +152,17 @@ def _erased(conn: Connection, call_id: str) -> bool:
 def reconcile_call(
     conn: Connection, call: dict[str, Any], privacy: Privacy, *, dry_run: bool = False, now: datetime | None = None
 ) -> Reconciled:
-    """Classify one Call object against its row, then (unless ``dry_run``) apply it as an event."""
-    call_id = as_uuid(call.get("id"))
+    """Classify one Call object against its row, then (unless ``dry_run``) apply it as an event.
+
+    Raises what mapping raises (``Unmappable``: a call id that is not a UUID, …); ``reconcile``
+    and ``run_call`` keep such a call as a failed event (``reconcile_one``)."""
+    raw_id = call.get("id")
+    call_id = as_uuid(raw_id)
     if call_id is None:
-        raise ValueError("a Call object without a UUID id")
+        # the id is not quoted: whatever it holds stays out of the error, the summary and the logs
+        if isinstance(raw_id, str) and raw_id.strip():
+            raise Unmappable(f"call.id is not a UUID ({len(raw_id)} characters)")
+        raise Unmappable("the Call object has no id" if raw_id is None else f"call.id is a {type(raw_id).__name__}")
     message = api_call_message(call)
     business = _text(_dict(call.get("phoneNumber")).get("number"))
     assistant_id, phone_number_id = _text(call.get("assistantId")), _text(call.get("phoneNumberId"))
@@ -157,8 +177,11 @@ def reconcile_call(
         result = FILLED if missing_values else COMPLETE
         business = business or _text(row["business_number"])
     state: EventState | None = None
-    if not dry_run:
-        state = apply_event(conn, Event(message, now or datetime.now(UTC)), privacy)
+    event = Event(message, now or datetime.now(UTC))
+    if dry_run:
+        prepare(event, privacy)  # mapped, not recorded: a Call that cannot be mapped fails a dry run too
+    else:
+        state = apply_event(conn, event, privacy)
     return Reconciled(
         call_id,
         result,
@@ -168,6 +191,53 @@ def reconcile_call(
         missing_values,
         None if state is None else state.value,
     )
+
+
+def _message(call: Any) -> dict[str, Any]:
+    """The api.call message of ``call``, whatever it holds (a failed call is kept as given)."""
+    try:
+        return api_call_message(call)
+    except Exception:  # not a JSON object, or a field no parser expected: kept whole
+        return {"type": MessageType.API_CALL.value, "call": call}
+
+
+def _failed(
+    conn: Connection, call: Any, error: Exception, privacy: Privacy, *, dry_run: bool, now: datetime | None
+) -> Reconciled:
+    """Keep a Call that could not be mapped or applied as a failed ``api.call`` event, with its
+    error, as the worker keeps a webhook (``record_failure``: sealed; pending when a retry may
+    help, for the sweeper); a dry run records nothing. Raises when the database cannot take it."""
+    state: str | None = None
+    if not dry_run:
+        permanent = not is_retryable(error)
+        record_failure(
+            conn, Event(_message(call), now or datetime.now(UTC)), error, permanent=permanent, privacy=privacy
+        )
+        state = (EventState.FAILED if permanent else EventState.PENDING).value
+    fields = _dict(call)
+    return Reconciled(
+        as_uuid(fields.get("id")),
+        FAILED,
+        as_uuid(fields.get("assistantId")),
+        as_uuid(fields.get("phoneNumberId")),
+        mask_phone(_text(_dict(fields.get("phoneNumber")).get("number"))),
+        state=state,
+        error=describe(error, ERROR_CHARS),
+    )
+
+
+def reconcile_one(
+    conn: Connection, call: Any, privacy: Privacy, *, dry_run: bool = False, now: datetime | None = None
+) -> Reconciled:
+    """``reconcile_call``, or a call that cannot be mapped or applied kept as failed (``_failed``).
+    A connection that broke is raised: no later call could be applied either."""
+    try:
+        return reconcile_call(conn, call, privacy, dry_run=dry_run, now=now)
+    except Exception as exc:
+        if conn.closed or conn.broken:
+            raise
+        log.warning("reconciliation could not apply a call", extra={"error": describe(exc, ERROR_CHARS)})
+        return _failed(conn, call, exc, privacy, dry_run=dry_run, now=now)
 
 
 @dataclass
@@ -189,6 +259,11 @@ class Result:
         """The missing and filled calls: those whose webhooks (some or all) never arrived."""
         return [item for item in self.calls if item.result in (MISSING, FILLED)]
 
+    @property
+    def failed(self) -> list[Reconciled]:
+        """The calls that could not be mapped or applied (kept in ``call_events`` with their error)."""
+        return [item for item in self.calls if item.result == FAILED]
+
     def counts_dict(self) -> dict[str, int]:
         return {result: self.counts[result] for result in RESULTS}
 
@@ -200,6 +275,7 @@ class Result:
             "counts": self.counts_dict(),
             "total": sum(self.counts.values()),
             "gaps": [item.as_dict() for item in self.gaps],
+            "failed": [item.as_dict() for item in self.failed],
         }
 
 
@@ -211,11 +287,15 @@ def reconcile(
     start: datetime | None = None,
     end: datetime | None = None,
     dry_run: bool = False,
+    into: Result | None = None,
 ) -> Result:
-    """Every Call of ``calls`` (already fetched), one transaction each."""
-    result = Result(start, end, dry_run)
+    """Every Call of ``calls`` (already fetched), one transaction each; one that cannot be
+    mapped or applied is kept as a failed event and counted ``failed`` (``reconcile_one``).
+    With ``into``, the calls are added to that result (which keeps what was done when a
+    broken connection stops the run)."""
+    result = into if into is not None else Result(start, end, dry_run)
     for call in calls:
-        result.add(reconcile_call(conn, call, privacy, dry_run=dry_run))
+        result.add(reconcile_one(conn, call, privacy, dry_run=dry_run))
     return result
 
 
@@ -264,6 +344,10 @@ def run(
 
     The listing comes first: when the API cannot be read, ``VapiApiError`` is raised before
     any row is touched (and, unless a dry run, the failure is recorded in ``reconcile_runs``).
+    A call that cannot be mapped or applied does not stop the run: it is kept as a failed
+    event and counted ``failed``; the run is recorded (a success: the watermark moves). Only
+    an error no call could get past (the connection broke) stops it, recorded as failed when
+    the database still answers, and raised.
     """
     if not conn.autocommit:
         raise ValueError("reconciliation runs in autocommit mode: each call is a transaction of its own")
@@ -275,12 +359,48 @@ def run(
         if not dry_run:
             _record(conn, started=started, runner=runner, start=start, end=end, counts={}, error=str(exc)[:500])
         raise
-    result = reconcile(conn, calls, privacy, start=start, end=end, dry_run=dry_run)
+    result = Result(start, end, dry_run)
+    try:
+        reconcile(conn, calls, privacy, dry_run=dry_run, into=result)
+    except Exception as exc:
+        if not dry_run:
+            _count_results(result)
+            _record_stopped(conn, started=started, runner=runner, start=start, end=end, result=result, error=exc)
+        raise
     if not dry_run:
-        for name, count in result.counts.items():
-            _count(name, count)
+        _count_results(result)
         _record(conn, started=started, runner=runner, start=start, end=end, counts=result.counts_dict(), error=None)
     return result
+
+
+def _count_results(result: Result) -> None:
+    for name, count in result.counts.items():
+        _count(name, count)
+
+
+def _record_stopped(
+    conn: Connection,
+    *,
+    started: datetime,
+    runner: str,
+    start: datetime,
+    end: datetime,
+    result: Result,
+    error: Exception,
+) -> None:
+    """Record a run stopped part-way as failed (the watermark stays), if the database still answers."""
+    try:
+        _record(
+            conn,
+            started=started,
+            runner=runner,
+            start=start,
+            end=end,
+            counts=result.counts_dict(),
+            error=f"stopped after {len(result.calls)} call(s): {describe(error, 400)}",
+        )
+    except Exception as record_error:
+        log.error("could not record a stopped reconciliation", extra={"error": type(record_error).__name__})
 
 
 def run_call(conn: Connection, api: VapiApi, privacy: Privacy, call_id: str, *, dry_run: bool = False) -> Result:
@@ -292,7 +412,7 @@ def run_call(conn: Connection, api: VapiApi, privacy: Privacy, call_id: str, *, 
         raise
     result = Result(None, None, dry_run)
     if found is not None:
-        result.add(reconcile_call(conn, found, privacy, dry_run=dry_run))
+        result.add(reconcile_one(conn, found, privacy, dry_run=dry_run))
         if not dry_run:
             _count(result.calls[0].result)
     return result
@@ -367,6 +487,11 @@ class LastRun:
     @property
     def gaps(self) -> int:
         return self.total(MISSING) + self.total(FILLED)
+
+    @property
+    def failed(self) -> int:
+        """Calls of the run that could not be mapped or applied (kept as failed api.call events)."""
+        return self.total(FAILED)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -478,6 +603,7 @@ def make_api(settings: Settings) -> VapiApi | None:
 __all__ = [
     "COMPLETE",
     "ERASED",
+    "FAILED",
     "FILLED",
     "MISSING",
     "RESULTS",
@@ -497,6 +623,7 @@ __all__ = [
     "only_reconciled",
     "reconcile",
     "reconcile_call",
+    "reconcile_one",
     "run",
     "run_call",
     "run_locked",

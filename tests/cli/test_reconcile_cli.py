@@ -15,7 +15,9 @@ from support.vapi_api import API_KEY, FakeVapi, make_call, serve_vapi
 
 from ingest.apply import apply_event
 from ingest.cli import main
+from ingest.errors import Unmappable
 from ingest.event import Event
+from ingest.handlers import HANDLERS
 from ingest.ops import reconcile
 
 Conn = psycopg.Connection[Any]
@@ -71,7 +73,7 @@ def test_summary_lists_the_missing_call_with_its_assistant(
     assert _rows(db) == 2
     assert main(["reconcile", "--from", (NOW - timedelta(days=1)).isoformat(), "--json"]) == 0
     again = orjson.loads(capsys.readouterr().out)
-    assert again["counts"] == {"complete": 2, "filled": 0, "missing": 0, "erased": 0}
+    assert again["counts"] == {"complete": 2, "filled": 0, "missing": 0, "erased": 0, "failed": 0}
     assert again["gaps"] == []
 
 
@@ -150,3 +152,125 @@ def test_queue_shows_the_last_run(
     shown = orjson.loads(capsys.readouterr().out)["reconciliation"]
     assert shown["last_run"]["counts"]["missing"] == 1
     assert shown["only_reconciled"] == 1
+
+
+def _since(seen: Any, name: str) -> datetime:
+    return datetime.fromisoformat(seen.params[name].replace("Z", "+00:00"))
+
+
+def test_the_default_window_is_the_trailing_48_hours(fake: FakeVapi, db: Conn) -> None:
+    """Without --since/--from/--until the calls listed are those updated in the last RECONCILE_WINDOW_HOURS (48)."""
+    _calls(fake, db)
+    before = datetime.now(UTC)
+    assert main(["reconcile"]) == 0
+    after = datetime.now(UTC)
+    seen = fake.list_requests[0]
+    assert before - timedelta(hours=48, seconds=1) <= _since(seen, "updatedAtGt") <= after - timedelta(hours=48)
+    assert before <= _since(seen, "updatedAtLt") <= after + timedelta(seconds=1)
+    last = reconcile.last_run(db)
+    assert last is not None
+    assert last.window_end - last.window_start == timedelta(hours=48)
+
+
+def test_until_ends_the_window(fake: FakeVapi, db: Conn, capsys: pytest.CaptureFixture[str]) -> None:
+    """--since 24h --until 1h reads the calls updated in between only: the newer call is left for later."""
+    older = make_call(created_at=NOW - timedelta(hours=20))
+    newer = make_call(created_at=NOW - timedelta(minutes=10))
+    fake.add(older, newer)
+    assert main(["reconcile", "--since", "24h", "--until", "1h"]) == 0
+    assert "reconciled 1 call(s)" in capsys.readouterr().out
+    assert {row[0] for row in db.execute("SELECT call_id::text FROM user_sessions")} == {older["id"]}
+    until = _since(fake.list_requests[0], "updatedAtLt")
+    assert abs(until - (datetime.now(UTC) - timedelta(hours=1))) < timedelta(minutes=1)
+    last = reconcile.last_run(db)
+    assert last is not None
+    assert abs(last.window_end - (datetime.now(UTC) - timedelta(hours=1))) < timedelta(minutes=1)
+
+
+GARBAGE_ID = "+6421555012 not-a-uuid"
+
+
+def test_malformed_calls_are_listed_failed_and_exit_1(
+    fake: FakeVapi,
+    db: Conn,
+    monkeypatch: pytest.MonkeyPatch,
+    db_url: str,
+    redis_server_url: str,
+    redis_namespace: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A good call, a Call with a 300-character client id, one whose id is no UUID: the good ones land, the bad
+    ones are listed failed (the id only when a UUID, the error's class and reason), exit 1 pointing at
+    `ingest events list --failed`; the run is recorded and `ingest queue` shows its failed count."""
+    silent, whole = _calls(fake, db)
+    long_client = make_call(created_at=NOW - timedelta(hours=15), metadata={"client_id": "x" * 300})
+    garbage = make_call(created_at=NOW - timedelta(hours=5))
+    garbage["id"] = GARBAGE_ID
+    fake.add(long_client, garbage)
+    assert main(["reconcile", "--dry-run"]) == 1
+    dry = capsys.readouterr()
+    assert "0 erased, 2 failed" in dry.out
+    assert "nothing recorded" in dry.err
+    assert reconcile.last_run(db) is None
+    assert main(["reconcile"]) == 1
+    shown = capsys.readouterr()
+    assert "reconciled 4 call(s)" in shown.out
+    assert "1 complete, 0 filled, 1 missing, 0 erased, 2 failed" in shown.out
+    assert long_client["id"] in shown.out
+    assert "(not a UUID)" in shown.out
+    assert "Unmappable: metadata.client_id is 300 characters long, more than 255" in shown.out
+    assert "Unmappable: call.id is not a UUID" in shown.out
+    assert "ingest events list --failed --type api.call" in shown.err
+    assert "ingest events reapply" in shown.err
+    for text in (shown.out, shown.err):
+        assert GARBAGE_ID not in text
+        assert CALLER not in text
+        assert "x" * 100 not in text
+    assert _rows(db) == 2
+    failed = db.execute("SELECT count(*) FROM call_events WHERE message_type = 'api.call' AND state = 'failed'")
+    assert failed.fetchone() == (2,)
+    last = reconcile.last_run(db)
+    assert last is not None
+    assert (last.error, last.failed) == (None, 2)
+    assert main(["reconcile", "--json", "--since", "2d"]) == 1
+    again = orjson.loads(capsys.readouterr().out)
+    assert again["counts"]["failed"] == 2
+    assert sorted(item["error"] for item in again["failed"])[0].startswith("Unmappable: call.id is not a UUID")
+    use_servers(monkeypatch, db_url=db_url, redis_url=redis_server_url, namespace=redis_namespace)
+    main(["queue"])
+    out = capsys.readouterr().out
+    assert "2 failed" in out
+    assert "2 call(s) of the last run could not be mapped or applied" in out
+
+
+def test_a_failed_api_call_is_reapplied_and_a_spoilt_row_rebuilt(
+    fake: FakeVapi, db: Conn, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ingest events reapply` applies an api.call kept failed once its cause is fixed (counted once);
+    `ingest rebuild` restores a spoilt row from its api.call event, the client's usage unchanged."""
+    call = make_call(created_at=NOW - timedelta(hours=6), metadata={"client_id": "acme"})
+    fake.add(call)
+
+    def bug(message: dict[str, Any], context: Any) -> Any:
+        raise Unmappable("api.call mapping bug")
+
+    with monkeypatch.context() as patched:
+        patched.setitem(HANDLERS, "api.call", bug)
+        assert main(["reconcile"]) == 1
+    assert "1 failed" in capsys.readouterr().out
+    assert _rows(db) == 0
+    assert main(["events", "reapply", "--failed", "--type", "api.call"]) == 0  # the fix is deployed
+    assert "applied 1 of 1" in capsys.readouterr().out
+    columns = "ended_at_utc, ended_reason, cost_total, call_summary, call_transcript"
+    row = db.execute(f"SELECT {columns} FROM user_sessions WHERE call_id = %s", (call["id"],)).fetchone()
+    assert row is not None
+    assert (row[1], float(row[2]), row[3]) == (call["endedReason"], call["cost"], call["analysis"]["summary"])
+    usage = db.execute("SELECT client_id, month, calls, cost FROM client_monthly_usage").fetchall()
+    assert [entry[2] for entry in usage] == [1]
+    db.execute("UPDATE user_sessions SET ended_reason = 'corrupted', cost_total = NULL, call_summary = NULL")
+    assert main(["rebuild", "--call", call["id"]]) == 0
+    assert db.execute(f"SELECT {columns} FROM user_sessions").fetchone() == row
+    assert db.execute("SELECT client_id, month, calls, cost FROM client_monthly_usage").fetchall() == usage
+    assert main(["reconcile"]) == 0
+    assert "1 complete" in capsys.readouterr().out
+    assert db.execute("SELECT client_id, month, calls, cost FROM client_monthly_usage").fetchall() == usage

@@ -15,18 +15,22 @@ from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 from support.rows import PRIVACY
 from support.vapi_api import API_KEY, FakeVapi, make_call, serve_vapi
 
-from ingest.apply import apply_event
-from ingest.errors import ConfigError
+from ingest.apply import apply_event, apply_stored_event
+from ingest.errors import ConfigError, Unmappable
 from ingest.event import Event
+from ingest.handlers import HANDLERS
 from ingest.ops import reconcile
+from ingest.ops.rebuild import rebuild_row
 from ingest.settings import Settings
 from ingest.vapi_api import ApiSettings, VapiApi, VapiApiError
 from ingest.web.app import create_app
+from worker.sweeper import ReconcileSchedule
 
 Conn = psycopg.Connection[Any]
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -71,9 +75,8 @@ def deliver(conn: Conn, *messages: dict[str, Any]) -> None:
 
 
 def ended(hours_ago: float, **fields: Any) -> dict[str, Any]:
-    return make_call(
-        created_at=NOW - timedelta(hours=hours_ago), cost=0.25, metadata=dict(CLIENT), **{"call_id": None, **fields}
-    )
+    fields = {"call_id": None, "metadata": dict(CLIENT), **fields}
+    return make_call(created_at=NOW - timedelta(hours=hours_ago), cost=0.25, **fields)
 
 
 @pytest.fixture
@@ -152,7 +155,7 @@ def test_every_call_gets_its_row_and_is_classified(
     _, api = vapi
     start, end = _window()
     result = reconcile.run(conn, api, PRIVACY, start=start, end=end)
-    assert result.counts_dict() == {"complete": 1, "filled": 2, "missing": 1, "erased": 0}
+    assert result.counts_dict() == {"complete": 1, "filled": 2, "missing": 1, "erased": 0, "failed": 0}
     by_id = {item.call_id: item for item in result.calls}
     assert by_id[four_calls["silent"]["id"]].result == "missing"
     assert by_id[four_calls["started"]["id"]].result == "filled"
@@ -177,7 +180,7 @@ def test_running_twice_or_late_webhooks_change_nothing(
     rows = {call["id"]: _row(conn, call["id"]) for call in four_calls.values()}
     usage, events = _usage(conn), _count(conn, "SELECT count(*) FROM call_events")
     again = reconcile.run(conn, api, PRIVACY, start=start, end=datetime.now(UTC))
-    assert again.counts_dict() == {"complete": 4, "filled": 0, "missing": 0, "erased": 0}
+    assert again.counts_dict() == {"complete": 4, "filled": 0, "missing": 0, "erased": 0, "failed": 0}
     assert all(item.state is None for item in again.calls)  # duplicates of the first run's events
     assert _count(conn, "SELECT count(*) FROM call_events") == events
     silent = four_calls["silent"]
@@ -283,7 +286,7 @@ def test_a_dry_run_classifies_and_changes_nothing(
     events = _count(conn, "SELECT count(*) FROM call_events")
     start, end = _window()
     result = reconcile.run(conn, api, PRIVACY, start=start, end=end, dry_run=True)
-    assert result.counts_dict() == {"complete": 1, "filled": 2, "missing": 1, "erased": 0}
+    assert result.counts_dict() == {"complete": 1, "filled": 2, "missing": 1, "erased": 0, "failed": 0}
     assert _row(conn, four_calls["silent"]["id"]) is None
     assert _count(conn, "SELECT count(*) FROM call_events") == events
     assert reconcile.last_run(conn) is None
@@ -347,6 +350,192 @@ def test_calls_reached_only_through_reconciliation_are_shown(
     assert reconcile.figures(conn).only_reconciled == []
 
 
+# -- a Call that cannot be mapped or applied -----------------------------------------------
+
+GARBAGE_ID = "+6421555012 not-a-uuid"  # an id that is no UUID, and looks like personal data
+
+
+def _malformed(fake: FakeVapi) -> dict[str, dict[str, Any]]:
+    """Two good calls around two bad ones: a client id longer than any row holds, and an id that is no UUID."""
+    calls = {
+        "good_old": ended(30),
+        "long_client": ended(20, metadata={"client_id": "x" * 300}),
+        "garbage_id": ended(15),
+        "good_new": ended(10),
+    }
+    calls["garbage_id"]["id"] = GARBAGE_ID
+    fake.add(*calls.values())
+    return calls
+
+
+def _reconciled_failed() -> float:
+    return REGISTRY.get_sample_value("vapi_ingest_reconciled_calls_total", {"result": "failed"}) or 0.0
+
+
+def _failed_events(conn: Conn) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT state, last_error, message IS NULL AND body IS NOT NULL FROM call_events"
+        " WHERE message_type = 'api.call' AND state <> 'applied' ORDER BY last_error"
+    ).fetchall()
+
+
+def test_a_malformed_call_is_kept_failed_and_the_run_goes_on(conn: Conn, vapi: tuple[FakeVapi, VapiApi]) -> None:
+    """A Call with a 300-character client id and one whose id is no UUID are kept as failed api.call events
+    (sealed, with an error naming no value of theirs); the calls before and after them get their rows; the run
+    is recorded with its failed count and moves the watermark; the failed counter moves."""
+    fake, api = vapi
+    calls = _malformed(fake)
+    counted = _reconciled_failed()
+    start, end = _window()
+    result = reconcile.run(conn, api, PRIVACY, start=start, end=end)
+    assert result.counts_dict() == {"complete": 0, "filled": 0, "missing": 2, "erased": 0, "failed": 2}
+    for name in ("good_old", "good_new"):
+        assert _row(conn, calls[name]["id"]) == _expected(calls[name])
+    assert [row[2:] for row in _usage(conn)] == [(2, Decimal("0.5000"))]
+    failed = {item.call_id: item for item in result.failed}
+    assert set(failed) == {calls["long_client"]["id"], None}  # the garbage id is never shown
+    assert failed[calls["long_client"]["id"]].state == "failed"
+    too_long = "Unmappable: metadata.client_id is 300 characters long, more than 255"
+    not_uuid = f"Unmappable: call.id is not a UUID ({len(GARBAGE_ID)} characters)"
+    assert failed[calls["long_client"]["id"]].error == too_long
+    assert failed[None].error == not_uuid
+    assert _failed_events(conn) == [("failed", not_uuid, True), ("failed", too_long, True)]
+    last = reconcile.last_run(conn)
+    assert last is not None
+    assert (last.error, last.failed, last.total("missing")) == (None, 2, 2)
+    assert reconcile.watermark(conn) == end
+    assert _reconciled_failed() - counted == 2
+    assert reconcile.figures(conn).as_dict()["last_run"]["counts"]["failed"] == 2
+    # the next run tries them again: the same events (one more attempt each), no new row
+    again = reconcile.run(conn, api, PRIVACY, start=start, end=datetime.now(UTC))
+    assert again.counts_dict() == {"complete": 2, "filled": 0, "missing": 0, "erased": 0, "failed": 2}
+    assert _count(conn, "SELECT count(*) FROM call_events WHERE state = 'failed' AND attempts = 2") == 2
+
+
+def test_a_dry_run_of_a_malformed_call_does_not_crash(conn: Conn, vapi: tuple[FakeVapi, VapiApi]) -> None:
+    """A dry run classifies the bad calls as failed, records nothing and counts nothing."""
+    fake, api = vapi
+    _malformed(fake)
+    counted = _reconciled_failed()
+    start, end = _window()
+    result = reconcile.run(conn, api, PRIVACY, start=start, end=end, dry_run=True)
+    assert result.counts_dict() == {"complete": 0, "filled": 0, "missing": 2, "erased": 0, "failed": 2}
+    assert all(item.state is None and item.error for item in result.failed)
+    assert _count(conn, "SELECT count(*) FROM call_events") == 0
+    assert reconcile.last_run(conn) is None
+    assert _reconciled_failed() == counted
+
+
+def test_one_malformed_call_by_id_is_kept_failed(conn: Conn, vapi: tuple[FakeVapi, VapiApi]) -> None:
+    """``run_call`` on a Call that cannot be mapped keeps it as a failed event instead of raising."""
+    fake, api = vapi
+    call = ended(3, metadata={"client_id": "x" * 300})
+    fake.add(call)
+    result = reconcile.run_call(conn, api, PRIVACY, call["id"])
+    assert [(item.call_id, item.result, item.state) for item in result.calls] == [(call["id"], "failed", "failed")]
+    assert len(_failed_events(conn)) == 1
+
+
+def test_a_failed_call_the_database_cannot_keep_stops_the_run(
+    conn: Conn, vapi: tuple[FakeVapi, VapiApi], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed call the database cannot keep stops the run: raised, recorded as failed, the watermark stays."""
+    fake, api = vapi
+    fake.add(ended(5, metadata={"client_id": "x" * 300}), ended(4))
+
+    def refused(*_: Any, **__: Any) -> None:
+        raise psycopg.OperationalError("the connection is lost")
+
+    monkeypatch.setattr(reconcile, "record_failure", refused)
+    start, end = _window()
+    with pytest.raises(psycopg.OperationalError):
+        reconcile.run(conn, api, PRIVACY, start=start, end=end)
+    monkeypatch.undo()
+    last = reconcile.last_run(conn)
+    assert last is not None
+    assert last.error is not None
+    assert last.error == "stopped after 1 call(s): OperationalError: the connection is lost"  # the newer one, applied
+    assert last.total("missing") == 1
+    assert reconcile.watermark(conn) is None
+    assert _count(conn, "SELECT count(*) FROM call_events") == 1
+
+
+def test_the_worker_schedule_records_a_run_with_failed_calls(
+    conn: Conn, db_url: str, vapi_url: tuple[FakeVapi, str]
+) -> None:
+    """The workers' schedule over a window holding bad calls: the good ones land, the run is recorded by the
+    worker with its failed count, the watermark moves, the bad calls wait as failed events."""
+    fake, url = vapi_url
+    calls = _malformed(fake)
+    env = {**os.environ, "DATABASE_URL": db_url, "VAPI_API_KEY": API_KEY, "VAPI_API_URL": url}
+    result = ReconcileSchedule(Settings.from_env(env))()
+    assert result is not None
+    assert result.counts_dict()["failed"] == 2
+    for name in ("good_old", "good_new"):
+        assert _row(conn, calls[name]["id"]) == _expected(calls[name])
+    last = reconcile.last_run(conn)
+    assert last is not None
+    assert (last.runner, last.error, last.failed) == ("worker", None, 2)
+    assert reconcile.watermark(conn) == last.window_end
+    assert reconcile.last_success(conn) == last
+    assert [state for state, _, _ in _failed_events(conn)] == ["failed", "failed"]
+
+
+# -- rebuild and reapply treat api.call events like any other ---------------------------------
+
+
+def test_rebuild_restores_a_corrupted_row_from_its_api_call_events(
+    conn: Conn, vapi: tuple[FakeVapi, VapiApi], four_calls: dict[str, dict[str, Any]]
+) -> None:
+    """After a run, rows spoilt by hand are rebuilt from their events (api.call among them) to what they were,
+    and the client's usage is counted as before."""
+    _, api = vapi
+    start, end = _window()
+    reconcile.run(conn, api, PRIVACY, start=start, end=end)
+    rows = {call["id"]: _row(conn, call["id"]) for call in four_calls.values()}
+    usage = _usage(conn)
+    conn.execute(
+        "UPDATE user_sessions SET ended_reason = 'corrupted', cost_total = NULL, call_summary = NULL,"
+        " ended_at_utc = NULL"
+    )
+    for call in four_calls.values():
+        outcome = rebuild_row(conn, call["id"], privacy=PRIVACY, transcript_grace=600)
+        assert outcome.outcome == "changed"
+    assert {call["id"]: _row(conn, call["id"]) for call in four_calls.values()} == rows
+    assert _usage(conn) == usage
+
+
+def test_a_failed_api_call_is_reapplied_once_its_cause_is_fixed(
+    conn: Conn, vapi: tuple[FakeVapi, VapiApi], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Call the mapping could not take (a bug, say) is kept failed; once fixed, reapplying it gives the row,
+    counted once, and the next run finds it complete."""
+    fake, api = vapi
+    call = ended(6)
+    fake.add(call)
+
+    def bug(message: dict[str, Any], context: Any) -> Any:
+        raise Unmappable("api.call mapping bug")
+
+    monkeypatch.setitem(HANDLERS, "api.call", bug)
+    start, end = _window()
+    first = reconcile.run(conn, api, PRIVACY, start=start, end=end)
+    assert first.counts_dict()["failed"] == 1
+    assert _row(conn, call["id"]) is None
+    monkeypatch.undo()  # the fix is deployed
+    event_id = conn.execute(
+        "SELECT id FROM call_events WHERE message_type = 'api.call' AND state = 'failed'"
+    ).fetchone()
+    assert event_id is not None
+    outcome = apply_stored_event(conn, event_id[0], PRIVACY)
+    assert (outcome.claimed, outcome.state, outcome.error) == (True, "applied", None)
+    assert _row(conn, call["id"]) == _expected(call)
+    assert [row[2:] for row in _usage(conn)] == [(1, Decimal("0.2500"))]
+    again = reconcile.run(conn, api, PRIVACY, start=start, end=datetime.now(UTC))
+    assert again.counts_dict()["complete"] == 1
+    assert [row[2:] for row in _usage(conn)] == [(1, Decimal("0.2500"))]
+
+
 RUNNER = """
 from ingest.settings import Settings
 from worker.sweeper import ReconcileSchedule
@@ -382,6 +571,20 @@ def test_the_window_setting_stays_inside_vapi_retention() -> None:
     assert (settings.reconcile_interval_minutes, settings.reconcile_window_hours) == (15, 48)
 
 
+def _app_env(db_url: str, redis_url: str, namespace: str) -> dict[str, str]:
+    """The environment of a web app with /ops and /metrics over the test's database and Redis."""
+    return {
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "INGEST_REDIS_NAMESPACE": namespace,
+        "VAPI_SECRET": "webhook-secret",
+        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
+        "INGEST_OPS_USER": "oncall",
+        "INGEST_OPS_PASSWORD": "correct horse battery",
+        "VAPI_API_KEY": API_KEY,
+    }
+
+
 def test_metrics_and_the_ops_page_show_the_runs(
     conn: Conn,
     vapi: tuple[FakeVapi, VapiApi],
@@ -397,16 +600,7 @@ def test_metrics_and_the_ops_page_show_the_runs(
     fake.fail(10)
     with pytest.raises(VapiApiError):
         reconcile.run(conn, api, PRIVACY, start=start, end=datetime.now(UTC))
-    env = {
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_server_url,
-        "INGEST_REDIS_NAMESPACE": redis_namespace,
-        "VAPI_SECRET": "webhook-secret",
-        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
-        "INGEST_OPS_USER": "oncall",
-        "INGEST_OPS_PASSWORD": "correct horse battery",
-        "VAPI_API_KEY": API_KEY,
-    }
+    env = _app_env(db_url, redis_server_url, redis_namespace)
     with TestClient(create_app(env=env)) as client:
         scraped = client.get("/metrics").text
         page = client.get("/ops", auth=("oncall", "correct horse battery")).text
@@ -430,3 +624,24 @@ def test_metrics_and_the_ops_page_show_the_runs(
     assert four_calls["silent"]["id"] in page
     assert four_calls["started"]["id"] not in page.split('id="only-reconciled"', 1)[1].split("</table>", 1)[0]
     assert "+6421555012" not in page
+    assert 'id="reconcile-failed"' not in page
+
+
+def test_the_ops_page_shows_the_failed_calls_of_the_last_run(
+    conn: Conn, vapi: tuple[FakeVapi, VapiApi], db_url: str, redis_server_url: str, redis_namespace: str
+) -> None:
+    """/ops shows the last run's failed count and where the failed api.call events are; no value of theirs."""
+    fake, api = vapi
+    _malformed(fake)
+    start, end = _window()
+    reconcile.run(conn, api, PRIVACY, start=start, end=end)
+    env = _app_env(db_url, redis_server_url, redis_namespace)
+    with TestClient(create_app(env=env)) as client:
+        page = client.get("/ops", auth=("oncall", "correct horse battery")).text
+        scraped = client.get("/metrics").text
+    section = page.split('id="reconciliation"', 1)[1].split("</section>", 1)[0]
+    assert "0 erased, 2 failed" in section
+    assert 'id="reconcile-failed"' in section
+    assert "ingest events list --failed --type api.call" in section
+    assert GARBAGE_ID not in page
+    assert 'vapi_ingest_reconcile_last_run_calls{result="failed"} 2.0' in scraped
