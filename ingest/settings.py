@@ -70,7 +70,7 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
-# Well inside the 14 days Vapi keeps calls on pay-as-you-go (ingest.ops.reconcile.MAX_LOOKBACK).
+# Well inside the 14 days Vapi keeps calls on pay-as-you-go (ingest.ops.reconcile_runs.MAX_LOOKBACK).
 RECONCILE_WINDOW_MAX_HOURS = 13 * 24
 
 

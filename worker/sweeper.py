@@ -21,7 +21,7 @@ from ingest import queries
 from ingest.apply import apply_stored_event, rebuild_transcript
 from ingest.db import connect
 from ingest.errors import describe
-from ingest.ops import anomalies, flagged_callers, reconcile, retention
+from ingest.ops import anomalies, flagged_callers, reconcile, reconcile_runs, retention
 from ingest.privacy import Privacy
 from ingest.sealing import KeyUnavailable
 from ingest.settings import Settings
@@ -151,7 +151,7 @@ class ReconcileSchedule:
             return None
         try:
             with connect(self.settings) as conn:
-                if not reconcile.due_now(conn, self.settings.reconcile_interval_minutes):
+                if not reconcile_runs.due_now(conn, self.settings.reconcile_interval_minutes):
                     return None
                 result = reconcile.run_locked(
                     conn,

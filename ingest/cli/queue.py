@@ -22,7 +22,7 @@ import psycopg
 
 from ingest.cli.output import age, table, to_json, when
 from ingest.db import connection_kwargs, require
-from ingest.ops import backlog, reconcile
+from ingest.ops import backlog, reconcile, reconcile_runs
 from ingest.ops.backlog import Backlog
 from ingest.settings import Settings
 
@@ -89,7 +89,7 @@ def render(snapshot: Backlog) -> str:
     return "\n".join(lines)
 
 
-def reconciliation_lines(figures: reconcile.Figures) -> list[str]:
+def reconciliation_lines(figures: reconcile_runs.Figures) -> list[str]:
     """The last reconciliation with Vapi's API, and the calls that reached us only through it."""
     last = figures.last_run
     if last is None:
@@ -108,7 +108,8 @@ def reconciliation_lines(figures: reconcile.Figures) -> list[str]:
         )
     if figures.only_reconciled_total:
         lines.append(
-            f"  {figures.only_reconciled_total} call(s) in the last {reconcile.ONLY_RECONCILED_HOURS} h reached us only"
+            f"  {figures.only_reconciled_total} call(s) in the last {reconcile_runs.ONLY_RECONCILED_HOURS} h"
+            " reached us only"
             " through reconciliation: check the Server URL and credential of their assistant or phone number"
         )
     return lines

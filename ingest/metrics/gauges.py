@@ -29,7 +29,7 @@ import psycopg
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ingest.ops import anomalies, backlog, reconcile, retention
+from ingest.ops import anomalies, backlog, reconcile, reconcile_runs, retention
 from ingest.ops.backlog import Backlog, EventStats, QueueStats
 from ingest.vocabulary import AnomalyKind, EventState
 
@@ -68,7 +68,7 @@ def read_retention(sources: Sources) -> retention.Figures:
         )
 
 
-def read_reconcile(sources: Sources) -> reconcile.Figures:
+def read_reconcile(sources: Sources) -> reconcile_runs.Figures:
     connect = {**sources.connect_kwargs, **backlog.postgres_timeouts()}
     with psycopg.connect(sources.database_url, **connect) as conn:
         return backlog.bounded_reconcile_figures(conn)
@@ -171,7 +171,7 @@ class SourceReaders:
         """The last retention run and the overdue unfinished events; None when Postgres does not answer."""
         return await self.retention(self.sources)
 
-    async def reconcile_figures(self) -> reconcile.Figures | None:
+    async def reconcile_figures(self) -> reconcile_runs.Figures | None:
         """The last reconciliation runs; None when Postgres does not answer."""
         return await self.reconcile(self.sources)
 
@@ -187,7 +187,7 @@ class SourceCollector:
         self,
         snap: Backlog,
         kept: retention.Figures | None = None,
-        reconciled: reconcile.Figures | None = None,
+        reconciled: reconcile_runs.Figures | None = None,
         flagged: AnomalyFigures | None = None,
     ) -> None:
         self.snap = snap
@@ -258,7 +258,7 @@ def retention_gauges(kept: retention.Figures) -> Iterator[Metric]:
     yield overdue
 
 
-def reconcile_gauges(figures: reconcile.Figures) -> Iterator[Metric]:
+def reconcile_gauges(figures: reconcile_runs.Figures) -> Iterator[Metric]:
     """The last successful reconciliation (time, calls by result), whether the last run failed,
     and the calls that reached us only through reconciliation in the last 24 hours."""
     good, last = figures.last_success, figures.last_run

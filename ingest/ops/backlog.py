@@ -18,7 +18,7 @@ one atomic pipeline:
 
 From ``call_events``: how many events are pending, waiting or failed (failures grouped by
 error), and how many were applied in the last minute. From ``reconcile_runs``: the last
-reconciliation with Vapi's API (``ingest.ops.reconcile``).
+reconciliation with Vapi's API (``ingest.ops.reconcile_runs``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from redis.retry import Retry
 
 from ingest import queries
 from ingest.errors import describe
-from ingest.ops import reconcile
+from ingest.ops import reconcile_runs
 from ingest.queue_keys import QueueKeys
 
 ERROR_GROUPS = 10
@@ -172,11 +172,11 @@ def bounded_event_stats(conn: psycopg.Connection[Any]) -> EventStats:
         return event_stats(conn)
 
 
-def bounded_reconcile_figures(conn: psycopg.Connection[Any]) -> reconcile.Figures:
-    """``reconcile.figures`` (the last reconciliation runs) under ``POSTGRES_STATEMENT_TIMEOUT``."""
+def bounded_reconcile_figures(conn: psycopg.Connection[Any]) -> reconcile_runs.Figures:
+    """``reconcile_runs.figures`` (the last reconciliation runs) under ``POSTGRES_STATEMENT_TIMEOUT``."""
     with conn.transaction():
         conn.execute(f"SET LOCAL statement_timeout = '{POSTGRES_STATEMENT_TIMEOUT}'")
-        return reconcile.figures(conn)
+        return reconcile_runs.figures(conn)
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ class Backlog:
     queues: list[QueueStats] | None
     events: EventStats | None
     failures: dict[str, Exception] = field(default_factory=dict)  # "redis" / "postgres" -> why missing
-    reconciliation: reconcile.Figures | None = None  # the last runs; None when not read
+    reconciliation: reconcile_runs.Figures | None = None  # the last runs; None when not read
 
     @property
     def errors(self) -> dict[str, str]:
@@ -220,7 +220,7 @@ def snapshot(
         queues = queue_stats(client, namespace, queue_names)
     except redis.RedisError as exc:
         failures["redis"] = exc
-    reconciliation: reconcile.Figures | None = None
+    reconciliation: reconcile_runs.Figures | None = None
     try:
         with connection() as conn:
             events = bounded_event_stats(conn)

@@ -30,9 +30,7 @@ stopped after the listing (the database went away) is recorded as failed when it
 - ``run_locked(…)``: ``run`` under a session advisory lock, or None when another runner (on
   any host) holds it; without ``start`` it reads the trailing window (``trailing_window``):
   what the workers call every ``RECONCILE_INTERVAL_MINUTES``.
-- ``figures(conn)``: the last run, the last successful one and the calls that reached us only
-  through reconciliation in the last 24 hours (``only_reconciled``), for ``ingest queue``,
-  ``/ops`` and ``/metrics``.
+- The runs' record, the watermark and what ops sees of them: ``ingest.ops.reconcile_runs``.
 """
 
 from __future__ import annotations
@@ -41,10 +39,9 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import psycopg
 
 from ingest.apply import apply_event, prepare, record_failure
@@ -53,9 +50,10 @@ from ingest.errors import Unmappable, describe, is_retryable
 from ingest.event import Event
 from ingest.handlers.api_call import api_call_message
 from ingest.mapping.identity import as_uuid
+from ingest.ops import reconcile_runs
 from ingest.ops.masking import mask_phone
 from ingest.privacy import Privacy
-from ingest.settings import RECONCILE_WINDOW_MAX_HOURS, Settings
+from ingest.settings import Settings
 from ingest.vapi_api import VapiApi, VapiApiError, calls_updated_between
 from ingest.vocabulary import EventState, MessageType, ReconcileResult
 
@@ -68,11 +66,6 @@ RESULTS = (COMPLETE, FILLED, MISSING, ERASED, FAILED)
 # and the mapping's message, never a value of the call's; the event keeps up to 2,000).
 ERROR_CHARS = 200
 LOCK_KEY = 0x5641_5043  # "VAPC": one reconciliation runner across every host
-# However long ago the watermark is, a window never starts further back than this: inside the
-# 14 days Vapi keeps calls on pay-as-you-go, so a full answer is never cut short by retention.
-MAX_LOOKBACK = timedelta(hours=RECONCILE_WINDOW_MAX_HOURS)
-ONLY_RECONCILED_HOURS = 24
-ONLY_RECONCILED_SHOWN = 50
 
 # What a row can lack that a Call carries: the row's columns, any of which counts as present.
 VALUES: dict[str, tuple[str, ...]] = {
@@ -299,37 +292,6 @@ def reconcile(
     return result
 
 
-def _record(
-    conn: Connection,
-    *,
-    started: datetime,
-    runner: str,
-    start: datetime,
-    end: datetime,
-    counts: dict[str, int],
-    error: str | None,
-) -> None:
-    """One ``reconcile_runs`` row; the watermark moves to ``end`` when the run succeeded and
-    its window leaves no gap after the previous watermark."""
-    conn.execute(
-        """
-        INSERT INTO reconcile_runs (started_at, runner, window_start, window_end, counts, error, watermark)
-        SELECT %(started)s, %(runner)s, %(start)s, %(end)s, %(counts)s::jsonb, %(error)s::text,
-               CASE WHEN %(error)s::text IS NULL AND (mark IS NULL OR %(start)s <= mark)
-                    THEN greatest(mark, %(end)s) ELSE mark END
-        FROM (SELECT max(watermark) AS mark FROM reconcile_runs) AS previous
-        """,
-        {
-            "started": started,
-            "runner": runner,
-            "start": start,
-            "end": end,
-            "counts": orjson.dumps(counts).decode(),
-            "error": error,
-        },
-    )
-
-
 def run(
     conn: Connection,
     api: VapiApi,
@@ -357,7 +319,9 @@ def run(
     except VapiApiError as exc:
         _count(None)
         if not dry_run:
-            _record(conn, started=started, runner=runner, start=start, end=end, counts={}, error=str(exc)[:500])
+            reconcile_runs.record(
+                conn, started=started, runner=runner, start=start, end=end, counts={}, error=str(exc)[:500]
+            )
         raise
     result = Result(start, end, dry_run)
     try:
@@ -369,7 +333,9 @@ def run(
         raise
     if not dry_run:
         _count_results(result)
-        _record(conn, started=started, runner=runner, start=start, end=end, counts=result.counts_dict(), error=None)
+        reconcile_runs.record(
+            conn, started=started, runner=runner, start=start, end=end, counts=result.counts_dict(), error=None
+        )
     return result
 
 
@@ -390,7 +356,7 @@ def _record_stopped(
 ) -> None:
     """Record a run stopped part-way as failed (the watermark stays), if the database still answers."""
     try:
-        _record(
+        reconcile_runs.record(
             conn,
             started=started,
             runner=runner,
@@ -418,33 +384,6 @@ def run_call(conn: Connection, api: VapiApi, privacy: Privacy, call_id: str, *, 
     return result
 
 
-def watermark(conn: Connection) -> datetime | None:
-    """The end of the time every call has been reconciled up to, without a gap."""
-    row = conn.execute("SELECT max(watermark) FROM reconcile_runs").fetchone()
-    return row[0] if row else None
-
-
-def trailing_window(conn: Connection, hours: int, *, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """The last ``hours`` up to now, started earlier when the watermark lags behind (workers
-    stopped for a while), but never more than ``MAX_LOOKBACK`` ago."""
-    end = now or datetime.now(UTC)
-    start = end - timedelta(hours=hours)
-    mark = watermark(conn)
-    if mark is not None and mark < start:
-        start = max(mark, end - MAX_LOOKBACK)
-    return start, end
-
-
-def due_now(conn: Connection, interval_minutes: int) -> bool:
-    """Whether the last run (failed ones too: a dead API is not asked again at every sweep)
-    finished more than ``interval_minutes`` ago, or never happened."""
-    row = conn.execute(
-        "SELECT coalesce(max(finished_at) < now() - make_interval(mins => %s), true) FROM reconcile_runs",
-        (interval_minutes,),
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def run_locked(
     conn: Connection,
     api: VapiApi,
@@ -461,137 +400,11 @@ def run_locked(
     (with ``interval_minutes``) when a run finished less than that long ago, checked under the
     lock. Without ``start``: the trailing window of ``window_hours`` (``trailing_window``)."""
     with session_lock(conn, LOCK_KEY) as held:
-        if not held or (interval_minutes is not None and not due_now(conn, interval_minutes)):
+        if not held or (interval_minutes is not None and not reconcile_runs.due_now(conn, interval_minutes)):
             return None
         if start is None:
-            start, end = trailing_window(conn, window_hours, now=end)
+            start, end = reconcile_runs.trailing_window(conn, window_hours, now=end)
         return run(conn, api, privacy, start=start, end=end or datetime.now(UTC), dry_run=dry_run, runner=runner)
-
-
-# -- what ops sees ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LastRun:
-    started_at: datetime
-    finished_at: datetime
-    runner: str
-    window_start: datetime
-    window_end: datetime
-    counts: dict[str, int]
-    error: str | None
-
-    def total(self, result: str) -> int:
-        return int(self.counts.get(result, 0))
-
-    @property
-    def gaps(self) -> int:
-        return self.total(MISSING) + self.total(FILLED)
-
-    @property
-    def failed(self) -> int:
-        """Calls of the run that could not be mapped or applied (kept as failed api.call events)."""
-        return self.total(FAILED)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat(),
-            "runner": self.runner,
-            "window_start": self.window_start.isoformat(),
-            "window_end": self.window_end.isoformat(),
-            "counts": {result: self.total(result) for result in RESULTS},
-            "error": self.error,
-        }
-
-
-def _last(conn: Connection, *, succeeded: bool) -> LastRun | None:
-    where = " WHERE error IS NULL" if succeeded else ""
-    row = conn.execute(
-        "SELECT started_at, finished_at, runner, window_start, window_end, counts, error FROM reconcile_runs"
-        f"{where} ORDER BY finished_at DESC, id DESC LIMIT 1"
-    ).fetchone()
-    if row is None:
-        return None
-    started, finished, runner, window_start, window_end, counts, error = row
-    return LastRun(started, finished, runner, window_start, window_end, dict(counts), error)
-
-
-def last_run(conn: Connection) -> LastRun | None:
-    return _last(conn, succeeded=False)
-
-
-def last_success(conn: Connection) -> LastRun | None:
-    return _last(conn, succeeded=True)
-
-
-@dataclass(frozen=True)
-class OnlyReconciled:
-    """A call whose events in ``call_events`` are all ``api.call``: no webhook of it arrived."""
-
-    call_id: str
-    assistant_id: str | None
-    phone_number_id: str | None
-    number: str  # the number it came through, masked
-    started_at: datetime | None
-    reconciled_at: datetime
-
-
-# Calls first reconciled in the last hours whose every event is an api.call (a uuid-shaped
-# call_id only: other events may carry anything there).
-ONLY_RECONCILED = """
-SELECT s.call_id::text, s.assistant_id::text, s.phone_number_id::text, s.business_number, s.started_at_utc,
-       first.received_at, count(*) OVER () AS total
-FROM (
-    SELECT e.call_id, min(e.received_at) AS received_at
-    FROM call_events AS e
-    WHERE e.message_type = 'api.call' AND e.received_at > now() - make_interval(hours => %(hours)s)
-      AND e.call_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-    GROUP BY e.call_id
-) AS first
-JOIN user_sessions AS s ON s.call_id = first.call_id::uuid
-WHERE NOT EXISTS (
-    SELECT 1 FROM call_events AS o WHERE o.call_id = first.call_id AND o.message_type <> 'api.call'
-)
-ORDER BY first.received_at DESC
-LIMIT %(limit)s
-"""
-
-
-def only_reconciled(
-    conn: Connection, *, hours: int = ONLY_RECONCILED_HOURS, limit: int = ONLY_RECONCILED_SHOWN
-) -> tuple[list[OnlyReconciled], int]:
-    """The newest ``limit`` calls first reconciled in the last ``hours`` with no other event, and how many there are."""
-    rows = conn.execute(ONLY_RECONCILED, {"hours": hours, "limit": limit}).fetchall()
-    calls = [
-        OnlyReconciled(call_id, assistant, phone, mask_phone(number), started, reconciled)
-        for call_id, assistant, phone, number, started, reconciled, _ in rows
-    ]
-    return calls, int(rows[0][-1]) if rows else 0
-
-
-@dataclass(frozen=True)
-class Figures:
-    """What ``ingest queue``, /metrics and /ops show: the last run, the last good one, and the
-    calls that reached us only through reconciliation lately (the newest, and how many)."""
-
-    last_run: LastRun | None
-    last_success: LastRun | None
-    only_reconciled: list[OnlyReconciled]
-    only_reconciled_total: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "last_run": self.last_run and self.last_run.as_dict(),
-            "last_success": self.last_success and self.last_success.as_dict(),
-            "only_reconciled": self.only_reconciled_total,
-        }
-
-
-def figures(conn: Connection, *, limit: int = ONLY_RECONCILED_SHOWN) -> Figures:
-    """Cheap enough for every scrape: the last two runs and an indexed look at recent api.call events."""
-    calls, total = only_reconciled(conn, limit=limit)
-    return Figures(last_run(conn), last_success(conn), calls, total)
 
 
 def make_api(settings: Settings) -> VapiApi | None:
@@ -607,26 +420,16 @@ __all__ = [
     "FILLED",
     "MISSING",
     "RESULTS",
-    "Figures",
-    "LastRun",
-    "OnlyReconciled",
     "Reconciled",
     "Result",
     "VapiApiError",
     "carried",
-    "due_now",
-    "figures",
     "lacked",
     "make_api",
-    "last_run",
-    "last_success",
-    "only_reconciled",
     "reconcile",
     "reconcile_call",
     "reconcile_one",
     "run",
     "run_call",
     "run_locked",
-    "trailing_window",
-    "watermark",
 ]

@@ -18,7 +18,7 @@ from ingest.cli import main
 from ingest.errors import Unmappable
 from ingest.event import Event
 from ingest.handlers import HANDLERS
-from ingest.ops import reconcile
+from ingest.ops import reconcile_runs
 
 Conn = psycopg.Connection[Any]
 NOW = datetime.now(UTC)
@@ -85,7 +85,7 @@ def test_dry_run_applies_nothing(fake: FakeVapi, db: Conn, capsys: pytest.Captur
     assert shown["dry_run"] is True
     assert shown["counts"]["missing"] == 1
     assert _rows(db) == 1
-    assert reconcile.last_run(db) is None
+    assert reconcile_runs.last_run(db) is None
 
 
 def test_one_call(fake: FakeVapi, db: Conn, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,7 +110,7 @@ def test_a_dead_api_exits_non_zero_and_touches_nothing(
     assert "Vapi's API could not be read" in err
     assert API_KEY not in err
     assert _rows(db) == 1
-    last = reconcile.last_run(db)
+    last = reconcile_runs.last_run(db)
     assert last is not None
     assert last.error is not None
 
@@ -167,7 +167,7 @@ def test_the_default_window_is_the_trailing_48_hours(fake: FakeVapi, db: Conn) -
     seen = fake.list_requests[0]
     assert before - timedelta(hours=48, seconds=1) <= _since(seen, "updatedAtGt") <= after - timedelta(hours=48)
     assert before <= _since(seen, "updatedAtLt") <= after + timedelta(seconds=1)
-    last = reconcile.last_run(db)
+    last = reconcile_runs.last_run(db)
     assert last is not None
     assert last.window_end - last.window_start == timedelta(hours=48)
 
@@ -182,7 +182,7 @@ def test_until_ends_the_window(fake: FakeVapi, db: Conn, capsys: pytest.CaptureF
     assert {row[0] for row in db.execute("SELECT call_id::text FROM user_sessions")} == {older["id"]}
     until = _since(fake.list_requests[0], "updatedAtLt")
     assert abs(until - (datetime.now(UTC) - timedelta(hours=1))) < timedelta(minutes=1)
-    last = reconcile.last_run(db)
+    last = reconcile_runs.last_run(db)
     assert last is not None
     assert abs(last.window_end - (datetime.now(UTC) - timedelta(hours=1))) < timedelta(minutes=1)
 
@@ -211,7 +211,7 @@ def test_malformed_calls_are_listed_failed_and_exit_1(
     dry = capsys.readouterr()
     assert "0 erased, 2 failed" in dry.out
     assert "nothing recorded" in dry.err
-    assert reconcile.last_run(db) is None
+    assert reconcile_runs.last_run(db) is None
     assert main(["reconcile"]) == 1
     shown = capsys.readouterr()
     assert "reconciled 4 call(s)" in shown.out
@@ -229,7 +229,7 @@ def test_malformed_calls_are_listed_failed_and_exit_1(
     assert _rows(db) == 2
     failed = db.execute("SELECT count(*) FROM call_events WHERE message_type = 'api.call' AND state = 'failed'")
     assert failed.fetchone() == (2,)
-    last = reconcile.last_run(db)
+    last = reconcile_runs.last_run(db)
     assert last is not None
     assert (last.error, last.failed) == (None, 2)
     assert main(["reconcile", "--json", "--since", "2d"]) == 1

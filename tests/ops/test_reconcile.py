@@ -25,7 +25,7 @@ from ingest.apply import apply_event, apply_stored_event
 from ingest.errors import ConfigError, Unmappable
 from ingest.event import Event
 from ingest.handlers import HANDLERS
-from ingest.ops import reconcile
+from ingest.ops import reconcile, reconcile_runs
 from ingest.ops.rebuild import rebuild_row
 from ingest.settings import Settings
 from ingest.vapi_api import ApiSettings, VapiApi, VapiApiError
@@ -270,12 +270,12 @@ def test_a_dead_api_is_a_clear_error_and_touches_no_row(
         reconcile.run(conn, api, PRIVACY, start=start, end=end)
     assert {call["id"]: _row(conn, call["id"]) for call in four_calls.values()} == rows
     assert _count(conn, "SELECT count(*) FROM call_events") == events
-    last = reconcile.last_run(conn)
+    last = reconcile_runs.last_run(conn)
     assert last is not None
     assert last.error
     assert API_KEY not in last.error
-    assert reconcile.last_success(conn) is None
-    assert reconcile.watermark(conn) is None
+    assert reconcile_runs.last_success(conn) is None
+    assert reconcile_runs.watermark(conn) is None
 
 
 def test_a_dry_run_classifies_and_changes_nothing(
@@ -289,7 +289,7 @@ def test_a_dry_run_classifies_and_changes_nothing(
     assert result.counts_dict() == {"complete": 1, "filled": 2, "missing": 1, "erased": 0, "failed": 0}
     assert _row(conn, four_calls["silent"]["id"]) is None
     assert _count(conn, "SELECT count(*) FROM call_events") == events
-    assert reconcile.last_run(conn) is None
+    assert reconcile_runs.last_run(conn) is None
 
 
 def test_one_call_by_id(conn: Conn, vapi: tuple[FakeVapi, VapiApi], four_calls: dict[str, dict[str, Any]]) -> None:
@@ -307,18 +307,18 @@ def test_the_watermark_follows_runs_without_gaps(conn: Conn, vapi: tuple[FakeVap
     """A successful run leaving no gap moves the watermark to its end; the workers. window reaches back to it."""
     fake, api = vapi
     now = datetime.now(UTC)
-    assert reconcile.trailing_window(conn, 48, now=now) == (now - timedelta(hours=48), now)
+    assert reconcile_runs.trailing_window(conn, 48, now=now) == (now - timedelta(hours=48), now)
     reconcile.run(conn, api, PRIVACY, start=now - timedelta(hours=100), end=now - timedelta(hours=90))
-    assert reconcile.watermark(conn) == now - timedelta(hours=90)
+    assert reconcile_runs.watermark(conn) == now - timedelta(hours=90)
     reconcile.run(conn, api, PRIVACY, start=now - timedelta(hours=20), end=now - timedelta(hours=10))  # a gap
-    assert reconcile.watermark(conn) == now - timedelta(hours=90)
-    assert reconcile.trailing_window(conn, 48, now=now) == (now - timedelta(hours=90), now)
+    assert reconcile_runs.watermark(conn) == now - timedelta(hours=90)
+    assert reconcile_runs.trailing_window(conn, 48, now=now) == (now - timedelta(hours=90), now)
     fake.fail(10)
     with pytest.raises(VapiApiError):
         reconcile.run(conn, api, PRIVACY, start=now - timedelta(hours=95), end=now)
-    assert reconcile.watermark(conn) == now - timedelta(hours=90)
+    assert reconcile_runs.watermark(conn) == now - timedelta(hours=90)
     conn.execute("UPDATE reconcile_runs SET watermark = %s WHERE watermark IS NOT NULL", (now - timedelta(days=40),))
-    assert reconcile.trailing_window(conn, 48, now=now)[0] == now - reconcile.MAX_LOOKBACK
+    assert reconcile_runs.trailing_window(conn, 48, now=now)[0] == now - reconcile_runs.MAX_LOOKBACK
 
 
 def test_a_held_lock_or_a_recent_run_makes_the_run_skip(conn: Conn, db: Conn, vapi: tuple[FakeVapi, VapiApi]) -> None:
@@ -339,7 +339,7 @@ def test_calls_reached_only_through_reconciliation_are_shown(
     _, api = vapi
     start, end = _window()
     reconcile.run(conn, api, PRIVACY, start=start, end=end)
-    found = reconcile.figures(conn)
+    found = reconcile_runs.figures(conn)
     silent = four_calls["silent"]
     assert [item.call_id for item in found.only_reconciled] == [silent["id"]]
     assert found.only_reconciled_total == 1
@@ -347,7 +347,7 @@ def test_calls_reached_only_through_reconciliation_are_shown(
     assert found.last_run is not None
     assert found.last_run.counts["missing"] == 1
     deliver(conn, status_update(silent))
-    assert reconcile.figures(conn).only_reconciled == []
+    assert reconcile_runs.figures(conn).only_reconciled == []
 
 
 # -- a Call that cannot be mapped or applied -----------------------------------------------
@@ -400,12 +400,12 @@ def test_a_malformed_call_is_kept_failed_and_the_run_goes_on(conn: Conn, vapi: t
     assert failed[calls["long_client"]["id"]].error == too_long
     assert failed[None].error == not_uuid
     assert _failed_events(conn) == [("failed", not_uuid, True), ("failed", too_long, True)]
-    last = reconcile.last_run(conn)
+    last = reconcile_runs.last_run(conn)
     assert last is not None
     assert (last.error, last.failed, last.total("missing")) == (None, 2, 2)
-    assert reconcile.watermark(conn) == end
+    assert reconcile_runs.watermark(conn) == end
     assert _reconciled_failed() - counted == 2
-    assert reconcile.figures(conn).as_dict()["last_run"]["counts"]["failed"] == 2
+    assert reconcile_runs.figures(conn).as_dict()["last_run"]["counts"]["failed"] == 2
     # the next run tries them again: the same events (one more attempt each), no new row
     again = reconcile.run(conn, api, PRIVACY, start=start, end=datetime.now(UTC))
     assert again.counts_dict() == {"complete": 2, "filled": 0, "missing": 0, "erased": 0, "failed": 2}
@@ -422,7 +422,7 @@ def test_a_dry_run_of_a_malformed_call_does_not_crash(conn: Conn, vapi: tuple[Fa
     assert result.counts_dict() == {"complete": 0, "filled": 0, "missing": 2, "erased": 0, "failed": 2}
     assert all(item.state is None and item.error for item in result.failed)
     assert _count(conn, "SELECT count(*) FROM call_events") == 0
-    assert reconcile.last_run(conn) is None
+    assert reconcile_runs.last_run(conn) is None
     assert _reconciled_failed() == counted
 
 
@@ -451,12 +451,12 @@ def test_a_failed_call_the_database_cannot_keep_stops_the_run(
     with pytest.raises(psycopg.OperationalError):
         reconcile.run(conn, api, PRIVACY, start=start, end=end)
     monkeypatch.undo()
-    last = reconcile.last_run(conn)
+    last = reconcile_runs.last_run(conn)
     assert last is not None
     assert last.error is not None
     assert last.error == "stopped after 1 call(s): OperationalError: the connection is lost"  # the newer one, applied
     assert last.total("missing") == 1
-    assert reconcile.watermark(conn) is None
+    assert reconcile_runs.watermark(conn) is None
     assert _count(conn, "SELECT count(*) FROM call_events") == 1
 
 
@@ -473,11 +473,11 @@ def test_the_worker_schedule_records_a_run_with_failed_calls(
     assert result.counts_dict()["failed"] == 2
     for name in ("good_old", "good_new"):
         assert _row(conn, calls[name]["id"]) == _expected(calls[name])
-    last = reconcile.last_run(conn)
+    last = reconcile_runs.last_run(conn)
     assert last is not None
     assert (last.runner, last.error, last.failed) == ("worker", None, 2)
-    assert reconcile.watermark(conn) == last.window_end
-    assert reconcile.last_success(conn) == last
+    assert reconcile_runs.watermark(conn) == last.window_end
+    assert reconcile_runs.last_success(conn) == last
     assert [state for state, _, _ in _failed_events(conn)] == ["failed", "failed"]
 
 
@@ -557,7 +557,7 @@ def test_two_worker_processes_reconcile_once(conn: Conn, db_url: str, vapi_url: 
     assert all(runner.returncode == 0 for runner in runners)
     assert outputs == ["ran", "skipped"]
     assert _row(conn, call["id"]) == _expected(call)
-    last = reconcile.last_run(conn)
+    last = reconcile_runs.last_run(conn)
     assert last is not None
     assert last.runner == "worker"
     assert last.window_end - last.window_start >= timedelta(hours=48)
@@ -609,7 +609,7 @@ def test_metrics_and_the_ops_page_show_the_runs(
         for family in text_string_to_metric_families(scraped)
         for sample in family.samples
     }
-    success = reconcile.last_success(conn)
+    success = reconcile_runs.last_success(conn)
     assert success is not None
     assert samples[("vapi_ingest_reconcile_last_success_timestamp_seconds", ())] == success.finished_at.timestamp()
     assert samples[("vapi_ingest_reconcile_last_run_calls", (("result", "missing"),))] == 1

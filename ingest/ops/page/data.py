@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from ingest import queries
 from ingest.mapping.timing import parse_instant
-from ingest.ops import backlog, dead_letters, events, reconcile
+from ingest.ops import backlog, dead_letters, events, reconcile_runs
 from ingest.ops.masking import mask_json, mask_phone, mask_text
 from ingest.ops.reveal import hidden_text, sealed_label
 from ingest.patch import ORIGINALS
@@ -310,9 +310,9 @@ def failures(conn: psycopg.Connection[Any], limit: int, region: str) -> list[eve
     return [replace(e, error=_masked(e.error, region)) for e in found]
 
 
-def reconciliation(conn: psycopg.Connection[Any], limit: int) -> reconcile.Figures:
+def reconciliation(conn: psycopg.Connection[Any], limit: int) -> reconcile_runs.Figures:
     """The last reconciliation runs and the newest calls that reached us only through one (numbers masked)."""
-    return reconcile.figures(conn, limit=limit)
+    return reconcile_runs.figures(conn, limit=limit)
 
 
 def not_applied(conn: psycopg.Connection[Any], event_ids: list[int], privacy: Privacy) -> list[tuple[int, str]]:
