@@ -9,17 +9,19 @@ _ENVELOPE = "ingest_call_envelope(call_id, envelope_id) AS envelope"
 
 # -- the endpoint's fallback: Redis is down, keep the delivery in Postgres -----------------
 
-# A key already in call_event_keys (the dedupe gate, migration 0022) means the event is
-# kept already: nothing is written. The endpoint seals a message whole (no envelope).
+# A key already in call_event_keys (the dedupe gate, migration 0022; the key's digest since
+# 0029) means the event is kept already: nothing is written. The endpoint seals a message
+# whole (no envelope).
 STORE_PENDING_EVENT = """
 WITH key AS (
-    INSERT INTO call_event_keys (dedupe_key, received_at) VALUES (%(dedupe_key)s, %(received_at)s)
-    ON CONFLICT (dedupe_key) DO NOTHING
-    RETURNING dedupe_key, received_at
+    INSERT INTO call_event_keys (key_digest, received_at)
+    VALUES (ingest_dedupe_digest(%(dedupe_key)s::text), %(received_at)s)
+    ON CONFLICT (key_digest) DO NOTHING
+    RETURNING received_at
 )
 INSERT INTO call_events (received_at, call_id, session_id, message_type, dedupe_key, message, body,
                          final_transcript, status, event_at, state)
-SELECT key.received_at, %(call_id)s::text, %(session_id)s::text, %(message_type)s::text, key.dedupe_key,
+SELECT key.received_at, %(call_id)s::text, %(session_id)s::text, %(message_type)s::text, %(dedupe_key)s::text,
        %(message)s::jsonb, %(body)s::bytea, %(final_transcript)s::boolean, %(status)s::text,
        %(event_at)s::timestamptz, 'pending'
 FROM key

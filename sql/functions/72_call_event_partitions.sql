@@ -161,6 +161,11 @@ REVOKE ALL ON FUNCTION ingest_drop_call_event_partition(text) FROM PUBLIC;
 -- Remove up to p_batch dedupe keys received before p_before whose event is no longer in
 -- call_events (its partition dropped, or the row deleted); returns how many. Until then a
 -- redelivery of such an event is still a duplicate; after, it would be recorded again.
+-- A key is a digest (migration 0029): its event is looked for, key by key, through
+-- idx_call_events_dedupe_digest in the partition of its received_at (OFFSET 0 keeps that
+-- probe per key: as an anti join the planner may hash every event instead). The keys are
+-- read in the table's order, about received_at order (the BRIN index
+-- idx_call_event_keys_received_at), not sorted: a sort would read every key before p_before.
 CREATE OR REPLACE FUNCTION ingest_forget_call_event_keys(p_before timestamptz, p_batch integer) RETURNS integer
 LANGUAGE plpgsql
 AS $$
@@ -168,16 +173,17 @@ DECLARE
     forgotten integer;
 BEGIN
     WITH gone AS (
-        SELECT k.dedupe_key
+        SELECT k.key_digest
         FROM call_event_keys AS k
         WHERE k.received_at < p_before
           AND NOT EXISTS (
-              SELECT 1 FROM call_events AS e WHERE e.dedupe_key = k.dedupe_key AND e.received_at = k.received_at)
-        ORDER BY k.received_at
+              SELECT 1 FROM call_events AS e
+              WHERE ingest_dedupe_digest(e.dedupe_key) = k.key_digest AND e.received_at = k.received_at
+              OFFSET 0)
         LIMIT greatest(p_batch, 0)
         FOR UPDATE OF k SKIP LOCKED
     )
-    DELETE FROM call_event_keys AS k USING gone WHERE k.dedupe_key = gone.dedupe_key;
+    DELETE FROM call_event_keys AS k USING gone WHERE k.key_digest = gone.key_digest;
     GET DIAGNOSTICS forgotten = ROW_COUNT;
     RETURN forgotten;
 END

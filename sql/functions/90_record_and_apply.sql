@@ -1,6 +1,6 @@
 -- One round trip per event for the worker: record the event in call_events (its dedupe
--- key in call_event_keys: the gate), merge its patch into its row, and leave the event in
--- the state that results.
+-- key's digest in call_event_keys: the gate), merge its patch into its row, and leave the
+-- event in the state that results.
 --
 -- Returns no row for a duplicate of an applied or ignored event. A NULL patch means the
 -- event is only recorded (a type we do not map): state 'ignored'. Otherwise the state is
@@ -48,13 +48,15 @@ DECLARE
     recorded_at timestamptz;
     inserted boolean;
     merged record;
+    digest uuid := ingest_dedupe_digest(p_dedupe_key);
 BEGIN
-    -- The gate (migration 0022): a new key inserts the event; a known key names the
-    -- received_at, and so the partition, of the event recorded with it. A worker recording
-    -- the same new key at this moment makes this insert wait for its transaction: it then
-    -- finds the key (and the event, committed with it) or, rolled back, inserts it here.
-    INSERT INTO call_event_keys AS k (dedupe_key, received_at) VALUES (p_dedupe_key, p_received_at)
-    ON CONFLICT (dedupe_key) DO NOTHING;
+    -- The gate (migrations 0022, 0029: the key's digest): a new key inserts the event; a
+    -- known key names the received_at, and so the partition, of the event recorded with it.
+    -- A worker recording the same new key at this moment makes this insert wait for its
+    -- transaction: it then finds the key (and the event, committed with it) or, rolled back,
+    -- inserts it here.
+    INSERT INTO call_event_keys AS k (key_digest, received_at) VALUES (digest, p_received_at)
+    ON CONFLICT (key_digest) DO NOTHING;
     inserted := FOUND;
     IF inserted THEN
         recorded_at := p_received_at;
@@ -70,9 +72,11 @@ BEGIN
                 CASE WHEN first_state = 'applied' THEN now() END)
         RETURNING e.id INTO recorded_id;
     ELSE
-        SELECT k.received_at INTO recorded_at FROM call_event_keys AS k WHERE k.dedupe_key = p_dedupe_key;
+        SELECT k.received_at INTO recorded_at FROM call_event_keys AS k WHERE k.key_digest = digest;
+        -- idx_call_events_dedupe_digest finds the event; the key itself is compared too
         UPDATE call_events AS e SET attempts = e.attempts + 1
-        WHERE e.dedupe_key = p_dedupe_key AND e.received_at = recorded_at AND e.state NOT IN ('applied', 'ignored')
+        WHERE ingest_dedupe_digest(e.dedupe_key) = digest AND e.dedupe_key = p_dedupe_key
+          AND e.received_at = recorded_at AND e.state NOT IN ('applied', 'ignored')
         RETURNING e.id INTO recorded_id;
     END IF;
     IF recorded_id IS NULL THEN
@@ -213,9 +217,10 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     recorded_at timestamptz;
+    digest uuid := ingest_dedupe_digest(p_dedupe_key);
 BEGIN
-    INSERT INTO call_event_keys AS k (dedupe_key, received_at) VALUES (p_dedupe_key, p_received_at)
-    ON CONFLICT (dedupe_key) DO NOTHING;
+    INSERT INTO call_event_keys AS k (key_digest, received_at) VALUES (digest, p_received_at)
+    ON CONFLICT (key_digest) DO NOTHING;
     IF FOUND THEN
         INSERT INTO call_events (received_at, call_id, session_id, message_type, dedupe_key, message, body,
                                  final_transcript, status, event_at, state, attempts, last_error, enqueued_at)
@@ -223,12 +228,13 @@ BEGIN
                 p_final_transcript, p_status, p_event_at, p_state, 1, p_last_error, now());
         RETURN;
     END IF;
-    SELECT k.received_at INTO recorded_at FROM call_event_keys AS k WHERE k.dedupe_key = p_dedupe_key;
+    SELECT k.received_at INTO recorded_at FROM call_event_keys AS k WHERE k.key_digest = digest;
     UPDATE call_events AS e
     SET attempts = e.attempts + 1,
         last_error = p_last_error,
         enqueued_at = coalesce(e.enqueued_at, now()),
         state = CASE WHEN e.state IN ('applied', 'ignored') THEN e.state ELSE p_state END
-    WHERE e.dedupe_key = p_dedupe_key AND e.received_at = recorded_at;
+    WHERE ingest_dedupe_digest(e.dedupe_key) = digest AND e.dedupe_key = p_dedupe_key
+      AND e.received_at = recorded_at;
 END
 $$;

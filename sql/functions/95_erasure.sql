@@ -39,9 +39,10 @@ REVOKE ALL ON FUNCTION ingest_erase_lock(text) FROM PUBLIC;
 
 -- ingest_erase_events(call_id, session_id): delete the raw events of an erased call (or, for
 -- a row without a call id, of its session), and their keys at the dedupe gate
--- (call_event_keys, migration 0022) so that a later delivery is recorded again, as an
--- ignored event without its message, instead of passing for a duplicate, and the call's
--- envelopes (call_envelopes, migration 0028). The number of events deleted.
+-- (call_event_keys, migration 0022; the keys' digests since 0029) so that a later delivery
+-- is recorded again, as an ignored event without its message, instead of passing for a
+-- duplicate, and the call's envelopes (call_envelopes, migration 0028). The number of
+-- events deleted.
 CREATE OR REPLACE FUNCTION ingest_erase_events(p_call_id text, p_session_id text) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -58,7 +59,8 @@ BEGIN
         SELECT array_agg(dedupe_key) INTO gone FROM deleted;
     END IF;
     IF gone IS NOT NULL AND to_regclass('call_event_keys') IS NOT NULL THEN
-        DELETE FROM call_event_keys WHERE dedupe_key = ANY(gone);
+        DELETE FROM call_event_keys
+        WHERE key_digest = ANY(ARRAY(SELECT ingest_dedupe_digest(g.key) FROM unnest(gone) AS g(key)));
     END IF;
     -- the call's envelopes (migration 0028): what its events repeated, kept once
     IF p_call_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'

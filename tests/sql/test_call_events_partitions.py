@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,11 @@ def make_partition(db: Conn, month: str) -> str:
     row = db.execute("SELECT ingest_create_call_event_partition(%s)", (at(month),)).fetchone()
     assert row is not None
     return str(row[0])
+
+
+def digest(dedupe_key: str) -> uuid.UUID:
+    """The key at the gate (migration 0029): ingest_dedupe_digest, the first 16 bytes of its SHA-256."""
+    return uuid.UUID(bytes=hashlib.sha256(dedupe_key.encode()).digest()[:16])
 
 
 def partition_of(db: Conn, dedupe_key: str) -> list[tuple[Any, ...]]:
@@ -112,8 +119,8 @@ def test_conversion_keeps_every_row_and_the_identity_continues(
             "SELECT tableoid::regclass::text, count(*) FROM call_events GROUP BY 1 ORDER BY 1"
         ).fetchall()
         assert placed == [("call_events_y2025m11", 3), ("call_events_y2025m12", 3), ("call_events_y2026m01", 2)]
-        keys = conn.execute("SELECT dedupe_key, received_at FROM call_event_keys ORDER BY received_at").fetchall()
-        assert keys == sorted(((row[2], row[1]) for row in before), key=lambda key: key[1])
+        keys = conn.execute("SELECT key_digest, received_at FROM call_event_keys ORDER BY received_at").fetchall()
+        assert keys == sorted(((digest(row[2]), row[1]) for row in before), key=lambda key: key[1])
         assert conn.execute("SELECT to_regclass('call_events_unpartitioned')").fetchone() == (None,)
         state = apply_event(conn, Event(status_update(1), datetime.now(UTC)), PRIVACY)
         assert state is not None
@@ -220,7 +227,9 @@ def test_dropping_a_month_while_a_worker_applies_newer_events_loses_nothing_newe
     forget = "SELECT ingest_forget_call_event_keys(%s, %s)"
     assert db.execute(forget, (at("2026-02-01T00:00:00"), 15)).fetchone() == (15,)  # a bounded batch
     assert db.execute(forget, (datetime.now(UTC) + timedelta(days=1), 100)).fetchone() == (5,)  # newer stay
-    assert {row[0] for row in db.execute("SELECT dedupe_key FROM call_event_keys").fetchall()} == kept
+    assert {row[0] for row in db.execute("SELECT key_digest FROM call_event_keys").fetchall()} == {
+        digest(key) for key in kept
+    }
     # forgotten, a redelivery is recorded again
     assert apply_event(db, Event(old[0], datetime.now(UTC)), PRIVACY) == EventState.APPLIED
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from typing import Any
 
 import psycopg
@@ -79,8 +81,10 @@ def test_indexes(db: Conn) -> None:
             "call_events_pkey": (
                 "CREATE UNIQUE INDEX call_events_pkey ON ONLY public.call_events USING btree (id, received_at)"
             ),
-            "idx_call_events_dedupe_key": (
-                "CREATE INDEX idx_call_events_dedupe_key ON ONLY public.call_events USING btree (dedupe_key)"
+            # 0029: a hash of the key's digest (equality lookups only; the gate holds digests)
+            "idx_call_events_dedupe_digest": (
+                "CREATE INDEX idx_call_events_dedupe_digest ON ONLY public.call_events"
+                " USING hash (ingest_dedupe_digest(dedupe_key))"
             ),
             "idx_call_events_call_id": (
                 "CREATE INDEX idx_call_events_call_id ON ONLY public.call_events USING btree (call_id)"
@@ -112,14 +116,37 @@ def test_malformed_call_id_is_kept(db: Conn) -> None:
 
 
 def test_dedupe_key_is_unique(db: Conn) -> None:
-    """call_event_keys holds each dedupe_key once; a writer's ON CONFLICT (dedupe_key) DO NOTHING skips a second."""
-    db.execute("INSERT INTO call_event_keys (dedupe_key, received_at) VALUES ('k1', now())")
+    """call_event_keys holds each key's digest once; a writer's ON CONFLICT (key_digest) DO NOTHING skips a second."""
+    insert = "INSERT INTO call_event_keys (key_digest, received_at) VALUES (ingest_dedupe_digest('k1'), now())"
+    db.execute(insert)
     with pytest.raises(psycopg.errors.UniqueViolation):
-        db.execute("INSERT INTO call_event_keys (dedupe_key, received_at) VALUES ('k1', now())")
-    skipped = db.execute(
-        "INSERT INTO call_event_keys (dedupe_key, received_at) VALUES ('k1', now()) ON CONFLICT (dedupe_key) DO NOTHING"
-    )
-    assert skipped.rowcount == 0
+        db.execute(insert)
+    assert db.execute(insert + " ON CONFLICT (key_digest) DO NOTHING").rowcount == 0
+
+
+@pytest.mark.parametrize("key", ["k1", "0f" * 32, "é|call|2026-01-01T00:00:00Z", ""])
+def test_the_digest_is_the_first_16_bytes_of_the_keys_sha256(db: Conn, key: str) -> None:
+    """ingest_dedupe_digest (0029) of any text: SHA-256 of its UTF-8, cut to 16 bytes (typed uuid)."""
+    row = db.execute("SELECT ingest_dedupe_digest(%s)", (key,)).fetchone()
+    assert row == (uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16]),)
+
+
+def test_the_gate_holds_digests(db: Conn) -> None:
+    """call_event_keys (0029): the 16-byte digest as primary key, received_at, a BRIN index on it."""
+    columns = db.execute(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+        " WHERE table_name = 'call_event_keys' ORDER BY ordinal_position"
+    ).fetchall()
+    assert columns == [("key_digest", "uuid", "NO"), ("received_at", "timestamp with time zone", "NO")]
+    indexes = dict(db.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'call_event_keys'"))
+    assert indexes == {
+        "call_event_keys_pkey": (
+            "CREATE UNIQUE INDEX call_event_keys_pkey ON public.call_event_keys USING btree (key_digest)"
+        ),
+        "idx_call_event_keys_received_at": (
+            "CREATE INDEX idx_call_event_keys_received_at ON public.call_event_keys USING brin (received_at)"
+        ),
+    }
 
 
 @pytest.mark.parametrize("state", ["pending", "waiting", "applied", "failed", "ignored"])
