@@ -17,11 +17,11 @@ import functools
 import logging
 import os
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import phonenumbers
 
@@ -57,17 +57,30 @@ def env_flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+_N = TypeVar("_N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: _N, parse: Callable[[str], _N], what: str, minimum: _N) -> _N:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+    if not value >= minimum:  # NaN too
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {raw}")
     return value
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    """A whole-number setting: ``default`` when unset or blank; at least ``minimum``."""
+    return _number(env, name, default, int, "an integer", minimum)
+
+
+def env_number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    """A decimal setting (a threshold, a share): ``default`` when unset or blank; at least ``minimum``."""
+    return _number(env, name, default, float, "a number", minimum)
 
 
 # Well inside the 14 days Vapi keeps calls on pay-as-you-go (ingest.ops.reconcile_runs.MAX_LOOKBACK).
@@ -75,7 +88,7 @@ RECONCILE_WINDOW_MAX_HOURS = 13 * 24
 
 
 def _reconcile_window_hours(env: Mapping[str, str]) -> int:
-    hours = _int(env, "RECONCILE_WINDOW_HOURS", 48, minimum=1)
+    hours = env_int(env, "RECONCILE_WINDOW_HOURS", 48, minimum=1)
     if hours > RECONCILE_WINDOW_MAX_HOURS:
         raise ConfigError(
             f"RECONCILE_WINDOW_HOURS must be at most {RECONCILE_WINDOW_MAX_HOURS} (inside Vapi's call retention),"
@@ -88,7 +101,7 @@ def _days(env: Mapping[str, str], name: str, default: int) -> int:
     """A retention window in days; ``0`` or ``off`` keeps the data forever (0)."""
     if env.get(name, "").strip().lower() == "off":
         return 0
-    return _int(env, name, default)
+    return env_int(env, name, default)
 
 
 def _timezone(env: Mapping[str, str]) -> str:
@@ -261,8 +274,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        pool_min = _int(env, "DB_POOL_MIN", 1)
-        pool_max = _int(env, "DB_POOL_MAX", 8, minimum=1)
+        pool_min = env_int(env, "DB_POOL_MIN", 1)
+        pool_max = env_int(env, "DB_POOL_MAX", 8, minimum=1)
         if pool_max < pool_min:
             raise ConfigError(f"DB_POOL_MAX ({pool_max}) is below DB_POOL_MIN ({pool_min})")
         return cls(
@@ -277,32 +290,32 @@ class Settings:
             db_pool_max=pool_max,
             db_prepared_statements=env_flag(env, "DB_PREPARED_STATEMENTS", True),
             host=env.get("HOST") or "127.0.0.1",
-            port=_int(env, "PORT", 8000, minimum=1),
+            port=env_int(env, "PORT", 8000, minimum=1),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
-            web_concurrency=_int(env, "WEB_CONCURRENCY", 1, minimum=1),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
-            max_header_bytes=_int(env, "MAX_HEADER_BYTES", 64 * 1024, minimum=1024),
-            header_timeout=float(_int(env, "HEADER_TIMEOUT_SECONDS", 10, minimum=1)),
-            body_timeout=float(_int(env, "BODY_TIMEOUT_SECONDS", 20, minimum=1)),
-            keep_alive_timeout=_int(env, "KEEP_ALIVE_TIMEOUT_SECONDS", 5, minimum=1),
-            limit_concurrency=_int(env, "WEB_LIMIT_CONCURRENCY", 1000, minimum=1),
-            max_unverified_bodies=_int(env, "MAX_UNVERIFIED_BODIES", 16, minimum=1),
-            enqueue_timeout=_int(env, "ENQUEUE_TIMEOUT_MS", 250, minimum=1) / 1000,
+            web_concurrency=env_int(env, "WEB_CONCURRENCY", 1, minimum=1),
+            max_body_bytes=env_int(env, "MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
+            max_header_bytes=env_int(env, "MAX_HEADER_BYTES", 64 * 1024, minimum=1024),
+            header_timeout=float(env_int(env, "HEADER_TIMEOUT_SECONDS", 10, minimum=1)),
+            body_timeout=float(env_int(env, "BODY_TIMEOUT_SECONDS", 20, minimum=1)),
+            keep_alive_timeout=env_int(env, "KEEP_ALIVE_TIMEOUT_SECONDS", 5, minimum=1),
+            limit_concurrency=env_int(env, "WEB_LIMIT_CONCURRENCY", 1000, minimum=1),
+            max_unverified_bodies=env_int(env, "MAX_UNVERIFIED_BODIES", 16, minimum=1),
+            enqueue_timeout=env_int(env, "ENQUEUE_TIMEOUT_MS", 250, minimum=1) / 1000,
             phone_region=_region(env),
             redact=env_flag(env, "INGEST_REDACT", True),
             plaintext=env_flag(env, "INGEST_PLAINTEXT", False),
-            sweep_interval=float(_int(env, "SWEEP_INTERVAL_SECONDS", 30, minimum=1)),
-            sweep_grace=float(_int(env, "SWEEP_GRACE_SECONDS", 120, minimum=1)),
-            heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000, minimum=1000),
-            worker_processes=_int(env, "WORKER_PROCESSES", 2, minimum=1),
-            worker_threads=_int(env, "WORKER_THREADS", 8, minimum=1),
-            worker_idle_poll_ms=_int(env, "WORKER_IDLE_POLL_MS", 100, minimum=10),
+            sweep_interval=float(env_int(env, "SWEEP_INTERVAL_SECONDS", 30, minimum=1)),
+            sweep_grace=float(env_int(env, "SWEEP_GRACE_SECONDS", 120, minimum=1)),
+            heartbeat_timeout_ms=env_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000, minimum=1000),
+            worker_processes=env_int(env, "WORKER_PROCESSES", 2, minimum=1),
+            worker_threads=env_int(env, "WORKER_THREADS", 8, minimum=1),
+            worker_idle_poll_ms=env_int(env, "WORKER_IDLE_POLL_MS", 100, minimum=10),
             metrics_token=(env.get("INGEST_METRICS_TOKEN") or "").strip().encode() or None,
             retention_raw_events_days=_days(env, "RETENTION_RAW_EVENTS_DAYS", 30),
             retention_transcript_days=_days(env, "RETENTION_TRANSCRIPT_DAYS", 90),
             retention_anonymise_days=_days(env, "RETENTION_ANONYMISE_DAYS", 365),
-            retention_interval_minutes=_int(env, "RETENTION_INTERVAL_MINUTES", 60, minimum=1),
-            reconcile_interval_minutes=_int(env, "RECONCILE_INTERVAL_MINUTES", 15, minimum=1),
+            retention_interval_minutes=env_int(env, "RETENTION_INTERVAL_MINUTES", 60, minimum=1),
+            reconcile_interval_minutes=env_int(env, "RECONCILE_INTERVAL_MINUTES", 15, minimum=1),
             reconcile_window_hours=_reconcile_window_hours(env),
             worker_metrics_port=worker_metrics_port(env),
             environment=MappingProxyType(dict(env)),

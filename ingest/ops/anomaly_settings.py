@@ -13,27 +13,7 @@ from dataclasses import dataclass
 import phonenumbers
 
 from ingest.errors import ConfigError
-from ingest.settings import env_flag
-
-
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not value >= minimum:  # NaN too
-        raise ConfigError(f"{name} must be at least {minimum:g}, got {raw}")
-    return value
-
-
-def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
-    value = _number(env, name, default, minimum=minimum)
-    if value != int(value):
-        raise ConfigError(f"{name} must be a whole number, got {value:g}")
-    return int(value)
+from ingest.settings import env_flag, env_int, env_number
 
 
 def _countries(env: Mapping[str, str]) -> frozenset[str]:
@@ -68,19 +48,19 @@ class AnomalySettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AnomalySettings:
         return cls(
-            interval_minutes=_whole(env, "ANOMALY_INTERVAL_MINUTES", 15),
-            window_minutes=_whole(env, "ANOMALY_WINDOW_MINUTES", 60, minimum=5),
-            baseline_weeks=_whole(env, "ANOMALY_BASELINE_WEEKS", 4),
-            baseline_min_weeks=_whole(env, "ANOMALY_BASELINE_MIN_WEEKS", 2),
-            volume_min_calls=_whole(env, "ANOMALY_VOLUME_MIN_CALLS", 20),
-            volume_score=_number(env, "ANOMALY_VOLUME_SCORE", 5.0, minimum=1.0),
-            cost_min=_number(env, "ANOMALY_COST_MIN", 10.0),
-            cost_score=_number(env, "ANOMALY_COST_SCORE", 5.0, minimum=1.0),
-            repeat_calls=_whole(env, "ANOMALY_REPEAT_CALLS", 5, minimum=2),
-            short_call_seconds=_number(env, "ANOMALY_SHORT_CALL_SECONDS", 10.0, minimum=1.0),
-            short_calls=_whole(env, "ANOMALY_SHORT_CALLS", 10, minimum=2),
-            short_call_share=_number(env, "ANOMALY_SHORT_CALL_SHARE", 0.5),
+            interval_minutes=env_int(env, "ANOMALY_INTERVAL_MINUTES", 15, minimum=1),
+            window_minutes=env_int(env, "ANOMALY_WINDOW_MINUTES", 60, minimum=5),
+            baseline_weeks=env_int(env, "ANOMALY_BASELINE_WEEKS", 4, minimum=1),
+            baseline_min_weeks=env_int(env, "ANOMALY_BASELINE_MIN_WEEKS", 2, minimum=1),
+            volume_min_calls=env_int(env, "ANOMALY_VOLUME_MIN_CALLS", 20, minimum=1),
+            volume_score=env_number(env, "ANOMALY_VOLUME_SCORE", 5.0, minimum=1.0),
+            cost_min=env_number(env, "ANOMALY_COST_MIN", 10.0),
+            cost_score=env_number(env, "ANOMALY_COST_SCORE", 5.0, minimum=1.0),
+            repeat_calls=env_int(env, "ANOMALY_REPEAT_CALLS", 5, minimum=2),
+            short_call_seconds=env_number(env, "ANOMALY_SHORT_CALL_SECONDS", 10.0, minimum=1.0),
+            short_calls=env_int(env, "ANOMALY_SHORT_CALLS", 10, minimum=2),
+            short_call_share=env_number(env, "ANOMALY_SHORT_CALL_SHARE", 0.5),
             allowed_countries=_countries(env),
             block_flagged_callers=env_flag(env, "BLOCK_FLAGGED_CALLERS"),
-            block_hours=_whole(env, "BLOCK_FLAGGED_HOURS", 24),
+            block_hours=env_int(env, "BLOCK_FLAGGED_HOURS", 24, minimum=1),
         )
