@@ -16,7 +16,8 @@ client's ``client_subscriptions.retention_*_days`` overrides (NULL = the default
   ``metadata`` keeps only the keys ``ingest_retention_anonymous_keys()`` lists.
 
 Windows run from a session's end, else its start, else when its row was made; for a raw
-event, from when it was received. The SQL is ``sql/functions/85_retention.sql``.
+event, from when it was received. The SQL is ``sql/functions/85_retention.sql``; the steps
+themselves are ``ingest.ops.retention_steps``.
 
 - ``status(conn, settings)`` → ``Status``: what is due now, per category and client, and
   the last run.
@@ -33,21 +34,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import psycopg
-from psycopg import sql
 
-from ingest import audit, queries
+from ingest import audit
 from ingest.audit import Actor, Auditor
 from ingest.db import session_lock
-from ingest.pseudonym import pseudonym
+from ingest.ops import retention_steps as steps
+from ingest.ops.retention_steps import client_label
 from ingest.settings import Settings
 from ingest.vocabulary import AuditAction, AuditActorKind, AuditSurface, AuditTargetKind
 
@@ -58,8 +57,6 @@ CATEGORIES = ("raw_events", "transcripts", "anonymised")
 OVERDUE = "overdue"
 BATCH = 1000
 LOCK_KEY = 0x5641_5052  # "VAPR": one retention runner across every host
-NO_UUID = uuid.UUID(int=0)
-LOCK_TIMEOUT = "2s"  # a batch statement never waits longer than this on a lock
 
 
 @dataclass(frozen=True)
@@ -144,10 +141,6 @@ class Report:
         }
 
 
-def _client(client_id: str | None) -> str:
-    return client_id or ""
-
-
 def due(conn: Connection, policy: Policy, now: datetime) -> list[Due]:
     rows = conn.execute(
         "SELECT category, client_id, due, oldest FROM ingest_retention_due_counts(%s, %s, %s, %s)"
@@ -200,154 +193,6 @@ def figures(
 def status(conn: Connection, settings: Settings, *, now: datetime | None = None) -> Status:
     policy = Policy.of(settings)
     return Status(policy, due(conn, policy, now or datetime.now(UTC)), last_run(conn))
-
-
-# -- the steps -----------------------------------------------------------------------------
-
-
-def _batches(conn: Connection, query: str, params: dict[str, Any], after: Any, batch: int) -> Iterator[list[Any]]:
-    """Rows of ``query`` page after page (``after``: the last id of the previous page), each
-    page its own transaction under ``LOCK_TIMEOUT``; stops at a short page."""
-    while True:
-        with conn.transaction():
-            conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            rows = conn.execute(query, {**params, "after": after, "limit": batch}).fetchall()
-        if rows:
-            yield rows
-            after = max(row[0] for row in rows)
-        if len(rows) < batch:
-            return
-
-
-def _function_exists(conn: Connection, signature: str) -> bool:
-    row = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (signature,)).fetchone()
-    return bool(row and row[0])
-
-
-def _drop_expired_partitions(conn: Connection, policy: Policy, now: datetime, report: Report) -> None:
-    """Whole monthly partitions older than every client's raw cutoff, where ``call_events`` is
-    partitioned (``ingest_drop_call_event_partition`` refuses one holding unfinished events)."""
-    windows = conn.execute(
-        "SELECT raw_days FROM ingest_retention_policies(%s, %s, %s)",
-        (policy.raw_events_days, policy.transcript_days, policy.anonymise_days),
-    ).fetchall()
-    if not windows or any(days is None for (days,) in windows):
-        return  # some client keeps its raw events: no partition is due as a whole
-    cutoff = conn.execute("SELECT %s::timestamptz - make_interval(days => %s)", (now, max(d for (d,) in windows)))
-    oldest_cutoff = cutoff.fetchone()[0]  # type: ignore[index]
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        partitions = cur.execute("SELECT * FROM ingest_call_event_partitions()").fetchall()
-    for partition in partitions:
-        name, upper = partition.get("name"), partition.get("month_end")
-        if not isinstance(name, str) or not isinstance(upper, datetime) or upper > oldest_cutoff:
-            continue
-        if partition.get("unfinished"):  # pending or waiting events: batch-deleted around them
-            continue
-        counts = conn.execute(
-            sql.SQL(
-                "SELECT r.client_id, count(*) FROM {} AS e"
-                " JOIN ingest_retention_events(%s, %s, %s, %s) AS r ON r.id = e.id GROUP BY 1"
-            ).format(sql.Identifier(name)),
-            (policy.raw_events_days, policy.transcript_days, policy.anonymise_days, now),
-        ).fetchall()
-        try:
-            with conn.transaction():
-                conn.execute("SELECT ingest_drop_call_event_partition(%s)", (name,))
-        except psycopg.Error as exc:  # it holds pending or waiting events: batch-deleted below
-            log.info("retention kept a partition", extra={"partition": name, "error": type(exc).__name__})
-            continue
-        report.partitions_dropped.append(name)
-        for client_id, count in counts:
-            report.counts["raw_events"][_client(client_id)] += int(count)
-
-
-def _forget_event_keys(conn: Connection, policy: Policy, now: datetime, batch: int) -> None:
-    """The dedupe keys of removed events, where they live apart from ``call_events``."""
-    if not _function_exists(conn, "ingest_forget_call_event_keys(timestamptz, integer)"):
-        return
-    days = [
-        d
-        for (d,) in conn.execute(
-            "SELECT raw_days FROM ingest_retention_policies(%s, %s, %s)",
-            (policy.raw_events_days, policy.transcript_days, policy.anonymise_days),
-        ).fetchall()
-        if d is not None
-    ]
-    if not days:
-        return
-    before = conn.execute("SELECT %s::timestamptz - make_interval(days => %s)", (now, max(days))).fetchone()[0]  # type: ignore[index]
-    while True:
-        row = conn.execute("SELECT ingest_forget_call_event_keys(%s, %s)", (before, batch)).fetchone()
-        if not row or not isinstance(row[0], int) or row[0] < batch:
-            return
-
-
-def _remove_raw_events(conn: Connection, policy: Policy, now: datetime, report: Report, batch: int) -> None:
-    """Every raw event due: whole expired partitions first where ``call_events`` is partitioned,
-    then batches by id; the one way retention deletes from ``call_events``."""
-    if report.dry_run:
-        return
-    if _function_exists(conn, "ingest_drop_call_event_partition(text)") and _function_exists(
-        conn, "ingest_call_event_partitions()"
-    ):
-        _drop_expired_partitions(conn, policy, now, report)
-    query = (
-        "SELECT id, client_id FROM ingest_retention_remove_raw_events("
-        "%(raw)s, %(transcript)s, %(anonymise)s, %(now)s, %(after)s, %(limit)s)"
-    )
-    params = {
-        "raw": policy.raw_events_days,
-        "transcript": policy.transcript_days,
-        "anonymise": policy.anonymise_days,
-        "now": now,
-    }
-    for rows in _batches(conn, query, params, 0, batch):
-        report.counts["raw_events"].update(_client(client_id) for _, client_id in rows)
-    _forget_event_keys(conn, policy, now, batch)
-    _forget_call_envelopes(conn, now, batch)
-
-
-def _forget_call_envelopes(conn: Connection, now: datetime, batch: int) -> None:
-    """The per-call envelopes no event refers to any more (their events removed above)."""
-    if not _function_exists(conn, "ingest_forget_call_envelopes(timestamptz, integer)"):
-        return
-    while True:
-        row = conn.execute(queries.FORGET_CALL_ENVELOPES, {"before": now, "batch": batch}).fetchone()
-        if not row or not isinstance(row[0], int) or row[0] < min(batch, 500):
-            return
-
-
-def _remove_transcripts(conn: Connection, policy: Policy, now: datetime, report: Report, batch: int) -> None:
-    if report.dry_run:
-        return
-    query = "SELECT id, client_id FROM ingest_retention_remove_transcripts(%(days)s, %(now)s, %(after)s, %(limit)s)"
-    for rows in _batches(conn, query, {"days": policy.transcript_days, "now": now}, NO_UUID, batch):
-        report.counts["transcripts"].update(_client(client_id) for _, client_id in rows)
-
-
-def _anonymise(conn: Connection, policy: Policy, now: datetime, report: Report, batch: int, key: bytes) -> None:
-    if report.dry_run:
-        return
-    after: uuid.UUID = NO_UUID
-    while True:
-        rows = conn.execute(
-            "SELECT id, client_id, customer_number FROM ingest_retention_anonymise_due(%s, %s, %s, %s)",
-            (policy.anonymise_days, now, after, batch),
-        ).fetchall()
-        if not rows:
-            return
-        ids = [row[0] for row in rows]
-        numbers = [row[2] for row in rows]
-        pseudonyms = [pseudonym(number, key) if number is not None else None for number in numbers]
-        with conn.transaction():
-            conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            changed = conn.execute(
-                "SELECT id, client_id FROM ingest_retention_anonymise(%s, %s, %s, %s)", (ids, numbers, pseudonyms, now)
-            ).fetchall()
-        report.counts["anonymised"].update(_client(client_id) for _, client_id in changed)
-        if len(rows) < batch:
-            return
-        after = max(ids)
 
 
 def _record(conn: Connection, report: Report, runner: str, auditor: Auditor) -> None:
@@ -411,12 +256,12 @@ def run(
     if dry_run:
         for item in pending:
             if item.category in CATEGORIES and item.category not in report.skipped:
-                report.counts[item.category][_client(item.client_id)] += item.count
+                report.counts[item.category][client_label(item.client_id)] += item.count
         return report
-    _remove_raw_events(conn, policy, now, report, batch)
-    _remove_transcripts(conn, policy, now, report, batch)
+    steps.remove_raw_events(conn, policy, now, report, batch)
+    steps.remove_transcripts(conn, policy, now, report, batch)
     if key is not None:
-        _anonymise(conn, policy, now, report, batch, key)
+        steps.anonymise(conn, policy, now, report, batch, key)
     _record(conn, report, runner, auditor or audit.cli())
     return report
 
