@@ -14,10 +14,11 @@
 -- p_envelope_id and p_envelope: a new event keeps it (ingest_keep_call_envelope, under the
 -- call's erasure lock, in this transaction: 71_call_envelopes.sql) before it is recorded
 -- referring to it; an erased call's event cannot be (an error: record it reduced instead).
--- The signature without them (further down) records a body sealed whole. The other two
--- functions take them last, defaulting to NULL; their signatures before them are dropped so
--- that no call is ambiguous.
+-- All three functions take them last, defaulting to NULL (a body sealed whole, or a plain
+-- message); their signatures before them are dropped so that no call is ambiguous.
 DROP FUNCTION IF EXISTS ingest_record_and_apply(timestamptz, text, text, text, text, jsonb, jsonb);
+DROP FUNCTION IF EXISTS ingest_record_and_apply(
+    timestamptz, text, text, text, text, jsonb, bytea, boolean, text, timestamptz, jsonb);
 DROP FUNCTION IF EXISTS ingest_record_and_apply_unless_erased(
     timestamptz, text, text, text, text, jsonb, bytea, boolean, text, timestamptz, jsonb, uuid, text);
 DROP FUNCTION IF EXISTS ingest_record_and_apply_batch(
@@ -36,8 +37,8 @@ CREATE OR REPLACE FUNCTION ingest_record_and_apply(
     p_status text,
     p_event_at timestamptz,
     p_patch jsonb,
-    p_envelope_id bytea,
-    p_envelope bytea
+    p_envelope_id bytea DEFAULT NULL,
+    p_envelope bytea DEFAULT NULL
 ) RETURNS TABLE (event_id bigint, state text, outcome text, ended boolean, transcript_source text)
 LANGUAGE plpgsql
 AS $$
@@ -103,27 +104,6 @@ BEGIN
         RETURN QUERY SELECT recorded_id, new_state, merged.outcome, merged.ended, merged.transcript_source;
     END IF;
 END
-$$;
-
--- The same for a body sealed whole (or a plain message): no envelope.
-CREATE OR REPLACE FUNCTION ingest_record_and_apply(
-    p_received_at timestamptz,
-    p_call_id text,
-    p_session_id text,
-    p_message_type text,
-    p_dedupe_key text,
-    p_message jsonb,
-    p_body bytea,
-    p_final_transcript boolean,
-    p_status text,
-    p_event_at timestamptz,
-    p_patch jsonb
-) RETURNS TABLE (event_id bigint, state text, outcome text, ended boolean, transcript_source text)
-LANGUAGE sql
-AS $$
-    SELECT * FROM ingest_record_and_apply(
-        p_received_at, p_call_id, p_session_id, p_message_type, p_dedupe_key, p_message, p_body,
-        p_final_transcript, p_status, p_event_at, p_patch, NULL::bytea, NULL::bytea)
 $$;
 
 -- The worker's one round trip per event: ingest_record_and_apply, unless the event's call

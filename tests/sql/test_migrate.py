@@ -74,7 +74,8 @@ def test_fresh_database_gets_every_migration_once(empty_db_url: str) -> None:
 
 
 RECORD_AND_APPLY = (
-    "ingest_record_and_apply(timestamptz, text, text, text, text, jsonb, bytea, boolean, text, timestamptz, jsonb)"
+    "ingest_record_and_apply(timestamptz, text, text, text, text, jsonb, bytea, boolean, text, timestamptz, jsonb,"
+    " bytea, bytea)"
 )
 
 
