@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +9,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
+from support.app_env import app_env
 
 from ingest.metrics.gauges import AnomalyFigures, anomaly_gauges
 from ingest.vocabulary import AnomalyKind
@@ -24,13 +24,7 @@ SCANNED = "vapi_ingest_anomaly_scan_last_success_timestamp_seconds"
 def env(db_url: str, redis_server_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir", "INGEST_METRICS_DIR", "INGEST_METRICS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    return {
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_server_url,
-        "INGEST_REDIS_NAMESPACE": redis_namespace,
-        "VAPI_SECRET": "webhook-secret",
-        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
-    }
+    return app_env(db_url, redis_server_url, redis_namespace)
 
 
 def scrape(env: dict[str, str]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

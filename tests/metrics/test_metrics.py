@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg_pool import ConnectionPool
 from starlette.testclient import TestClient
+from support.app_env import app_env
 from support.apply import PRIVACY
 from support.fixtures import load_call, load_event
 from support.live import JSON, web_server, worker_process
@@ -82,14 +83,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def env(db_url: str, redis_server_url: str, redis_namespace: str, tmp_path: Path, clean_env: None) -> dict[str, str]:
-    return {
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_server_url,
-        "INGEST_REDIS_NAMESPACE": redis_namespace,
-        "VAPI_SECRET": SECRET,
-        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
-        "INGEST_DATA_DIR": str(tmp_path),
-    }
+    return app_env(db_url, redis_server_url, redis_namespace, secret=SECRET, INGEST_DATA_DIR=str(tmp_path))
 
 
 def record_in_subprocess(directory: Path, code: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +12,7 @@ from urllib.parse import urlencode
 import psycopg
 import pytest
 from starlette.testclient import TestClient
+from support.app_env import app_env
 from support.apply import apply_bodies
 from support.fixtures import load_call, load_event, parse_body
 from support.ops_page_data import (
@@ -53,17 +53,12 @@ BEARER = {"authorization": f"Bearer {TOKEN}"}
 
 
 def make_env(db_url: str, redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url,
-        "INGEST_REDIS_NAMESPACE": namespace,
-        "VAPI_SECRET": "webhook-secret",
-        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
-        "INGEST_OPS_USER": USER,
-        "INGEST_OPS_PASSWORD": PASSWORD,
-        "INGEST_OPS_TOKEN": TOKEN,
-        **extra,
-    }
+    return app_env(
+        db_url,
+        redis_url,
+        namespace,
+        **{"INGEST_OPS_USER": USER, "INGEST_OPS_PASSWORD": PASSWORD, "INGEST_OPS_TOKEN": TOKEN, **extra},
+    )
 
 
 @pytest.fixture

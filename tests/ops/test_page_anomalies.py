@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -12,6 +11,7 @@ import psycopg
 import pytest
 import redis
 from starlette.testclient import TestClient
+from support.app_env import app_env
 from support.personal_data import CUSTOMER
 
 from ingest.ops import flagged_callers
@@ -29,16 +29,14 @@ Conn = psycopg.Connection[Any]
 
 @pytest.fixture
 def env(db_url: str, redis_server_url: str, redis_namespace: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_server_url,
-        "INGEST_REDIS_NAMESPACE": redis_namespace,
-        "VAPI_SECRET": "webhook-secret",
-        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
-        "INGEST_OPS_USER": USER,
-        "INGEST_OPS_PASSWORD": PASSWORD,
-        "INGEST_OPS_TOKEN": TOKEN,
-    }
+    return app_env(
+        db_url,
+        redis_server_url,
+        redis_namespace,
+        INGEST_OPS_USER=USER,
+        INGEST_OPS_PASSWORD=PASSWORD,
+        INGEST_OPS_TOKEN=TOKEN,
+    )
 
 
 @pytest.fixture

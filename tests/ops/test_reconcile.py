@@ -18,6 +18,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
+from support.app_env import app_env
 from support.rows import PRIVACY
 from support.vapi_api import API_KEY, FakeVapi, make_call, serve_vapi
 
@@ -573,16 +574,14 @@ def test_the_window_setting_stays_inside_vapi_retention() -> None:
 
 def _app_env(db_url: str, redis_url: str, namespace: str) -> dict[str, str]:
     """The environment of a web app with /ops and /metrics over the test's database and Redis."""
-    return {
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url,
-        "INGEST_REDIS_NAMESPACE": namespace,
-        "VAPI_SECRET": "webhook-secret",
-        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
-        "INGEST_OPS_USER": "oncall",
-        "INGEST_OPS_PASSWORD": "correct horse battery",
-        "VAPI_API_KEY": API_KEY,
-    }
+    return app_env(
+        db_url,
+        redis_url,
+        namespace,
+        INGEST_OPS_USER="oncall",
+        INGEST_OPS_PASSWORD="correct horse battery",
+        VAPI_API_KEY=API_KEY,
+    )
 
 
 def test_metrics_and_the_ops_page_show_the_runs(

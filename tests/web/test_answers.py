@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 from starlette.testclient import TestClient
+from support.app_env import app_env
 from support.fixtures import load_event, server_message_validator
 from support.live import JSON
 from support.queue import queued_bodies
@@ -25,18 +25,17 @@ TOOLS = ",".join(f"{name}=support.tools:{name}" for name in ("lookup_order", "ch
 
 @pytest.fixture
 def env(db_url: str, redis_server_url: str, redis_namespace: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_server_url,
-        "INGEST_REDIS_NAMESPACE": redis_namespace,
-        "VAPI_SECRET": SECRET,
-        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
-        "VAPI_DEFAULT_ASSISTANT_ID": ASSISTANT,
-        "VAPI_ASSISTANT_ROUTES": f"+6495550100={ROUTED}",
-        "VAPI_TRANSFER_DESTINATION": "+6495550199",
-        "INGEST_TOOLS": TOOLS,
-        "VAPI_TOOL_TIMEOUT": "0.5",
-    }
+    return app_env(
+        db_url,
+        redis_server_url,
+        redis_namespace,
+        secret=SECRET,
+        VAPI_DEFAULT_ASSISTANT_ID=ASSISTANT,
+        VAPI_ASSISTANT_ROUTES=f"+6495550100={ROUTED}",
+        VAPI_TRANSFER_DESTINATION="+6495550199",
+        INGEST_TOOLS=TOOLS,
+        VAPI_TOOL_TIMEOUT="0.5",
+    )
 
 
 def ask(client: TestClient, message: dict[str, Any]) -> Any:

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 import redis
 from starlette.testclient import TestClient
+from support.app_env import app_env
 from support.live import JSON
 from support.queue import queued_bodies
 
@@ -28,17 +29,16 @@ FLAGGED, OTHER = "+64215550123", "+64215550124"
 
 @pytest.fixture
 def env(db_url: str, redis_server_url: str, redis_namespace: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_server_url,
-        "INGEST_REDIS_NAMESPACE": redis_namespace,
-        "VAPI_SECRET": SECRET,
-        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
-        "INGEST_PSEUDONYM_KEY": os.environ["INGEST_PSEUDONYM_KEY"],
-        "VAPI_DEFAULT_ASSISTANT_ID": ASSISTANT,
-        "VAPI_ASSISTANT_REQUEST_ERROR": REFUSAL,
-        "BLOCK_FLAGGED_CALLERS": "true",
-    }
+    return app_env(
+        db_url,
+        redis_server_url,
+        redis_namespace,
+        secret=SECRET,
+        INGEST_PSEUDONYM_KEY=os.environ["INGEST_PSEUDONYM_KEY"],
+        VAPI_DEFAULT_ASSISTANT_ID=ASSISTANT,
+        VAPI_ASSISTANT_REQUEST_ERROR=REFUSAL,
+        BLOCK_FLAGGED_CALLERS="true",
+    )
 
 
 def flag(env: dict[str, str], number: str, anomaly: int) -> None:

@@ -15,6 +15,7 @@ import pytest
 import redis
 from dramatiq import Message
 from starlette.testclient import TestClient
+from support.app_env import app_env
 from support.fixtures import load_event
 from support.live import JSON
 from support.queue import queued, queued_bodies
@@ -35,14 +36,7 @@ STATUS = (
 
 
 def make_env(db_url: str, redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url,
-        "INGEST_REDIS_NAMESPACE": namespace,
-        "VAPI_SECRET": SECRET,
-        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
-        **extra,
-    }
+    return app_env(db_url, redis_url, namespace, secret=SECRET, **extra)
 
 
 @pytest.fixture
