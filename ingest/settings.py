@@ -159,6 +159,7 @@ class Settings:
     heartbeat_timeout_ms: int = 60_000
     worker_processes: int = 2
     worker_threads: int = 8
+    worker_prefetch: int = 64  # messages fetched and not yet acknowledged, per worker process
     worker_idle_poll_ms: int = 100
     metrics_token: bytes | None = field(default=None, repr=False)
     # Retention (ingest.ops.retention): days kept by default, 0 = forever; clients override.
@@ -309,6 +310,7 @@ class Settings:
             heartbeat_timeout_ms=env_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000, minimum=1000),
             worker_processes=env_int(env, "WORKER_PROCESSES", 2, minimum=1),
             worker_threads=env_int(env, "WORKER_THREADS", 8, minimum=1),
+            worker_prefetch=env_int(env, "WORKER_PREFETCH", 64, minimum=1),
             worker_idle_poll_ms=env_int(env, "WORKER_IDLE_POLL_MS", 100, minimum=10),
             metrics_token=(env.get("INGEST_METRICS_TOKEN") or "").strip().encode() or None,
             retention_raw_events_days=_days(env, "RETENTION_RAW_EVENTS_DAYS", 30),

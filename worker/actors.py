@@ -15,7 +15,7 @@ import dramatiq
 from ingest.errors import PermanentError
 from ingest.web.enqueue import ACTOR_NAME
 from worker.broker import resources, settings  # first: configures the broker
-from worker.process import event_from_body, process
+from worker.process import event_from_body
 
 MAX_RETRIES = 10
 MIN_BACKOFF_MS = 1_000
@@ -33,5 +33,9 @@ MAX_AGE_MS = 86_400_000
     throws=(PermanentError,),
 )
 def apply_queued_event(body: dict[str, Any], received_at_ms: int) -> None:
-    """Apply one queued delivery (Dramatiq knows this actor as ``ACTOR_NAME``, the name on the wire)."""
-    process(resources.group, event_from_body(body, received_at_ms))
+    """Apply one queued delivery (Dramatiq knows this actor as ``ACTOR_NAME``, the name on the wire).
+
+    Returns once the event is handed to the group commit; its message is acknowledged when
+    the event is committed (``worker.acks``).
+    """
+    resources.hand_over(event_from_body(body, received_at_ms))

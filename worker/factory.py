@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, Retries, TimeLimit
 
 from ingest.db import require
@@ -14,13 +13,13 @@ from worker.acks import Broker
 from worker.middleware import Resources
 
 
-def make_broker(settings: Settings) -> tuple[RedisBroker, Resources]:
+def make_broker(settings: Settings) -> tuple[Broker, Resources]:
     url = require(settings.redis_url, "REDIS_URL")
     settings.require_keys()  # no worker seals nothing by accident
     # Only the middleware this service uses. Dramatiq's defaults add Callbacks, Pipelines and
     # ShutdownNotifications, and every middleware is called at each step of every message.
     middleware = [AgeLimit(), TimeLimit(), Retries()]
-    broker = Broker(  # type: ignore[no-untyped-call]
+    broker = Broker(
         url=url,
         namespace=settings.queue_namespace,
         heartbeat_timeout=settings.heartbeat_timeout_ms,

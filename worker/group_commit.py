@@ -1,11 +1,13 @@
 """Group commit: the events that worker threads bring at the same moment share one commit.
 
-Each Dramatiq thread hands its event to ``GroupCommit.apply`` and waits. One committer
+Dramatiq's worker threads hand their events over with ``GroupCommit.submit``, which does
+not wait: the slot's ``then`` runs on the committer thread once the event is committed or
+has failed (``worker.process.hand_over`` acknowledges its message there, see
+``worker.acks``). ``GroupCommit.apply`` hands one over and waits for it. One committer
 thread per process takes everything waiting, applies the batch in one transaction,
-commits once, and wakes the threads with their results. Under load a commit — the WAL
-flush — is paid per batch instead of per event; when idle a batch is a single event and
-nothing waits. Only after the commit does a thread return, so Dramatiq acknowledges a
-message only once its event is durable.
+commits once, and reports each event's result. Under load a commit — the WAL flush — is
+paid per batch instead of per event; when idle a batch is a single event and nothing
+waits.
 
 Each thread maps and seals its own event (``ingest.apply.prepare``) before handing it over,
 so that work runs while the committer waits on the database for the batch before. A batch
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from psycopg_pool import ConnectionPool
@@ -41,12 +44,13 @@ class GroupCommitClosed(Transient):
 
 
 @dataclass
-class _Slot:
+class Slot:
     event: Event
     prepared: Prepared | None = None  # None: prepared by the committer (whose error fails the first pass)
     done: threading.Event = field(default_factory=threading.Event)
     state: EventState | None = None
     error: BaseException | None = None
+    then: Callable[[Slot], None] | None = None  # run on the committer thread once done
 
 
 class GroupCommit:
@@ -54,24 +58,30 @@ class GroupCommit:
         self.pool = pool
         self.privacy = privacy
         self.max_batch = max_batch
-        self._waiting: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
+        self._waiting: queue.SimpleQueue[Slot | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="ingest-group-commit", daemon=True)
         self._thread.start()
 
     def apply(self, event: Event) -> EventState | None:
         """Apply ``event``; return once it is committed, or raise what applying it raised."""
-        if self._closed:
-            raise GroupCommitClosed("the group commit is closed: the worker is shutting down")
         try:
-            slot = _Slot(event, prepare(event, self.privacy))
+            prepared = prepare(event, self.privacy)
         except Exception:  # raised again, and recorded, where the batch is applied event by event
-            slot = _Slot(event)
-        self._waiting.put(slot)
+            prepared = None
+        slot = self.submit(event, prepared)
         slot.done.wait()
         if slot.error is not None:
             raise slot.error
         return slot.state
+
+    def submit(self, event: Event, prepared: Prepared | None, then: Callable[[Slot], None] | None = None) -> Slot:
+        """Hand ``event`` over without waiting; ``then(slot)`` runs on the committer thread once it is done."""
+        if self._closed:
+            raise GroupCommitClosed("the group commit is closed: the worker is shutting down")
+        slot = Slot(event, prepared, then=then)
+        self._waiting.put(slot)
+        return slot
 
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is waiting, stop; an event handed over too late gets an error, never a hang."""
@@ -85,7 +95,7 @@ class GroupCommit:
                 return
             if slot is not None:
                 slot.error = GroupCommitClosed("the group commit closed before this event was applied")
-                slot.done.set()
+                _finish(slot)
 
     def _run(self) -> None:
         while True:
@@ -104,7 +114,7 @@ class GroupCommit:
                 batch.append(slot)
             self._commit(batch)
 
-    def _commit(self, batch: list[_Slot]) -> None:
+    def _commit(self, batch: list[Slot]) -> None:
         # One call's events stay in arrival order; different calls are taken in key order
         # so that two processes' batches lock rows in the same order.
         batch.sort(key=lambda slot: slot.event.key)
@@ -118,9 +128,9 @@ class GroupCommit:
             log.warning("group commit failed", extra={"events": len(batch), "error": type(exc).__name__})
         finally:
             for slot in batch:
-                slot.done.set()
+                _finish(slot)
 
-    def _apply_all(self, conn: Connection, batch: list[_Slot]) -> bool:
+    def _apply_all(self, conn: Connection, batch: list[Slot]) -> bool:
         """The whole batch in one transaction without savepoints; False (rolled back) if any event failed."""
         try:
             with conn.transaction():
@@ -140,7 +150,7 @@ class GroupCommit:
             slot.state = state
         return True
 
-    def _apply_each(self, conn: Connection, batch: list[_Slot]) -> None:
+    def _apply_each(self, conn: Connection, batch: list[Slot]) -> None:
         """The batch again, each event in its own savepoint: a failure stays with its event."""
         with conn.transaction():
             for slot in batch:
@@ -148,3 +158,13 @@ class GroupCommit:
                     slot.state = apply_event(conn, slot.event, self.privacy)
                 except Exception as exc:
                     slot.error = exc
+
+
+def _finish(slot: Slot) -> None:
+    """Wake whoever waits on ``slot`` and run its ``then``; an error there stays with it."""
+    slot.done.set()
+    if slot.then is not None:
+        try:
+            slot.then(slot)
+        except Exception as exc:  # the committer goes on; the message stays unacknowledged, so it comes back
+            log.error("an event's follow-up failed", extra={"type": slot.event.kind, "error": type(exc).__name__})

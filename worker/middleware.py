@@ -9,6 +9,7 @@ recorded as failed in ``call_events`` so it shows up for operators.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,12 +22,14 @@ from psycopg_pool import ConnectionPool
 from ingest.apply import record_failure
 from ingest.db import sync_pool
 from ingest.errors import PermanentError
+from ingest.event import Event
 from ingest.logs import configure_logging
 from ingest.mapping.keywords import extract_keywords
 from ingest.metrics.exposition import serve_worker_metrics
 from ingest.settings import Settings
+from worker.acks import Broker
 from worker.group_commit import GroupCommit
-from worker.process import event_from_body
+from worker.process import event_from_body, hand_over
 from worker.reclaim import reclaim
 from worker.sweeper import AnomalySchedule, ReconcileSchedule, RetentionSchedule, Sweeper
 
@@ -39,6 +42,8 @@ class Resources(Middleware):
         self._pool: ConnectionPool | None = None
         self._sweeper: Sweeper | None = None
         self._group: GroupCommit | None = None
+        self._current = threading.local()  # the message each worker thread is running
+        self._broker: dramatiq.Broker | None = None
 
     @property
     def pool(self) -> ConnectionPool:
@@ -59,6 +64,7 @@ class Resources(Middleware):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Before the worker threads start, so no message ever finds the pool closed.
+        self._broker = broker
         configure_logging(self.settings.log_level)  # JSON lines, like the web process
         self._pool = sync_pool(self.settings, name="worker")
         self._pool.open(wait=True, timeout=30)
@@ -97,6 +103,17 @@ class Resources(Middleware):
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+    def hand_over(self, event: Event) -> None:
+        """Hand the event of the message this worker thread runs to the group commit and return:
+        the message is acknowledged once the event is committed (``worker.process.hand_over``)."""
+        message: MessageProxy | None = getattr(self._current, "message", None)
+        if message is None or not isinstance(self._broker, Broker):
+            raise RuntimeError("an event is handed over from a worker thread running its message")
+        hand_over(self.group, self._broker.consumers[message.queue_name], message, event)
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        self._current.message = message
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: MessageProxy, *, result: Any = None, exception: Any = None

@@ -63,5 +63,8 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     # How long an idle consumer sleeps before asking Redis again (Dramatiq's default, 1 s,
     # would add up to a second to an event arriving at a quiet worker).
     os.environ["dramatiq_worker_timeout"] = str(settings.worker_idle_poll_ms)  # noqa: SIM112 (Dramatiq reads this name)
+    # How many messages a worker process holds fetched and unacknowledged: the events in
+    # flight, being mapped or waiting for their commit (worker.acks).
+    os.environ["dramatiq_queue_prefetch"] = str(settings.worker_prefetch)  # noqa: SIM112 (Dramatiq reads this name)
     command = worker_command(settings)
     os.execv(command[0], command)  # replace this process: signals reach Dramatiq directly

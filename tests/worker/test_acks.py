@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import dramatiq
@@ -82,4 +84,59 @@ def test_closing_sends_what_was_noted(broker: RedisBroker) -> None:
     consumer, (message,) = fetch(broker, 1)
     consumer.ack(message)
     consumer.close()
+    assert broker.client.hlen(keys.messages) == 0
+
+
+def held(broker: RedisBroker) -> tuple[GatheringConsumer, dramatiq.broker.MessageProxy, QueueKeys]:
+    enqueue(broker, 1)
+    consumer, (message,) = fetch(broker, 1)
+    consumer.hold(message)
+    return consumer, message, QueueKeys(broker.namespace, QUEUE)
+
+
+@pytest.mark.parametrize("order", ["returned first", "released first"])
+def test_a_held_message_is_acknowledged_once_returned_and_released(broker: RedisBroker, order: str) -> None:
+    """Its worker thread's ack alone leaves it fetched; the commit's release alone too; both send it."""
+    consumer, message, keys = held(broker)
+    first, second = (consumer.ack, consumer.release) if order == "returned first" else (consumer.release, consumer.ack)
+    first(message)
+    assert consumer.send_acks() == 0
+    assert broker.client.hlen(keys.messages) == 1
+    assert consumer.outstanding_message_count == 1  # still in flight: counts against the prefetch
+    second(message)
+    assert consumer.send_acks() == 1
+    assert broker.client.hlen(keys.messages) == 0
+    assert consumer.outstanding_message_count == 0
+    consumer.close()
+
+
+def test_an_unheld_message_is_settled_by_its_thread(broker: RedisBroker) -> None:
+    """``unhold`` (the event was never handed over) gives the message back to the usual ack."""
+    consumer, message, keys = held(broker)
+    consumer.unhold(message)
+    consumer.ack(message)
+    assert consumer.send_acks() == 1
+    assert broker.client.hlen(keys.messages) == 0
+    consumer.close()
+
+
+def test_closing_waits_for_the_held_messages(broker: RedisBroker) -> None:
+    """At shutdown the consumer waits for a held message's commit, then sends its acknowledgement."""
+    consumer, message, keys = held(broker)
+    consumer.ack(message)
+    releaser = threading.Timer(0.3, consumer.release, args=(message,))
+    releaser.start()
+    started = time.monotonic()
+    consumer.close()
+    assert time.monotonic() - started >= 0.25
+    assert broker.client.hlen(keys.messages) == 0
+
+
+def test_closing_gives_up_on_a_commit_that_never_reports(broker: RedisBroker) -> None:
+    """A held message whose commit never reports stays fetched (given back once the heartbeat is old)."""
+    consumer, message, keys = held(broker)
+    consumer.ack(message)
+    consumer.close(timeout=0.2)
+    assert broker.client.hlen(keys.messages) == 1
+    consumer.release(message)  # reported after all, after closing: sent at once
     assert broker.client.hlen(keys.messages) == 0
