@@ -143,9 +143,11 @@ def bytes_on_disk(conn: psycopg.Connection[Any]) -> int:
 
 
 def pipeline(
-    url: str, redis_url: str, bodies: list[bytes], version: Version, args: argparse.Namespace
+    url: str, redis_url: str, mix: tuple[list[bytes], list[bytes], int], version: Version, args: argparse.Namespace
 ) -> dict[str, float]:
-    """Drain ``bodies`` through real workers running ``version``: events/s and CPU µs per event."""
+    """Drain a mix's ``bodies`` through real workers running ``version``: events/s and CPU µs per
+    event; then ``again`` (as many calls of their own), untimed, for the bytes on disk in steady state."""
+    bodies, again, calls = mix
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     source = version.source
     env = {
@@ -207,8 +209,17 @@ def pipeline(
         wait_for(len(warm_up) + len(bodies), 600)
         elapsed = time.perf_counter() - started
         spent = clock.stop()
-        result = {"events_per_s": len(bodies) / elapsed, "bytes_before": bytes_before}
+        result = {"events_per_s": len(bodies) / elapsed}
         result.update({f"{role}_us_per_event": seconds / len(bodies) * 1e6 for role, seconds in spent.items()})
+        # Bytes per call, after a VACUUM each time: what the measured calls added to the tables
+        # the warm-up had started ("first"), then what as many calls again added once the
+        # VACUUM after the first batch had freed its dead row versions for reuse, as
+        # autovacuum does for a running service (steady state).
+        bytes_first = bytes_on_disk(monitor)
+        push(again)
+        wait_for(len(warm_up) + len(bodies) + len(again), 600)
+        result["bytes_first_per_call"] = (bytes_first - bytes_before) / calls
+        result["bytes_per_call"] = (bytes_on_disk(monitor) - bytes_first) / calls
         return result
     finally:
         os.killpg(worker.pid, 15)
@@ -252,15 +263,12 @@ def measure_mix(
         results["ceiling_events_per_s"] = round(ceiling(url, bodies))
     finally:
         drop_database(server, name)
+    again = MIXES[mix](calls)
     for _ in range(args.rounds):
         for version, spec in versions.items():  # alternated: the machine's drift hits every version
             name, url = scratch_database(server, spec.source)
             try:
-                run = pipeline(url, redis_url, bodies, spec, args)
-                # Per call: what the measured calls added to the tables the warm-up's calls
-                # had already started (first pages, free-space maps: once per table, not per call).
-                with psycopg.connect(url, autocommit=True) as conn:
-                    run["bytes_per_call"] = (bytes_on_disk(conn) - run.pop("bytes_before")) / calls
+                run = pipeline(url, redis_url, (bodies, again, calls), spec, args)
             finally:
                 drop_database(server, name)
             results.setdefault(version, []).append({key: round(value, 1) for key, value in run.items()})
@@ -271,7 +279,8 @@ def measure_mix(
 def report(mix: str, results: dict[str, Any], versions: list[str]) -> None:
     print(f"{mix}: {results['events']} events ({results['calls']} calls of {EVENTS_PER_CALL[mix]})")
     print(f"  (a) ceiling {results['ceiling_events_per_s']:>8} events/s")
-    columns = ["events_per_s", "worker_us_per_event", "postgres_us_per_event", "redis_us_per_event", "bytes_per_call"]
+    columns = ["events_per_s", "worker_us_per_event", "postgres_us_per_event", "redis_us_per_event"]
+    columns += ["bytes_first_per_call", "bytes_per_call"]
     print(f"  (b) {'version':10}" + "".join(f"{c:>24}" for c in columns))
     for version in versions:
         runs = results[version]
