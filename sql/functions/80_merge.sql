@@ -123,10 +123,13 @@ BEGIN
 END
 $$;
 
+-- plpgsql rather than SQL, like ingest_known_raw_numbers_dropped below: its plan is kept
+-- for the session instead of being made again on every call.
 CREATE OR REPLACE FUNCTION ingest_merge_timeline(a jsonb, b jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE
+BEGIN
+    RETURN CASE
         WHEN b IS NULL OR jsonb_typeof(b -> 'timeline') IS DISTINCT FROM 'array' THEN a
         WHEN a IS NULL OR jsonb_typeof(a) IS DISTINCT FROM 'object' THEN b
         ELSE a || jsonb_build_object('timeline', (
@@ -143,7 +146,8 @@ AS $$
                 LIMIT 200
             ) AS e
         ))
-    END
+    END;
+END
 $$;
 
 -- The patch's metadata without the sealed raw numbers (ingest.privacy, RAW_NUMBERS) the
