@@ -140,3 +140,21 @@ def test_closing_gives_up_on_a_commit_that_never_reports(broker: RedisBroker) ->
     assert broker.client.hlen(keys.messages) == 1
     consumer.release(message)  # reported after all, after closing: sent at once
     assert broker.client.hlen(keys.messages) == 0
+
+
+def test_a_full_consumer_waits_for_places_to_free_then_fetches(broker: RedisBroker) -> None:
+    """With every place in flight held, asking for more waits until commits free some (not a blind
+    sleep that may outlast them), then fetches the next messages at once."""
+    enqueue(broker, 3)
+    consumer, messages = fetch(broker, 2)
+    for message in messages:
+        consumer.hold(message)
+        consumer.ack(message)  # the worker threads are done, the commits are not
+    timer = threading.Timer(0.05, lambda: [consumer.release(message) for message in messages])  # within a poll
+    timer.start()
+    started = time.monotonic()
+    third = next(consumer)
+    assert third is not None
+    assert third.args == (2,)
+    assert 0.04 <= time.monotonic() - started < 1
+    consumer.close(timeout=0.1)
