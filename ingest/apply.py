@@ -117,8 +117,8 @@ def _patch(message: dict[str, Any], context: Context, privacy: Privacy) -> Patch
 def _follow_up(conn: Connection, message: dict[str, Any], patch: Patch, privacy: Privacy, merged: Merged) -> None:
     """After a merge: apply the events that waited for a new row; rebuild a transcript."""
     outcome, ended, transcript_source = merged
-    if outcome == MergeOutcome.INSERTED:
-        _apply_waiting(conn, patch, privacy)
+    if outcome == MergeOutcome.INSERTED and _apply_waiting(conn, patch, privacy):
+        # the row as the waiting events left it (nothing waited: as the insert made it)
         outcome, ended, transcript_source = merge(conn, Patch(patch.call_id, patch.session_id))
     if patch.call_id and ended and transcript_source in REBUILD_SOURCES and _closes_call(message):
         rebuild_transcript(conn, patch.call_id, privacy)
@@ -136,8 +136,8 @@ def apply_message(conn: Connection, message: dict[str, Any], context: Context, p
     return EventState.APPLIED
 
 
-def _apply_waiting(conn: Connection, patch: Patch, privacy: Privacy) -> None:
-    """Apply the events that waited for this row to exist.
+def _apply_waiting(conn: Connection, patch: Patch, privacy: Privacy) -> int:
+    """Apply the events that waited for this row to exist; how many there were.
 
     One sealed under a key this process does not hold keeps waiting, with the reason; the
     sweeper applies it once the key is configured.
@@ -154,6 +154,7 @@ def _apply_waiting(conn: Connection, patch: Patch, privacy: Privacy) -> None:
             continue
         state = apply_message(conn, message, privacy.context(received_at), privacy)
         conn.execute(queries.SET_EVENT_STATE, {"id": event_id, "state": state.value, "error": None})
+    return len(rows)
 
 
 def _erasure_ids(event: Event) -> dict[str, Any]:
