@@ -1,7 +1,7 @@
 """Group commit: the events that worker threads bring at the same moment share one commit.
 
 Dramatiq's worker threads hand their events over with ``GroupCommit.submit``, which does
-not wait: the slot's ``then`` runs on the committer thread once the event is committed or
+not wait: ``then(state, error)`` runs on the committer thread once the event is committed or
 has failed (``worker.process.hand_over`` acknowledges its message there, see
 ``worker.acks``). ``GroupCommit.apply`` hands one over and waits for it. One committer
 thread per process takes everything waiting, applies the batch in one transaction,
@@ -44,13 +44,13 @@ class GroupCommitClosed(Transient):
 
 
 @dataclass
-class Slot:
+class _Slot:
     event: Event
     prepared: Prepared | None = None  # None: prepared by the committer (whose error fails the first pass)
     done: threading.Event = field(default_factory=threading.Event)
     state: EventState | None = None
     error: BaseException | None = None
-    then: Callable[[Slot], None] | None = None  # run on the committer thread once done
+    then: Callable[[EventState | None, BaseException | None], None] | None = None  # on the committer thread, once done
 
 
 class GroupCommit:
@@ -58,7 +58,7 @@ class GroupCommit:
         self.pool = pool
         self.privacy = privacy
         self.max_batch = max_batch
-        self._waiting: queue.SimpleQueue[Slot | None] = queue.SimpleQueue()
+        self._waiting: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="ingest-group-commit", daemon=True)
         self._thread.start()
@@ -75,11 +75,16 @@ class GroupCommit:
             raise slot.error
         return slot.state
 
-    def submit(self, event: Event, prepared: Prepared | None, then: Callable[[Slot], None] | None = None) -> Slot:
-        """Hand ``event`` over without waiting; ``then(slot)`` runs on the committer thread once it is done."""
+    def submit(
+        self,
+        event: Event,
+        prepared: Prepared | None,
+        then: Callable[[EventState | None, BaseException | None], None] | None = None,
+    ) -> _Slot:
+        """Hand ``event`` over without waiting; ``then(state, error)`` runs on the committer thread once it is done."""
         if self._closed:
             raise GroupCommitClosed("the group commit is closed: the worker is shutting down")
-        slot = Slot(event, prepared, then=then)
+        slot = _Slot(event, prepared, then=then)
         self._waiting.put(slot)
         return slot
 
@@ -114,7 +119,7 @@ class GroupCommit:
                 batch.append(slot)
             self._commit(batch)
 
-    def _commit(self, batch: list[Slot]) -> None:
+    def _commit(self, batch: list[_Slot]) -> None:
         # One call's events stay in arrival order; different calls are taken in key order
         # so that two processes' batches lock rows in the same order.
         batch.sort(key=lambda slot: slot.event.key)
@@ -130,7 +135,7 @@ class GroupCommit:
             for slot in batch:
                 _finish(slot)
 
-    def _apply_all(self, conn: Connection, batch: list[Slot]) -> bool:
+    def _apply_all(self, conn: Connection, batch: list[_Slot]) -> bool:
         """The whole batch in one transaction without savepoints; False (rolled back) if any event failed."""
         try:
             with conn.transaction():
@@ -150,7 +155,7 @@ class GroupCommit:
             slot.state = state
         return True
 
-    def _apply_each(self, conn: Connection, batch: list[Slot]) -> None:
+    def _apply_each(self, conn: Connection, batch: list[_Slot]) -> None:
         """The batch again, each event in its own savepoint: a failure stays with its event."""
         with conn.transaction():
             for slot in batch:
@@ -160,11 +165,11 @@ class GroupCommit:
                     slot.error = exc
 
 
-def _finish(slot: Slot) -> None:
+def _finish(slot: _Slot) -> None:
     """Wake whoever waits on ``slot`` and run its ``then``; an error there stays with it."""
     slot.done.set()
     if slot.then is not None:
         try:
-            slot.then(slot)
+            slot.then(slot.state, slot.error)
         except Exception as exc:  # the committer goes on; the message stays unacknowledged, so it comes back
             log.error("an event's follow-up failed", extra={"type": slot.event.kind, "error": type(exc).__name__})

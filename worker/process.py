@@ -25,7 +25,7 @@ from ingest.event import Event
 from ingest.metrics import counters
 from ingest.vocabulary import EventState
 from worker.acks import GatheringConsumer
-from worker.group_commit import GroupCommit, Slot
+from worker.group_commit import GroupCommit
 
 log = logging.getLogger("ingest.worker")
 
@@ -58,12 +58,12 @@ def hand_over(group: GroupCommit, consumer: GatheringConsumer, message: MessageP
         process(group, event)  # raises what preparing it raised, the event recorded
         return
 
-    def then(slot: Slot) -> None:
-        if slot.error is None:
-            applied(event, slot.state, started)
+    def then(state: EventState | None, error: BaseException | None) -> None:
+        if error is None:
+            applied(event, state, started)
             consumer.release(message)
         else:
-            consumer.release(message, failed(group, event, slot.error, started))
+            consumer.release(message, failed(group, event, error, started))
 
     consumer.hold(message)
     try:

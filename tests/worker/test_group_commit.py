@@ -17,7 +17,7 @@ from ingest.body import loads_storable
 from ingest.errors import Unmappable, is_retryable
 from ingest.event import Event
 from ingest.vocabulary import EventState
-from worker.group_commit import GroupCommit, GroupCommitClosed, Slot
+from worker.group_commit import GroupCommit, GroupCommitClosed, _Slot
 
 EXPECTED = orjson.loads(fixture_path("expected_rows.json").read_bytes())
 
@@ -95,18 +95,18 @@ def test_a_batch_is_applied_without_savepoints_until_an_event_fails(
         group = GroupCommit(pool, PRIVACY)
         original_each = GroupCommit._apply_each
 
-        def each(self: GroupCommit, conn: psycopg.Connection[Any], batch: list[Slot]) -> None:
+        def each(self: GroupCommit, conn: psycopg.Connection[Any], batch: list[_Slot]) -> None:
             passes.append("each")
             original_each(self, conn, batch)
 
         monkeypatch.setattr(GroupCommit, "_apply_each", each)
-        first = [Slot(item) for item in good[:3]]
+        first = [_Slot(item) for item in good[:3]]
         group._commit(first)
         assert passes == []
         assert [slot.error for slot in first] == [None, None, None]
 
-        rest = [Slot(item) for item in good[3:]]
-        mixed = [*rest[: len(rest) // 2], Slot(bad), *rest[len(rest) // 2 :]]
+        rest = [_Slot(item) for item in good[3:]]
+        mixed = [*rest[: len(rest) // 2], _Slot(bad), *rest[len(rest) // 2 :]]
         group._commit(mixed)
         assert passes == ["each"]
         group.close()
