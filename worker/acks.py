@@ -50,16 +50,29 @@ return #ARGV
 """
 
 
+class Held:
+    """Messages whose acknowledgement waits for their commit, and the lock every consumer shares."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.settled = threading.Condition(self.lock)
+        # message id → False while its worker thread runs, True once the thread has returned
+        self.messages: dict[str, bool] = {}
+
+
 class GatheringConsumer(_RedisConsumer):
     """A Redis consumer whose acknowledgements are sent together by the consumer thread."""
 
     def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
         self._noted: list[str] = []
-        self._lock = threading.Lock()
-        self._settled = threading.Condition(self._lock)
-        # message id → False while its worker thread runs, True once the thread has returned
-        self._held: dict[str, bool] = {}
+        # The held messages are the broker's, not this consumer's: Dramatiq makes a new
+        # consumer after a connection error, and a worker thread finishing a message fetched
+        # by the old one then reports to the new one.
+        held = broker.held if isinstance(broker, Broker) else Held()
+        self._lock = held.lock
+        self._settled = held.settled
+        self._held = held.messages
         self._closed = False
         # Dramatiq's own names (dispatch.lua): $namespace:__acks__.$worker_id.$queue_name
         self._keys = [
@@ -187,6 +200,7 @@ class Broker(RedisBroker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         self.consumers: dict[str, GatheringConsumer] = {}  # the newest per queue
+        self.held = Held()
 
     @property
     def consumer_class(self) -> type[GatheringConsumer]:

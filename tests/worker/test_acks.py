@@ -158,3 +158,19 @@ def test_a_full_consumer_waits_for_places_to_free_then_fetches(broker: RedisBrok
     assert third.args == (2,)
     assert 0.04 <= time.monotonic() - started < 1
     consumer.close(timeout=0.1)
+
+
+def test_a_message_held_by_a_replaced_consumer_waits_for_its_commit(broker: RedisBroker) -> None:
+    """After a connection error Dramatiq makes a new consumer, and a worker thread finishing a
+    message the old one fetched acknowledges it there: still not before its commit."""
+    consumer, message, keys = held(broker)
+    replacement = broker.consume(QUEUE, prefetch=1, timeout=100)
+    assert isinstance(replacement, GatheringConsumer)
+    replacement.ack(message)  # the worker thread returns, to the new consumer
+    assert replacement.send_acks() == 0
+    assert broker.client.hlen(keys.messages) == 1
+    consumer.release(message)  # the commit reports, to the consumer that fetched it
+    assert consumer.send_acks() == 1
+    assert broker.client.hlen(keys.messages) == 0
+    consumer.close(timeout=0.1)
+    replacement.close(timeout=0.1)
