@@ -28,6 +28,7 @@ the held messages' commits, then sends their acknowledgements.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from typing import Any
@@ -38,6 +39,8 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed
 
 from ingest.queue_keys import QueueKeys
+
+log = logging.getLogger("ingest.worker")
 
 # KEYS: this worker's set of fetched messages, the queue's hash of messages; ARGV: message ids.
 ACK_MANY = """
@@ -108,9 +111,15 @@ class GatheringConsumer(_RedisConsumer):
         """
         if error is not None:
             try:
-                raise error  # Retries keeps the traceback it finds being handled
-            except BaseException:
-                self.broker.emit_after("process_message", message, exception=error)
+                try:
+                    raise error  # Retries keeps the traceback it finds being handled
+                except BaseException:
+                    self.broker.emit_after("process_message", message, exception=error)
+            except Exception as exc:
+                # Redis refused the retry (Retries enqueues it): the event waits in call_events,
+                # recorded pending with its error, for the sweeper. The message is settled all
+                # the same, or its place in flight would stay taken for good.
+                log.warning("a failed event's retry could not be queued", extra={"error": type(exc).__name__})
         with self._lock:
             returned = self._held.pop(message.message_id, None)
             if returned is False:  # the worker thread settles it when it returns

@@ -174,3 +174,22 @@ def test_a_message_held_by_a_replaced_consumer_waits_for_its_commit(broker: Redi
     assert broker.client.hlen(keys.messages) == 0
     consumer.close(timeout=0.1)
     replacement.close(timeout=0.1)
+
+
+def test_a_failure_whose_retry_cannot_be_queued_still_frees_its_place(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the middleware fail on a commit's error (Redis refusing the retry), the message is
+    settled all the same: its place in flight is not lost (the event waits pending for the sweeper)."""
+    consumer, message, keys = held(broker)
+    consumer.ack(message)
+
+    def refuse(*_: object, **__: object) -> None:
+        raise redis.ConnectionError("refused")
+
+    monkeypatch.setattr(broker, "emit_after", refuse)
+    consumer.release(message, RuntimeError("commit failed"))
+    assert consumer.outstanding_message_count == 0
+    assert consumer.send_acks() == 1
+    assert broker.client.hlen(keys.messages) == 0
+    consumer.close(timeout=0.1)
