@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 
@@ -11,6 +10,7 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
+from support.app_env import app_env
 from support.live import JSON
 from support.queue import queued_bodies
 
@@ -30,15 +30,9 @@ def status(n: int) -> bytes:
 
 
 def make_env(db_url: str, redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url,
-        "INGEST_REDIS_NAMESPACE": namespace,
-        "VAPI_SECRET": SECRET,
-        "INGEST_ENCRYPTION_KEYS": os.environ["INGEST_ENCRYPTION_KEYS"],
-        "INGEST_WEBHOOK_AUTH_FAILURE_LIMIT": "20/minute",
-        **extra,
-    }
+    return app_env(
+        db_url, redis_url, namespace, secret=SECRET, **{"INGEST_WEBHOOK_AUTH_FAILURE_LIMIT": "20/minute", **extra}
+    )
 
 
 def failures(reason: str) -> float:
